@@ -1,0 +1,461 @@
+//! The WebAssembly side of the host: one Engine and one Linker for the whole process,
+//! each plugin compiled once (and cached on disk), instances made from an `InstancePre`,
+//! each instance in its own Store with its own limits.
+//!
+//! A trap, a deadline or an exhausted memory fails the batch in hand and poisons only
+//! that instance; `Runner` replaces it with a fresh one before the next batch.
+
+pub mod bindings;
+mod cache;
+mod error;
+mod host_api;
+mod limits;
+mod stdio;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
+use wasmtime::{Config, Engine, Store, Trap};
+use wasmtime_wasi::{ResourceTable, WasiCtxBuilder};
+
+pub use self::bindings::streamhost::plugin::types::{
+    Batch, Header, KafkaRecord, OutputRecord, PluginError,
+};
+pub use self::cache::default_cache_dir;
+pub use self::error::{LimitExceeded, LoadError, ProcessError};
+pub use self::limits::Limits;
+
+use self::bindings::exports::streamhost::plugin::{handler, lifecycle};
+use self::cache::CompileCache;
+use self::host_api::HostState;
+use self::limits::Limiter;
+use self::stdio::{LogStream, Stream};
+use crate::effects::{EffectError, Effects};
+use crate::store::StateStore;
+
+/// The contract version this host implements (`package streamhost:plugin@...`).
+pub const CONTRACT_VERSION: &str = "0.1.0";
+const CONTRACT_PACKAGE: &str = "streamhost:plugin";
+const HANDLER_INTERFACE: &str = "handler";
+const LIFECYCLE_INTERFACE: &str = "lifecycle";
+
+/// How often the epoch advances; the granularity of call deadlines.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Settings of a `Runtime`.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Where compiled plugins are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    pub limits: Limits,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self { cache_dir: Some(default_cache_dir()), limits: Limits::default() }
+    }
+}
+
+/// The process-wide WebAssembly engine, linker and compile cache.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: Option<CompileCache>,
+    limits: Limits,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    pub fn new(options: RuntimeOptions) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        bindings::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+
+        let cache = options.cache_dir.map(|dir| CompileCache::new(&engine, dir));
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(Self { engine, linker, cache, limits: options.limits, _ticker: ticker })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Loads, validates and pre-links the plugin at `path`.
+    pub fn load_file(&self, path: &Path) -> Result<Plugin, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => LoadError::NotFound { path: path.to_owned() },
+            _ => LoadError::Read { path: path.to_owned(), source },
+        })?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "plugin".to_owned());
+        self.load_bytes(&name, path, &bytes)
+    }
+
+    /// Loads a plugin from its bytes. `origin` names it in error messages.
+    pub fn load_bytes(&self, name: &str, origin: &Path, bytes: &[u8]) -> Result<Plugin, LoadError> {
+        let path = origin.to_owned();
+        check_binary_kind(&path, bytes)?;
+        let digest = hex::encode(Sha256::digest(bytes));
+        let component = self.compile(&path, &digest, bytes)?;
+        let has_lifecycle = check_exports(&self.engine, &component, &path)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| import_error(&self.engine, &component, &path, e))?;
+        let handler = handler::GuestIndices::new(&pre).map_err(|e| LoadError::WrongWorld {
+            path: path.clone(),
+            exports: format!("{e:#}"),
+            expected: export_name(HANDLER_INTERFACE),
+        })?;
+        let lifecycle = if has_lifecycle {
+            Some(lifecycle::GuestIndices::new(&pre).map_err(|e| LoadError::WrongWorld {
+                path: path.clone(),
+                exports: format!("{e:#}"),
+                expected: export_name(LIFECYCLE_INTERFACE),
+            })?)
+        } else {
+            None
+        };
+        Ok(Plugin {
+            inner: Arc::new(PluginInner {
+                name: Arc::from(name),
+                digest,
+                pre,
+                handler,
+                lifecycle,
+                limits: self.limits.clone(),
+            }),
+        })
+    }
+
+    fn compile(&self, path: &Path, digest: &str, bytes: &[u8]) -> Result<Component, LoadError> {
+        if let Some(component) = self.cache.as_ref().and_then(|c| c.load(&self.engine, digest)) {
+            return Ok(component);
+        }
+        let started = std::time::Instant::now();
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| LoadError::Invalid { path: path.to_owned(), detail: format!("{e:#}") })?;
+        tracing::debug!(plugin = %path.display(), elapsed = ?started.elapsed(), "compiled plugin");
+        if let Some(cache) = &self.cache {
+            cache.store(digest, &component);
+            tracing::debug!(dir = %cache.dir().display(), "cached compiled plugin");
+        }
+        Ok(component)
+    }
+}
+
+fn export_name(interface: &str) -> String {
+    format!("{CONTRACT_PACKAGE}/{interface}@{CONTRACT_VERSION}")
+}
+
+/// Tells "not wasm at all" and "a core module" apart from a component before compiling,
+/// so those common mistakes get a message that says what to do.
+fn check_binary_kind(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(LoadError::NotWasm { path: path.to_owned() });
+    }
+    // The 4 bytes after the magic: version 1, layer 0 for a core module; layer 1 for a
+    // component.
+    if bytes[4..8] == [1, 0, 0, 0] {
+        return Err(LoadError::CoreModule { path: path.to_owned() });
+    }
+    Ok(())
+}
+
+/// Checks that the component exports the contract's handler at this host's version;
+/// returns whether it exports the optional lifecycle interface.
+fn check_exports(engine: &Engine, component: &Component, path: &Path) -> Result<bool, LoadError> {
+    let ty = component.component_type();
+    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
+    let handler_prefix = format!("{CONTRACT_PACKAGE}/{HANDLER_INTERFACE}@");
+    let expected = export_name(HANDLER_INTERFACE);
+    if !exports.iter().any(|e| *e == expected) {
+        if let Some(other) = exports.iter().find(|e| e.starts_with(&handler_prefix)) {
+            return Err(LoadError::IncompatibleVersion {
+                path: path.to_owned(),
+                expected: CONTRACT_VERSION.to_owned(),
+                found: other[handler_prefix.len()..].to_owned(),
+            });
+        }
+        return Err(LoadError::WrongWorld {
+            path: path.to_owned(),
+            exports: exports.join(", "),
+            expected,
+        });
+    }
+    Ok(exports.contains(&export_name(LIFECYCLE_INTERFACE)))
+}
+
+/// Turns a linking failure into a message naming the contract versions when the plugin
+/// imports another version of the contract, or the missing imports otherwise.
+fn import_error(engine: &Engine, component: &Component, path: &Path, e: wasmtime::Error) -> LoadError {
+    let prefix = format!("{CONTRACT_PACKAGE}/");
+    for (name, _) in component.component_type().imports(engine) {
+        if let Some(rest) = name.strip_prefix(&prefix)
+            && let Some((_, version)) = rest.split_once('@')
+            && version != CONTRACT_VERSION
+        {
+            return LoadError::IncompatibleVersion {
+                path: path.to_owned(),
+                expected: CONTRACT_VERSION.to_owned(),
+                found: version.to_owned(),
+            };
+        }
+    }
+    LoadError::UnsupportedImports { path: path.to_owned(), detail: format!("{e:#}") }
+}
+
+/// A loaded, validated plugin: cheap to clone, instantiated once per partition worker.
+#[derive(Clone)]
+pub struct Plugin {
+    inner: Arc<PluginInner>,
+}
+
+struct PluginInner {
+    name: Arc<str>,
+    digest: String,
+    pre: InstancePre<HostState>,
+    handler: handler::GuestIndices,
+    lifecycle: Option<lifecycle::GuestIndices>,
+    limits: Limits,
+}
+
+/// What an instance needs besides the plugin: where its state lives, which partition it
+/// serves (for log tags) and the job's configuration for `init`.
+#[derive(Clone)]
+pub struct InstanceSettings {
+    pub store: Arc<dyn StateStore>,
+    pub partition: Option<i32>,
+    pub config: Vec<(String, String)>,
+}
+
+impl Plugin {
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Hex sha256 of the component bytes.
+    pub fn digest(&self) -> &str {
+        &self.inner.digest
+    }
+
+    pub fn has_init(&self) -> bool {
+        self.inner.lifecycle.is_some()
+    }
+
+    /// A fresh instance, with `init` already run.
+    pub fn instantiate(&self, settings: &InstanceSettings) -> Result<PluginInstance, LoadError> {
+        let p = &*self.inner;
+        let stdout = LogStream::new(p.name.clone(), settings.partition, Stream::Stdout);
+        let stderr = LogStream::new(p.name.clone(), settings.partition, Stream::Stderr);
+        // No preopened directories, no environment, no arguments, no network.
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout)
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter { memory_bytes: p.limits.memory_bytes },
+            effects: Effects::new(p.limits.effects_bytes),
+            store: settings.store.clone(),
+            plugin: p.name.clone(),
+            partition: settings.partition,
+        };
+        let mut store = Store::new(p.pre.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(deadline_ticks(p.limits.call_timeout));
+
+        let failed = |e: wasmtime::Error, stderr: &LogStream| LoadError::Instantiate {
+            plugin: p.name.to_string(),
+            detail: describe_trap(&p.name, &p.limits, e, stderr).to_string(),
+        };
+        let instance = p.pre.instantiate(&mut store).map_err(|e| failed(e, &stderr))?;
+        let handler = p.handler.load(&mut store, &instance).map_err(|e| failed(e, &stderr))?;
+        if let Some(lifecycle) = &p.lifecycle {
+            let init = lifecycle.load(&mut store, &instance).map_err(|e| failed(e, &stderr))?;
+            store.set_epoch_deadline(deadline_ticks(p.limits.call_timeout));
+            match init.call_init(&mut store, &settings.config) {
+                Ok(Ok(())) => {}
+                Ok(Err(message)) => {
+                    return Err(LoadError::InitFailed { plugin: p.name.to_string(), message });
+                }
+                Err(e) => return Err(failed(e, &stderr)),
+            }
+        } else if !settings.config.is_empty() {
+            tracing::warn!(
+                plugin = &*p.name,
+                "plugin has no init export; its --config settings are ignored"
+            );
+        }
+        Ok(PluginInstance { plugin: self.clone(), store, handler, stderr })
+    }
+}
+
+fn deadline_ticks(timeout: Duration) -> u64 {
+    (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
+}
+
+/// One instance of a plugin, with its own Store, memory and limits.
+pub struct PluginInstance {
+    plugin: Plugin,
+    store: Store<HostState>,
+    handler: handler::Guest,
+    stderr: LogStream,
+}
+
+impl PluginInstance {
+    /// Runs `process` over a batch and returns the batch's buffered effects.
+    ///
+    /// On `Err` the effects are dropped. If `instance_lost()` is true for the error the
+    /// instance must not be used again.
+    pub fn process(&mut self, batch: &Batch) -> Result<Effects, ProcessError> {
+        let p = &*self.plugin.inner;
+        self.store.data_mut().effects = Effects::new(p.limits.effects_bytes);
+        self.stderr.clear_tail();
+        self.store.set_epoch_deadline(deadline_ticks(p.limits.call_timeout));
+        let outcome = self.handler.call_process(&mut self.store, batch);
+        let effects = std::mem::take(&mut self.store.data_mut().effects);
+        let plugin = || p.name.to_string();
+        match outcome {
+            Ok(Ok(())) => Ok(effects),
+            Ok(Err(PluginError::Retryable(message))) => {
+                Err(ProcessError::Retryable { plugin: plugin(), message })
+            }
+            Ok(Err(PluginError::Fatal(message))) => Err(ProcessError::Fatal { plugin: plugin(), message }),
+            Ok(Err(PluginError::Poison(poison))) => Err(ProcessError::Poison {
+                plugin: plugin(),
+                index: poison.index,
+                message: poison.message,
+            }),
+            Err(e) => Err(describe_trap(&p.name, &p.limits, e, &self.stderr)),
+        }
+    }
+
+    /// Bytes of linear memory the instance currently holds (for metrics).
+    pub fn plugin(&self) -> &Plugin {
+        &self.plugin
+    }
+}
+
+/// Classifies a trap: deadline, memory cap, effects cap, or a plain trap (with the last
+/// lines the plugin wrote to stderr, which carry a panic's message).
+fn describe_trap(name: &str, limits: &Limits, e: wasmtime::Error, stderr: &LogStream) -> ProcessError {
+    let plugin = name.to_owned();
+    if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
+        return ProcessError::Deadline { plugin, limit: limits.call_timeout };
+    }
+    if let Some(LimitExceeded::Memory { limit, requested }) = e.downcast_ref::<LimitExceeded>() {
+        return ProcessError::Memory { plugin, limit: *limit, requested: *requested };
+    }
+    if e.downcast_ref::<EffectError>().is_some() {
+        match e.downcast::<EffectError>() {
+            Ok(source) => return ProcessError::Effects { plugin, source },
+            Err(e) => return ProcessError::Trap { plugin, detail: format!("{e:#}") },
+        }
+    }
+    let mut detail = match e.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => format!("{e:#}"),
+    };
+    let tail = stderr.tail();
+    if !tail.is_empty() {
+        detail.push_str("; its stderr ended with: ");
+        detail.push_str(&tail.join(" | "));
+    }
+    ProcessError::Trap { plugin, detail }
+}
+
+/// Keeps one live instance of a plugin and replaces it after a trap.
+pub struct Runner {
+    plugin: Plugin,
+    settings: InstanceSettings,
+    instance: Option<PluginInstance>,
+}
+
+impl Runner {
+    pub fn new(plugin: Plugin, settings: InstanceSettings) -> Self {
+        Self { plugin, settings, instance: None }
+    }
+
+    /// Instantiates now (rather than at the first batch), so that `init` errors surface
+    /// before any data is read.
+    pub fn warm_up(&mut self) -> Result<(), LoadError> {
+        if self.instance.is_none() {
+            self.instance = Some(self.plugin.instantiate(&self.settings)?);
+        }
+        Ok(())
+    }
+
+    pub fn process(&mut self, batch: &Batch) -> Result<Effects, ProcessError> {
+        self.warm_up()?;
+        let Some(instance) = self.instance.as_mut() else {
+            unreachable!("warm_up leaves an instance");
+        };
+        let result = instance.process(batch);
+        if let Err(e) = &result
+            && e.instance_lost()
+        {
+            tracing::debug!(plugin = self.plugin.name(), "dropping the failed instance");
+            self.instance = None;
+        }
+        result
+    }
+
+    pub fn plugin(&self) -> &Plugin {
+        &self.plugin
+    }
+}
+
+/// Advances the engine's epoch on a background thread; dropping it stops the thread.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: OnceLock<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .ok();
+        let cell = OnceLock::new();
+        if let Some(handle) = thread {
+            let _ = cell.set(handle);
+        } else {
+            tracing::error!("could not start the epoch thread: plugin deadlines are not enforced");
+        }
+        Self { stop, thread: cell }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(handle) = self.thread.take() {
+            let _ = handle.join();
+        }
+    }
+}

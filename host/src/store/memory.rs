@@ -1,0 +1,86 @@
+//! An in-memory store: the state of `host test`, and a reference for the Redis store.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use super::{Commit, CommitOutcome, StateStore, StoreError, parse_counter};
+use crate::effects::PendingWrite;
+
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    state: HashMap<String, Vec<u8>>,
+    offsets: HashMap<(String, i32), i64>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// All state, sorted by key.
+    pub fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.state.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+impl StateStore for MemoryStore {
+    fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(keys.iter().map(|k| inner.state.get(*k).cloned()).collect())
+    }
+
+    fn committed_offset(&self, topic: &str, partition: i32) -> Result<Option<i64>, StoreError> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(inner.offsets.get(&(topic.to_owned(), partition)).copied())
+    }
+
+    fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome, StoreError> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = (commit.topic.to_owned(), commit.partition);
+        let stored = inner.offsets.get(&slot).copied();
+        if stored.is_some_and(|s| s != commit.from_offset) {
+            return Ok(CommitOutcome::Fenced { stored });
+        }
+        // Validate every increment before writing anything: the commit is all or nothing.
+        let mut new_counters = Vec::new();
+        for (key, write) in commit.writes.iter() {
+            if let PendingWrite::Add(delta) = write {
+                let base = match inner.state.get(key) {
+                    None => 0,
+                    Some(v) => parse_counter(v).ok_or_else(|| StoreError::NotAnInteger {
+                        key: key.clone(),
+                        value: String::from_utf8_lossy(v).into_owned(),
+                        delta: *delta,
+                    })?,
+                };
+                let sum = base.checked_add(*delta).ok_or_else(|| StoreError::Overflow {
+                    key: key.clone(),
+                    delta: *delta,
+                })?;
+                new_counters.push((key.clone(), sum));
+            }
+        }
+        for (key, write) in commit.writes.iter() {
+            match write {
+                PendingWrite::Set(v) => {
+                    inner.state.insert(key.clone(), v.clone());
+                }
+                PendingWrite::Delete => {
+                    inner.state.remove(key);
+                }
+                PendingWrite::Add(_) => {}
+            }
+        }
+        for (key, sum) in new_counters {
+            inner.state.insert(key, sum.to_string().into_bytes());
+        }
+        inner.offsets.insert(slot, commit.until_offset);
+        Ok(CommitOutcome::Committed)
+    }
+}

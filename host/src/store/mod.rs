@@ -1,0 +1,63 @@
+//! Where a job's offsets and state live, and the commit step that makes a batch durable.
+//!
+//! One trait, one file per backend: `memory` (for `host test` and unit tests) and, later,
+//! Redis (production). Both implement the same fenced commit: the stored offset of the
+//! partition must equal the batch's `from` offset, otherwise another worker owns the
+//! partition and nothing is applied.
+
+pub mod memory;
+
+use crate::effects::StateWrites;
+
+/// A batch ready to become durable: its offset range and its state writes.
+#[derive(Debug)]
+pub struct Commit<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    /// The batch's first offset; must equal the stored offset (absent = first batch).
+    pub from_offset: i64,
+    /// The exclusive end: the partition's stored offset after the commit.
+    pub until_offset: i64,
+    pub writes: &'a StateWrites,
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// Offsets and state writes were applied atomically.
+    Committed,
+    /// The stored offset was not the batch's `from`: another worker moved the partition.
+    /// Nothing was applied; the worker must re-seek to `stored`.
+    Fenced { stored: Option<i64> },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "state key {key:?}: cannot add {delta} because its stored value {value:?} is not a \
+         decimal integer; fix the plugin (use `set` for non-counters) or delete the key"
+    )]
+    NotAnInteger { key: String, value: String, delta: i64 },
+    #[error("state key {key:?}: adding {delta} overflows a 64-bit integer")]
+    Overflow { key: String, delta: i64 },
+    #[error("state store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A job's offsets and state. Reads are synchronous because plugins read state from inside
+/// a (synchronous) WebAssembly call; pipelines run plugins on blocking threads.
+pub trait StateStore: Send + Sync {
+    /// Current values of `keys`, in order; `None` where absent.
+    fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
+
+    /// The next offset to read for a partition, if one was ever committed.
+    fn committed_offset(&self, topic: &str, partition: i32) -> Result<Option<i64>, StoreError>;
+
+    /// The fenced, atomic commit described at the top of this module.
+    fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome, StoreError>;
+}
+
+/// Parses a stored counter: integers are kept as decimal strings so `redis-cli` shows them.
+pub fn parse_counter(value: &[u8]) -> Option<i64> {
+    std::str::from_utf8(value).ok()?.trim().parse().ok()
+}

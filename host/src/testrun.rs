@@ -1,0 +1,101 @@
+//! `host test`: runs a plugin over a file with no Kafka and no Redis, the plugin author's
+//! inner loop. It goes through the same runtime, effects buffer and fenced commit as the
+//! real pipeline, with the in-memory store in place of Redis.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde_json::{Map, Value, json};
+
+use crate::effects::stamped_emits;
+use crate::input::{InputFormat, bytes_to_json, read_records};
+use crate::runtime::{Batch, InstanceSettings, Plugin, Runner};
+use crate::store::memory::MemoryStore;
+use crate::store::{Commit, CommitOutcome, StateStore};
+
+pub struct TestRun {
+    pub input: PathBuf,
+    pub format: InputFormat,
+    pub batch_size: usize,
+    pub topic: String,
+    pub partition: i32,
+    pub config: Vec<(String, String)>,
+}
+
+/// Runs the whole file through the plugin and returns the report printed on stdout.
+pub fn run(plugin: Plugin, spec: &TestRun) -> anyhow::Result<Value> {
+    let records = read_records(&spec.input, spec.format)?;
+    let store = Arc::new(MemoryStore::new());
+    let settings = InstanceSettings {
+        store: store.clone(),
+        partition: Some(spec.partition),
+        config: spec.config.clone(),
+    };
+    let mut runner = Runner::new(plugin.clone(), settings);
+    runner.warm_up()?;
+
+    let mut emits = Vec::new();
+    let mut batches = 0usize;
+    let total = records.len();
+    let mut records = records.into_iter().peekable();
+    while records.peek().is_some() {
+        let chunk: Vec<_> = records.by_ref().take(spec.batch_size.max(1)).collect();
+        let from_offset = chunk.first().map_or(0, |r| r.offset);
+        let until_offset = chunk.last().map_or(0, |r| r.offset + 1);
+        let batch = Batch {
+            topic: spec.topic.clone(),
+            partition: spec.partition,
+            from_offset,
+            until_offset,
+            records: chunk,
+        };
+        let range = format!("{}/{} offsets [{from_offset}, {until_offset})", spec.topic, spec.partition);
+        tracing::debug!(topic = %spec.topic, partition = spec.partition, from_offset, until_offset, "batch");
+        let effects = runner.process(&batch).with_context(|| format!("batch {range} failed"))?;
+        let outcome = store
+            .commit(&Commit {
+                topic: &spec.topic,
+                partition: spec.partition,
+                from_offset,
+                until_offset,
+                writes: &effects.state,
+            })
+            .with_context(|| format!("committing batch {range}"))?;
+        if outcome != CommitOutcome::Committed {
+            anyhow::bail!("commit of batch {range} was fenced: {outcome:?}");
+        }
+        emits.extend(stamped_emits(effects.emits, &spec.topic, spec.partition, from_offset, until_offset));
+        batches += 1;
+    }
+
+    let state: Map<String, Value> = store
+        .snapshot()
+        .into_iter()
+        .map(|(k, v)| (k, bytes_to_json(Some(&v))))
+        .collect();
+    let emits: Vec<Value> = emits
+        .iter()
+        .map(|r| {
+            let headers: Vec<Value> = r
+                .headers
+                .iter()
+                .map(|h| json!([h.name, bytes_to_json(h.value.as_deref())]))
+                .collect();
+            json!({
+                "topic": r.topic,
+                "key": bytes_to_json(r.key.as_deref()),
+                "value": bytes_to_json(r.value.as_deref()),
+                "headers": headers,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "plugin": plugin.name(),
+        "digest": format!("sha256:{}", plugin.digest()),
+        "records": total,
+        "batches": batches,
+        "emits": emits,
+        "state": state,
+    }))
+}
