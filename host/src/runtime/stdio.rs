@@ -79,6 +79,9 @@ impl Lines {
         let raw = std::mem::take(&mut self.partial);
         let line = String::from_utf8_lossy(&raw);
         let line = line.trim_end_matches(['\n', '\r']);
+        if line.trim().is_empty() {
+            return;
+        }
         let plugin = &*self.plugin;
         let partition = self.partition;
         match self.stream {
