@@ -21,7 +21,13 @@ pub struct Cli {
     pub command: Command,
 
     /// Log output format (logs go to stderr).
-    #[arg(long, global = true, value_enum, default_value = "text", env = "STREAMHOST_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "STREAMHOST_LOG_FORMAT"
+    )]
     pub log_format: LogFormat,
 }
 

@@ -52,7 +52,11 @@ pub enum EffectError {
         "state key {key:?}: cannot add {delta}: the batch set it to {value:?}, which is not a \
          decimal integer"
     )]
-    NotAnInteger { key: String, value: String, delta: i64 },
+    NotAnInteger {
+        key: String,
+        value: String,
+        delta: i64,
+    },
     #[error("state key {key:?}: adding {delta} overflows a 64-bit integer")]
     Overflow { key: String, delta: i64 },
     #[error(transparent)]
@@ -71,7 +75,10 @@ pub struct Effects {
 
 impl Effects {
     pub fn new(limit: usize) -> Self {
-        Self { limit, ..Self::default() }
+        Self {
+            limit,
+            ..Self::default()
+        }
     }
 
     pub fn buffered_bytes(&self) -> usize {
@@ -117,12 +124,15 @@ impl Effects {
                     PendingWrite::Add(sum) => PendingWrite::Add(checked(slot.key(), *sum, delta)?),
                     PendingWrite::Delete => PendingWrite::Set(delta.to_string().into_bytes()),
                     PendingWrite::Set(value) => {
-                        let base = parse_counter(value).ok_or_else(|| EffectError::NotAnInteger {
-                            key: slot.key().clone(),
-                            value: String::from_utf8_lossy(value).into_owned(),
-                            delta,
-                        })?;
-                        PendingWrite::Set(checked(slot.key(), base, delta)?.to_string().into_bytes())
+                        let base =
+                            parse_counter(value).ok_or_else(|| EffectError::NotAnInteger {
+                                key: slot.key().clone(),
+                                value: String::from_utf8_lossy(value).into_owned(),
+                                delta,
+                            })?;
+                        PendingWrite::Set(
+                            checked(slot.key(), base, delta)?.to_string().into_bytes(),
+                        )
                     }
                 };
                 slot.insert(next);
@@ -187,7 +197,11 @@ impl Effects {
 }
 
 fn checked(key: &str, base: i64, delta: i64) -> Result<i64, EffectError> {
-    base.checked_add(delta).ok_or_else(|| EffectError::Overflow { key: key.to_owned(), delta })
+    base.checked_add(delta)
+        .ok_or_else(|| EffectError::Overflow {
+            key: key.to_owned(),
+            delta,
+        })
 }
 
 fn output_record_size(r: &OutputRecord) -> usize {
@@ -287,7 +301,10 @@ mod tests {
         let seen = e.get_many(&store, &["x", "y"]).unwrap();
         assert_eq!(seen, vec![Some(b"8".to_vec()), Some(b"4".to_vec())]);
         e.set("s".into(), b"text".to_vec()).unwrap();
-        assert!(matches!(e.add("s".into(), 1), Err(EffectError::NotAnInteger { .. })));
+        assert!(matches!(
+            e.add("s".into(), 1),
+            Err(EffectError::NotAnInteger { .. })
+        ));
     }
 
     #[test]
@@ -296,7 +313,10 @@ mod tests {
         let mut e = Effects::new(1 << 20);
         e.add("a".into(), 1).unwrap();
         assert_eq!(commit(&store, &e, 0, 10), CommitOutcome::Committed);
-        assert_eq!(commit(&store, &e, 5, 12), CommitOutcome::Fenced { stored: Some(10) });
+        assert_eq!(
+            commit(&store, &e, 5, 12),
+            CommitOutcome::Fenced { stored: Some(10) }
+        );
         assert_eq!(store.snapshot().get("a"), Some(&b"1".to_vec()));
         assert_eq!(store.committed_offset("t", 0).unwrap(), Some(10));
     }
@@ -311,7 +331,13 @@ mod tests {
         e.set("other".into(), b"v".to_vec()).unwrap();
         e.add("word".into(), 1).unwrap();
         let err = store
-            .commit(&Commit { topic: "t", partition: 0, from_offset: 1, until_offset: 2, writes: &e.state })
+            .commit(&Commit {
+                topic: "t",
+                partition: 0,
+                from_offset: 1,
+                until_offset: 2,
+                writes: &e.state,
+            })
             .unwrap_err();
         assert!(matches!(err, StoreError::NotAnInteger { .. }), "{err}");
         assert!(!store.snapshot().contains_key("other"));

@@ -22,15 +22,25 @@ pub enum InputFormat {
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     #[error("cannot read input file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}:{line}: {message}")]
-    Line { path: String, line: usize, message: String },
+    Line {
+        path: String,
+        line: usize,
+        message: String,
+    },
 }
 
 /// Reads every record of `path`, numbering offsets from 0.
 pub fn read_records(path: &Path, format: InputFormat) -> Result<Vec<KafkaRecord>, InputError> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| InputError::Read { path: shown.clone(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| InputError::Read {
+        path: shown.clone(),
+        source,
+    })?;
     let format = match format {
         InputFormat::Auto => match path.extension().and_then(|e| e.to_str()) {
             Some("jsonl" | "ndjson") => InputFormat::Jsonl,
@@ -69,13 +79,20 @@ pub fn parse_text(bytes: &[u8]) -> Vec<KafkaRecord> {
 fn parse_jsonl(path: &str, bytes: &[u8]) -> Result<Vec<KafkaRecord>, InputError> {
     let mut out = Vec::new();
     for (i, line) in split_lines(bytes).enumerate() {
-        let fail = |message: String| InputError::Line { path: path.to_owned(), line: i + 1, message };
+        let fail = |message: String| InputError::Line {
+            path: path.to_owned(),
+            line: i + 1,
+            message,
+        };
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let json: Value = serde_json::from_slice(line).map_err(|e| fail(format!("not JSON: {e}")))?;
+        let json: Value =
+            serde_json::from_slice(line).map_err(|e| fail(format!("not JSON: {e}")))?;
         let Value::Object(fields) = json else {
-            return Err(fail("expected a JSON object like {\"key\": \"k\", \"value\": \"v\"}".into()));
+            return Err(fail(
+                "expected a JSON object like {\"key\": \"k\", \"value\": \"v\"}".into(),
+            ));
         };
         let mut record = KafkaRecord {
             offset: out.len() as i64,
@@ -88,14 +105,20 @@ fn parse_jsonl(path: &str, bytes: &[u8]) -> Result<Vec<KafkaRecord>, InputError>
             match name.as_str() {
                 "key" => record.key = bytes_of(&v).map_err(|m| fail(format!("key: {m}")))?,
                 "value" => record.value = bytes_of(&v).map_err(|m| fail(format!("value: {m}")))?,
-                "headers" => record.headers = headers_of(&v).map_err(|m| fail(format!("headers: {m}")))?,
+                "headers" => {
+                    record.headers = headers_of(&v).map_err(|m| fail(format!("headers: {m}")))?
+                }
                 "timestamp" => {
                     record.timestamp = match v {
                         Value::Null => None,
                         Value::Number(n) => Some(n.as_i64().ok_or_else(|| {
                             fail("timestamp: expected milliseconds as an integer".into())
                         })?),
-                        _ => return Err(fail("timestamp: expected milliseconds as an integer".into())),
+                        _ => {
+                            return Err(fail(
+                                "timestamp: expected milliseconds as an integer".into(),
+                            ));
+                        }
                     }
                 }
                 other => {
@@ -132,7 +155,12 @@ fn headers_of(v: &Value) -> Result<Vec<Header>, String> {
         Value::Null => Ok(Vec::new()),
         Value::Object(o) => o
             .iter()
-            .map(|(name, value)| Ok(Header { name: name.clone(), value: bytes_of(value)? }))
+            .map(|(name, value)| {
+                Ok(Header {
+                    name: name.clone(),
+                    value: bytes_of(value)?,
+                })
+            })
             .collect(),
         Value::Array(items) => items
             .iter()
@@ -141,7 +169,10 @@ fn headers_of(v: &Value) -> Result<Vec<Header>, String> {
                     let Value::String(name) = &pair[0] else {
                         return Err("header names must be strings".to_owned());
                     };
-                    Ok(Header { name: name.clone(), value: bytes_of(&pair[1])? })
+                    Ok(Header {
+                        name: name.clone(),
+                        value: bytes_of(&pair[1])?,
+                    })
                 }
                 _ => Err("expected [name, value] pairs".to_owned()),
             })
@@ -170,7 +201,15 @@ mod tests {
     fn text_lines_keep_raw_bytes_and_empty_lines() {
         let records = parse_text(b"a b\r\n\n\xff\xfe x\nlast");
         let values: Vec<_> = records.iter().map(|r| r.value.clone().unwrap()).collect();
-        assert_eq!(values, vec![b"a b".to_vec(), b"".to_vec(), b"\xff\xfe x".to_vec(), b"last".to_vec()]);
+        assert_eq!(
+            values,
+            vec![
+                b"a b".to_vec(),
+                b"".to_vec(),
+                b"\xff\xfe x".to_vec(),
+                b"last".to_vec()
+            ]
+        );
         assert_eq!(records[3].offset, 3);
         assert!(parse_text(b"").is_empty());
     }
@@ -195,7 +234,10 @@ mod tests {
     #[test]
     fn jsonl_errors_name_the_line() {
         let err = parse_jsonl("in.jsonl", b"{\"value\": \"ok\"}\n{\"valu\": 1}\n").unwrap_err();
-        assert_eq!(err.to_string(), "in.jsonl:2: unknown field \"valu\"; known fields are key, value, headers, timestamp");
+        assert_eq!(
+            err.to_string(),
+            "in.jsonl:2: unknown field \"valu\"; known fields are key, value, headers, timestamp"
+        );
         let err = parse_jsonl("in.jsonl", b"not json\n").unwrap_err();
         assert!(err.to_string().starts_with("in.jsonl:1: not JSON"), "{err}");
     }

@@ -23,7 +23,8 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Test(args) => {
-            let runtime = Runtime::new(args.plugin.runtime_options()).context("starting the WebAssembly runtime")?;
+            let runtime = Runtime::new(args.plugin.runtime_options())
+                .context("starting the WebAssembly runtime")?;
             let plugin = runtime.load_file(&args.plugin.plugin)?;
             let report = testrun::run(
                 plugin,

@@ -50,9 +50,14 @@ pub fn run(plugin: Plugin, spec: &TestRun) -> anyhow::Result<Value> {
             until_offset,
             records: chunk,
         };
-        let range = format!("{}/{} offsets [{from_offset}, {until_offset})", spec.topic, spec.partition);
+        let range = format!(
+            "{}/{} offsets [{from_offset}, {until_offset})",
+            spec.topic, spec.partition
+        );
         tracing::debug!(topic = %spec.topic, partition = spec.partition, from_offset, until_offset, "batch");
-        let effects = runner.process(&batch).with_context(|| format!("batch {range} failed"))?;
+        let effects = runner
+            .process(&batch)
+            .with_context(|| format!("batch {range} failed"))?;
         let outcome = store
             .commit(&Commit {
                 topic: &spec.topic,
@@ -65,7 +70,13 @@ pub fn run(plugin: Plugin, spec: &TestRun) -> anyhow::Result<Value> {
         if outcome != CommitOutcome::Committed {
             anyhow::bail!("commit of batch {range} was fenced: {outcome:?}");
         }
-        emits.extend(stamped_emits(effects.emits, &spec.topic, spec.partition, from_offset, until_offset));
+        emits.extend(stamped_emits(
+            effects.emits,
+            &spec.topic,
+            spec.partition,
+            from_offset,
+            until_offset,
+        ));
         batches += 1;
     }
 

@@ -5,22 +5,38 @@ use std::process::{Command, Output};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// A plugin component built by `scripts/build-plugins`.
 pub fn plugin(name: &str) -> PathBuf {
-    let path = repo_root().join("build/plugins").join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} is missing: run scripts/build-plugins first", path.display());
+    let path = repo_root()
+        .join("build/plugins")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-plugins first",
+        path.display()
+    );
     path
 }
 
 /// The `host` binary of this build (cargo puts test executables in `deps/` beside it).
 pub fn host_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("path of the test executable");
-    let dir = exe.parent().and_then(Path::parent).expect("target profile dir");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile dir");
     let host = dir.join(format!("host{}", std::env::consts::EXE_SUFFIX));
-    assert!(host.exists(), "{} is missing: run `cargo build -p streamhost --bin host` first", host.display());
+    assert!(
+        host.exists(),
+        "{} is missing: run `cargo build -p streamhost --bin host` first",
+        host.display()
+    );
     host
 }
 

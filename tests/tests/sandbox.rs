@@ -18,11 +18,19 @@ const TIMEOUT: Duration = Duration::from_millis(300);
 fn runner(store: Arc<MemoryStore>) -> (Runtime, Runner) {
     let runtime = Runtime::new(RuntimeOptions {
         cache_dir: None,
-        limits: Limits { memory_bytes: 32 << 20, call_timeout: TIMEOUT, effects_bytes: 8 << 20 },
+        limits: Limits {
+            memory_bytes: 32 << 20,
+            call_timeout: TIMEOUT,
+            effects_bytes: 8 << 20,
+        },
     })
     .unwrap();
     let plugin = runtime.load_file(&plugin("faulty")).unwrap();
-    let settings = InstanceSettings { store, partition: Some(3), config: vec![] };
+    let settings = InstanceSettings {
+        store,
+        partition: Some(3),
+        config: vec![],
+    };
     (runtime, Runner::new(plugin, settings))
 }
 
@@ -51,10 +59,16 @@ fn batch(from: i64, values: &[&str]) -> Batch {
 fn fails_then_recovers(bad: &str) -> ProcessError {
     let store = Arc::new(MemoryStore::new());
     let (_rt, mut runner) = runner(store);
-    let ok = runner.process(&batch(0, &["a", "b"])).expect("a good batch");
+    let ok = runner
+        .process(&batch(0, &["a", "b"]))
+        .expect("a good batch");
     assert_eq!(ok.state.len(), 1);
-    let err = runner.process(&batch(2, &["c", bad])).expect_err("the bad batch fails");
-    let after = runner.process(&batch(2, &["c"])).expect("the next batch runs on a fresh instance");
+    let err = runner
+        .process(&batch(2, &["c", bad]))
+        .expect_err("the bad batch fails");
+    let after = runner
+        .process(&batch(2, &["c"]))
+        .expect("the next batch runs on a fresh instance");
     assert_eq!(after.state.len(), 1);
     err
 }
@@ -62,9 +76,15 @@ fn fails_then_recovers(bad: &str) -> ProcessError {
 #[test]
 fn infinite_loop_hits_the_deadline() {
     let err = fails_then_recovers("loop");
-    assert!(matches!(err, ProcessError::Deadline { limit: TIMEOUT, .. }), "{err:?}");
+    assert!(
+        matches!(err, ProcessError::Deadline { limit: TIMEOUT, .. }),
+        "{err:?}"
+    );
     let msg = err.to_string();
-    assert!(msg.contains("plugin faulty exceeded its deadline of 300ms"), "{msg}");
+    assert!(
+        msg.contains("plugin faulty exceeded its deadline of 300ms"),
+        "{msg}"
+    );
     assert!(msg.contains("--plugin-timeout-ms"), "{msg}");
     assert!(err.instance_lost());
 }
@@ -72,9 +92,15 @@ fn infinite_loop_hits_the_deadline() {
 #[test]
 fn memory_bomb_hits_the_memory_cap() {
     let err = fails_then_recovers("alloc");
-    assert!(matches!(err, ProcessError::Memory { limit, .. } if limit == 32 << 20), "{err:?}");
+    assert!(
+        matches!(err, ProcessError::Memory { limit, .. } if limit == 32 << 20),
+        "{err:?}"
+    );
     let msg = err.to_string();
-    assert!(msg.contains("plugin faulty exceeded its memory limit of 33554432 bytes"), "{msg}");
+    assert!(
+        msg.contains("plugin faulty exceeded its memory limit of 33554432 bytes"),
+        "{msg}"
+    );
     assert!(msg.contains("--plugin-memory-mb"), "{msg}");
 }
 
@@ -90,7 +116,10 @@ fn trap_is_reported() {
 fn panic_is_reported_with_its_message() {
     let err = fails_then_recovers("panic");
     assert!(matches!(err, ProcessError::Trap { .. }), "{err:?}");
-    assert!(err.to_string().contains("boom at offset 3"), "the panic message is quoted: {err}");
+    assert!(
+        err.to_string().contains("boom at offset 3"),
+        "the panic message is quoted: {err}"
+    );
 }
 
 #[test]
@@ -107,11 +136,18 @@ fn plugin_errors_keep_the_instance() {
     let store = Arc::new(MemoryStore::new());
     let (_rt, mut runner) = runner(store);
     let err = runner.process(&batch(0, &["a", "retry"])).unwrap_err();
-    assert!(matches!(&err, ProcessError::Retryable { message, .. } if message == "try again later"));
+    assert!(
+        matches!(&err, ProcessError::Retryable { message, .. } if message == "try again later")
+    );
     let err = runner.process(&batch(0, &["fatal"])).unwrap_err();
     assert!(matches!(&err, ProcessError::Fatal { message, .. } if message == "cannot go on"));
-    let err = runner.process(&batch(0, &["a", "b", "poison"])).unwrap_err();
-    assert!(matches!(&err, ProcessError::Poison { index: 2, .. }), "{err:?}");
+    let err = runner
+        .process(&batch(0, &["a", "b", "poison"]))
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProcessError::Poison { index: 2, .. }),
+        "{err:?}"
+    );
     assert!(!err.instance_lost());
 }
 
@@ -126,7 +162,11 @@ fn a_failed_batch_leaves_no_effects() {
     assert_eq!(store.committed_offset("t", 3).unwrap(), None);
     let ok = runner.process(&batch(0, &["a"])).unwrap();
     let writes: Vec<_> = ok.state.iter().collect();
-    assert_eq!(writes.len(), 1, "only the retried batch's own write: {writes:?}");
+    assert_eq!(
+        writes.len(),
+        1,
+        "only the retried batch's own write: {writes:?}"
+    );
 }
 
 #[test]
@@ -152,7 +192,10 @@ fn host_test_exits_non_zero_naming_plugin_limit_and_batch() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("batch test/0 offsets [2, 3) failed"), "{err}");
-    assert!(err.contains("plugin faulty exceeded its deadline of 200ms"), "{err}");
+    assert!(
+        err.contains("plugin faulty exceeded its deadline of 200ms"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -162,15 +205,30 @@ fn plugin_output_and_logs_reach_the_host_log_tagged() {
     std::fs::write(&input, "log\npanic\n").unwrap();
     let cache = tempfile::tempdir().unwrap();
     let faulty = plugin("faulty");
-    let args = ["test", "--plugin", faulty.to_str().unwrap(), "--input", input.to_str().unwrap()];
+    let args = [
+        "test",
+        "--plugin",
+        faulty.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ];
     let out = host(&args, cache.path());
     assert_eq!(out.status.code(), Some(1));
     let log = String::from_utf8_lossy(&out.stderr);
     let line_with = |needle: &str| {
-        log.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("no {needle:?} in {log}")).to_owned()
+        log.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in {log}"))
+            .to_owned()
     };
     let logged = line_with("note from offset 0");
-    assert!(logged.contains("plugin=\"faulty\"") && logged.contains("partition=0"), "{logged}");
+    assert!(
+        logged.contains("plugin=\"faulty\"") && logged.contains("partition=0"),
+        "{logged}"
+    );
     let stderr = line_with("boom at offset 1");
-    assert!(stderr.contains("stream=\"stderr\"") && stderr.contains("plugin=\"faulty\""), "{stderr}");
+    assert!(
+        stderr.contains("stream=\"stderr\"") && stderr.contains("plugin=\"faulty\""),
+        "{stderr}"
+    );
 }

@@ -21,24 +21,36 @@ impl CompileCache {
     pub fn new(engine: &Engine, dir: PathBuf) -> Self {
         let mut h = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
-        Self { dir, engine_key: h.finish() }
+        Self {
+            dir,
+            engine_key: h.finish(),
+        }
     }
 
     fn path_for(&self, digest: &str) -> PathBuf {
-        self.dir.join(format!("{digest}-{:016x}.cwasm", self.engine_key))
+        self.dir
+            .join(format!("{digest}-{:016x}.cwasm", self.engine_key))
     }
 
     /// The cached compilation of the component with this digest, if there is a usable one.
     pub fn load(&self, engine: &Engine, digest: &str) -> Option<Component> {
         let path = self.path_for(digest);
-        if !path.exists() {
-            return None;
-        }
+        // Read into memory rather than map the file: a mapped file that someone truncates
+        // under a running host would kill it with SIGBUS.
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read compile cache entry");
+                return None;
+            }
+        };
         // SAFETY: deserializing runs no checks on the machine code, so it must only ever
         // read artifacts this host wrote itself. The cache directory is the host's own;
         // names are keyed by content digest and engine settings, and files appear only
-        // through an atomic rename of a complete artifact.
-        match unsafe { Component::deserialize_file(engine, &path) } {
+        // through an atomic rename of a complete artifact. wasmtime still checks the
+        // artifact's header and engine compatibility and refuses anything else.
+        match unsafe { Component::deserialize(engine, &bytes) } {
             Ok(component) => Some(component),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compile cache entry");

@@ -12,7 +12,10 @@ pub enum LoadError {
     #[error("plugin file {path} does not exist; check --plugin, or build the plugin first")]
     NotFound { path: PathBuf },
     #[error("cannot read plugin file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "plugin {path} is not a WebAssembly file (it does not start with the `\\0asm` magic \
          bytes); pass the compiled .wasm component, not source code or an archive"
@@ -31,12 +34,20 @@ pub enum LoadError {
          but a plugin must export `{expected}` (world `plugin` or `basic-plugin` of \
          wit/streamhost.wit)"
     )]
-    WrongWorld { path: PathBuf, exports: String, expected: String },
+    WrongWorld {
+        path: PathBuf,
+        exports: String,
+        expected: String,
+    },
     #[error(
         "plugin {path} was built against streamhost:plugin@{found}, but this host supports \
          streamhost:plugin@{expected}; rebuild the plugin against wit/ of this host version"
     )]
-    IncompatibleVersion { path: PathBuf, expected: String, found: String },
+    IncompatibleVersion {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
     #[error(
         "plugin {path} needs host functions this host does not provide (the sandbox offers only \
          streamhost:plugin and WASI 0.2 without files or network): {detail}"
@@ -58,7 +69,11 @@ pub enum ProcessError {
     #[error("plugin {plugin} reported a fatal error: {message}")]
     Fatal { plugin: String, message: String },
     #[error("plugin {plugin} marked record #{index} of the batch as poison: {message}")]
-    Poison { plugin: String, index: u32, message: String },
+    Poison {
+        plugin: String,
+        index: u32,
+        message: String,
+    },
     #[error(
         "plugin {plugin} exceeded its deadline of {limit:?} per process call and was stopped; \
          raise --plugin-timeout-ms or make the batch smaller"
@@ -68,7 +83,11 @@ pub enum ProcessError {
         "plugin {plugin} exceeded its memory limit of {limit} bytes (it asked for {requested} \
          bytes); raise --plugin-memory-mb or reduce what the plugin holds per batch"
     )]
-    Memory { plugin: String, limit: usize, requested: usize },
+    Memory {
+        plugin: String,
+        limit: usize,
+        requested: usize,
+    },
     #[error("plugin {plugin}: {source}")]
     Effects { plugin: String, source: EffectError },
     #[error("plugin {plugin} trapped: {detail}")]
@@ -82,7 +101,9 @@ impl ProcessError {
     pub fn instance_lost(&self) -> bool {
         !matches!(
             self,
-            ProcessError::Retryable { .. } | ProcessError::Fatal { .. } | ProcessError::Poison { .. }
+            ProcessError::Retryable { .. }
+                | ProcessError::Fatal { .. }
+                | ProcessError::Poison { .. }
         )
     }
 }

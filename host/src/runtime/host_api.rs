@@ -24,7 +24,10 @@ pub(crate) struct HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -78,7 +81,9 @@ impl state::Host for HostState {
             Err(e) => return Err(e.into()),
         };
         let Some(new) = base.checked_add(delta) else {
-            return Ok(Err(format!("state key {key:?}: adding {delta} to {base} overflows")));
+            return Ok(Err(format!(
+                "state key {key:?}: adding {delta} to {base} overflows"
+            )));
         };
         self.effects.add(key, delta)?;
         Ok(Ok(new))

@@ -44,7 +44,11 @@ impl ResourceLimiter for Limiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired > self.memory_bytes {
-            return Err(LimitExceeded::Memory { limit: self.memory_bytes, requested: desired }.into());
+            return Err(LimitExceeded::Memory {
+                limit: self.memory_bytes,
+                requested: desired,
+            }
+            .into());
         }
         Ok(true)
     }

@@ -57,7 +57,10 @@ pub struct RuntimeOptions {
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
-        Self { cache_dir: Some(default_cache_dir()), limits: Limits::default() }
+        Self {
+            cache_dir: Some(default_cache_dir()),
+            limits: Limits::default(),
+        }
     }
 }
 
@@ -83,7 +86,13 @@ impl Runtime {
 
         let cache = options.cache_dir.map(|dir| CompileCache::new(&engine, dir));
         let ticker = EpochTicker::start(engine.clone());
-        Ok(Self { engine, linker, cache, limits: options.limits, _ticker: ticker })
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+            limits: options.limits,
+            _ticker: ticker,
+        })
     }
 
     pub fn limits(&self) -> &Limits {
@@ -93,8 +102,13 @@ impl Runtime {
     /// Loads, validates and pre-links the plugin at `path`.
     pub fn load_file(&self, path: &Path) -> Result<Plugin, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => LoadError::NotFound { path: path.to_owned() },
-            _ => LoadError::Read { path: path.to_owned(), source },
+            std::io::ErrorKind::NotFound => LoadError::NotFound {
+                path: path.to_owned(),
+            },
+            _ => LoadError::Read {
+                path: path.to_owned(),
+                source,
+            },
         })?;
         let name = path
             .file_stem()
@@ -120,11 +134,13 @@ impl Runtime {
             expected: export_name(HANDLER_INTERFACE),
         })?;
         let lifecycle = if has_lifecycle {
-            Some(lifecycle::GuestIndices::new(&pre).map_err(|e| LoadError::WrongWorld {
-                path: path.clone(),
-                exports: format!("{e:#}"),
-                expected: export_name(LIFECYCLE_INTERFACE),
-            })?)
+            Some(
+                lifecycle::GuestIndices::new(&pre).map_err(|e| LoadError::WrongWorld {
+                    path: path.clone(),
+                    exports: format!("{e:#}"),
+                    expected: export_name(LIFECYCLE_INTERFACE),
+                })?,
+            )
         } else {
             None
         };
@@ -141,12 +157,18 @@ impl Runtime {
     }
 
     fn compile(&self, path: &Path, digest: &str, bytes: &[u8]) -> Result<Component, LoadError> {
-        if let Some(component) = self.cache.as_ref().and_then(|c| c.load(&self.engine, digest)) {
+        if let Some(component) = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.load(&self.engine, digest))
+        {
             return Ok(component);
         }
         let started = std::time::Instant::now();
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| LoadError::Invalid { path: path.to_owned(), detail: format!("{e:#}") })?;
+        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Invalid {
+            path: path.to_owned(),
+            detail: format!("{e:#}"),
+        })?;
         tracing::debug!(plugin = %path.display(), elapsed = ?started.elapsed(), "compiled plugin");
         if let Some(cache) = &self.cache {
             cache.store(digest, &component);
@@ -164,12 +186,16 @@ fn export_name(interface: &str) -> String {
 /// so those common mistakes get a message that says what to do.
 fn check_binary_kind(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
-        return Err(LoadError::NotWasm { path: path.to_owned() });
+        return Err(LoadError::NotWasm {
+            path: path.to_owned(),
+        });
     }
     // The 4 bytes after the magic: version 1, layer 0 for a core module; layer 1 for a
     // component.
     if bytes[4..8] == [1, 0, 0, 0] {
-        return Err(LoadError::CoreModule { path: path.to_owned() });
+        return Err(LoadError::CoreModule {
+            path: path.to_owned(),
+        });
     }
     Ok(())
 }
@@ -178,10 +204,13 @@ fn check_binary_kind(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
 /// returns whether it exports the optional lifecycle interface.
 fn check_exports(engine: &Engine, component: &Component, path: &Path) -> Result<bool, LoadError> {
     let ty = component.component_type();
-    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
     let handler_prefix = format!("{CONTRACT_PACKAGE}/{HANDLER_INTERFACE}@");
     let expected = export_name(HANDLER_INTERFACE);
-    if !exports.iter().any(|e| *e == expected) {
+    if !exports.contains(&expected) {
         if let Some(other) = exports.iter().find(|e| e.starts_with(&handler_prefix)) {
             return Err(LoadError::IncompatibleVersion {
                 path: path.to_owned(),
@@ -200,7 +229,12 @@ fn check_exports(engine: &Engine, component: &Component, path: &Path) -> Result<
 
 /// Turns a linking failure into a message naming the contract versions when the plugin
 /// imports another version of the contract, or the missing imports otherwise.
-fn import_error(engine: &Engine, component: &Component, path: &Path, e: wasmtime::Error) -> LoadError {
+fn import_error(
+    engine: &Engine,
+    component: &Component,
+    path: &Path,
+    e: wasmtime::Error,
+) -> LoadError {
     let prefix = format!("{CONTRACT_PACKAGE}/");
     for (name, _) in component.component_type().imports(engine) {
         if let Some(rest) = name.strip_prefix(&prefix)
@@ -214,7 +248,10 @@ fn import_error(engine: &Engine, component: &Component, path: &Path, e: wasmtime
             };
         }
     }
-    LoadError::UnsupportedImports { path: path.to_owned(), detail: format!("{e:#}") }
+    LoadError::UnsupportedImports {
+        path: path.to_owned(),
+        detail: format!("{e:#}"),
+    }
 }
 
 /// A loaded, validated plugin: cheap to clone, instantiated once per partition worker.
@@ -271,7 +308,9 @@ impl Plugin {
         let state = HostState {
             wasi,
             table: ResourceTable::new(),
-            limiter: Limiter { memory_bytes: p.limits.memory_bytes },
+            limiter: Limiter {
+                memory_bytes: p.limits.memory_bytes,
+            },
             effects: Effects::new(p.limits.effects_bytes),
             store: settings.store.clone(),
             plugin: p.name.clone(),
@@ -285,15 +324,26 @@ impl Plugin {
             plugin: p.name.to_string(),
             detail: describe_trap(&p.name, &p.limits, e, stderr).to_string(),
         };
-        let instance = p.pre.instantiate(&mut store).map_err(|e| failed(e, &stderr))?;
-        let handler = p.handler.load(&mut store, &instance).map_err(|e| failed(e, &stderr))?;
+        let instance = p
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| failed(e, &stderr))?;
+        let handler = p
+            .handler
+            .load(&mut store, &instance)
+            .map_err(|e| failed(e, &stderr))?;
         if let Some(lifecycle) = &p.lifecycle {
-            let init = lifecycle.load(&mut store, &instance).map_err(|e| failed(e, &stderr))?;
+            let init = lifecycle
+                .load(&mut store, &instance)
+                .map_err(|e| failed(e, &stderr))?;
             store.set_epoch_deadline(deadline_ticks(p.limits.call_timeout));
             match init.call_init(&mut store, &settings.config) {
                 Ok(Ok(())) => {}
                 Ok(Err(message)) => {
-                    return Err(LoadError::InitFailed { plugin: p.name.to_string(), message });
+                    return Err(LoadError::InitFailed {
+                        plugin: p.name.to_string(),
+                        message,
+                    });
                 }
                 Err(e) => return Err(failed(e, &stderr)),
             }
@@ -303,7 +353,12 @@ impl Plugin {
                 "plugin has no init export; its --config settings are ignored"
             );
         }
-        Ok(PluginInstance { plugin: self.clone(), store, handler, stderr })
+        Ok(PluginInstance {
+            plugin: self.clone(),
+            store,
+            handler,
+            stderr,
+        })
     }
 }
 
@@ -328,16 +383,21 @@ impl PluginInstance {
         let p = &*self.plugin.inner;
         self.store.data_mut().effects = Effects::new(p.limits.effects_bytes);
         self.stderr.clear_tail();
-        self.store.set_epoch_deadline(deadline_ticks(p.limits.call_timeout));
+        self.store
+            .set_epoch_deadline(deadline_ticks(p.limits.call_timeout));
         let outcome = self.handler.call_process(&mut self.store, batch);
         let effects = std::mem::take(&mut self.store.data_mut().effects);
         let plugin = || p.name.to_string();
         match outcome {
             Ok(Ok(())) => Ok(effects),
-            Ok(Err(PluginError::Retryable(message))) => {
-                Err(ProcessError::Retryable { plugin: plugin(), message })
-            }
-            Ok(Err(PluginError::Fatal(message))) => Err(ProcessError::Fatal { plugin: plugin(), message }),
+            Ok(Err(PluginError::Retryable(message))) => Err(ProcessError::Retryable {
+                plugin: plugin(),
+                message,
+            }),
+            Ok(Err(PluginError::Fatal(message))) => Err(ProcessError::Fatal {
+                plugin: plugin(),
+                message,
+            }),
             Ok(Err(PluginError::Poison(poison))) => Err(ProcessError::Poison {
                 plugin: plugin(),
                 index: poison.index,
@@ -355,18 +415,35 @@ impl PluginInstance {
 
 /// Classifies a trap: deadline, memory cap, effects cap, or a plain trap (with the last
 /// lines the plugin wrote to stderr, which carry a panic's message).
-fn describe_trap(name: &str, limits: &Limits, e: wasmtime::Error, stderr: &LogStream) -> ProcessError {
+fn describe_trap(
+    name: &str,
+    limits: &Limits,
+    e: wasmtime::Error,
+    stderr: &LogStream,
+) -> ProcessError {
     let plugin = name.to_owned();
     if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
-        return ProcessError::Deadline { plugin, limit: limits.call_timeout };
+        return ProcessError::Deadline {
+            plugin,
+            limit: limits.call_timeout,
+        };
     }
     if let Some(LimitExceeded::Memory { limit, requested }) = e.downcast_ref::<LimitExceeded>() {
-        return ProcessError::Memory { plugin, limit: *limit, requested: *requested };
+        return ProcessError::Memory {
+            plugin,
+            limit: *limit,
+            requested: *requested,
+        };
     }
     if e.downcast_ref::<EffectError>().is_some() {
         match e.downcast::<EffectError>() {
             Ok(source) => return ProcessError::Effects { plugin, source },
-            Err(e) => return ProcessError::Trap { plugin, detail: format!("{e:#}") },
+            Err(e) => {
+                return ProcessError::Trap {
+                    plugin,
+                    detail: format!("{e:#}"),
+                };
+            }
         }
     }
     let mut detail = match e.downcast_ref::<Trap>() {
@@ -390,7 +467,11 @@ pub struct Runner {
 
 impl Runner {
     pub fn new(plugin: Plugin, settings: InstanceSettings) -> Self {
-        Self { plugin, settings, instance: None }
+        Self {
+            plugin,
+            settings,
+            instance: None,
+        }
     }
 
     /// Instantiates now (rather than at the first batch), so that `init` errors surface

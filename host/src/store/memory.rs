@@ -25,7 +25,11 @@ impl MemoryStore {
     /// All state, sorted by key.
     pub fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner.state.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        inner
+            .state
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 }
 
@@ -59,10 +63,12 @@ impl StateStore for MemoryStore {
                         delta: *delta,
                     })?,
                 };
-                let sum = base.checked_add(*delta).ok_or_else(|| StoreError::Overflow {
-                    key: key.clone(),
-                    delta: *delta,
-                })?;
+                let sum = base
+                    .checked_add(*delta)
+                    .ok_or_else(|| StoreError::Overflow {
+                        key: key.clone(),
+                        delta: *delta,
+                    })?;
                 new_counters.push((key.clone(), sum));
             }
         }

@@ -37,7 +37,11 @@ pub enum StoreError {
         "state key {key:?}: cannot add {delta} because its stored value {value:?} is not a \
          decimal integer; fix the plugin (use `set` for non-counters) or delete the key"
     )]
-    NotAnInteger { key: String, value: String, delta: i64 },
+    NotAnInteger {
+        key: String,
+        value: String,
+        delta: i64,
+    },
     #[error("state key {key:?}: adding {delta} overflows a 64-bit integer")]
     Overflow { key: String, delta: i64 },
     #[error("state store unavailable: {0}")]
