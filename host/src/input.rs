@@ -7,7 +7,17 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 
-use crate::runtime::{Header, KafkaRecord};
+/// One record of an input file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InputRecord {
+    pub timestamp: Option<i64>,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<InputHeader>,
+}
+
+/// A header name and its value (`None` for a null value).
+pub type InputHeader = (String, Option<Vec<u8>>);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum InputFormat {
@@ -34,8 +44,8 @@ pub enum InputError {
     },
 }
 
-/// Reads every record of `path`, numbering offsets from 0.
-pub fn read_records(path: &Path, format: InputFormat) -> Result<Vec<KafkaRecord>, InputError> {
+/// Reads every record of `path`, in order.
+pub fn read_records(path: &Path, format: InputFormat) -> Result<Vec<InputRecord>, InputError> {
     let shown = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| InputError::Read {
         path: shown.clone(),
@@ -63,20 +73,16 @@ fn split_lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// Text lines; bytes that are not UTF-8 are passed through untouched.
-pub fn parse_text(bytes: &[u8]) -> Vec<KafkaRecord> {
+pub fn parse_text(bytes: &[u8]) -> Vec<InputRecord> {
     split_lines(bytes)
-        .enumerate()
-        .map(|(i, line)| KafkaRecord {
-            offset: i as i64,
-            timestamp: None,
-            key: None,
+        .map(|line| InputRecord {
             value: Some(line.to_vec()),
-            headers: Vec::new(),
+            ..InputRecord::default()
         })
         .collect()
 }
 
-fn parse_jsonl(path: &str, bytes: &[u8]) -> Result<Vec<KafkaRecord>, InputError> {
+fn parse_jsonl(path: &str, bytes: &[u8]) -> Result<Vec<InputRecord>, InputError> {
     let mut out = Vec::new();
     for (i, line) in split_lines(bytes).enumerate() {
         let fail = |message: String| InputError::Line {
@@ -94,13 +100,7 @@ fn parse_jsonl(path: &str, bytes: &[u8]) -> Result<Vec<KafkaRecord>, InputError>
                 "expected a JSON object like {\"key\": \"k\", \"value\": \"v\"}".into(),
             ));
         };
-        let mut record = KafkaRecord {
-            offset: out.len() as i64,
-            timestamp: None,
-            key: None,
-            value: None,
-            headers: Vec::new(),
-        };
+        let mut record = InputRecord::default();
         for (name, v) in fields {
             match name.as_str() {
                 "key" => record.key = bytes_of(&v).map_err(|m| fail(format!("key: {m}")))?,
@@ -150,17 +150,12 @@ fn bytes_of(v: &Value) -> Result<Option<Vec<u8>>, String> {
 }
 
 /// `{"name": value, ..}` or `[["name", value], ..]` (the list form allows repeated names).
-fn headers_of(v: &Value) -> Result<Vec<Header>, String> {
+fn headers_of(v: &Value) -> Result<Vec<InputHeader>, String> {
     match v {
         Value::Null => Ok(Vec::new()),
         Value::Object(o) => o
             .iter()
-            .map(|(name, value)| {
-                Ok(Header {
-                    name: name.clone(),
-                    value: bytes_of(value)?,
-                })
-            })
+            .map(|(name, value)| Ok((name.clone(), bytes_of(value)?)))
             .collect(),
         Value::Array(items) => items
             .iter()
@@ -169,10 +164,7 @@ fn headers_of(v: &Value) -> Result<Vec<Header>, String> {
                     let Value::String(name) = &pair[0] else {
                         return Err("header names must be strings".to_owned());
                     };
-                    Ok(Header {
-                        name: name.clone(),
-                        value: bytes_of(&pair[1])?,
-                    })
+                    Ok((name.clone(), bytes_of(&pair[1])?))
                 }
                 _ => Err("expected [name, value] pairs".to_owned()),
             })
@@ -210,7 +202,6 @@ mod tests {
                 b"last".to_vec()
             ]
         );
-        assert_eq!(records[3].offset, 3);
         assert!(parse_text(b"").is_empty());
     }
 
@@ -223,7 +214,7 @@ mod tests {
 "#;
         let r = parse_jsonl("f", input).unwrap();
         assert_eq!(r[0].key.as_deref(), Some(&b"k"[..]));
-        assert_eq!(r[0].headers[0].name, "h");
+        assert_eq!(r[0].headers[0].0, "h");
         assert_eq!(r[1].value, None);
         assert_eq!(r[2].value.as_deref(), Some(&[0xff, 0xfe][..]));
         assert_eq!(r[2].headers.len(), 2);

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use serde_json::{Map, Value, json};
 
+use crate::batch::BatchBuilder;
 use crate::effects::stamped_emits;
 use crate::input::{InputFormat, bytes_to_json, read_records};
-use crate::runtime::{Batch, InstanceSettings, Plugin, Runner};
+use crate::runtime::{InstanceSettings, Plugin, Runner};
 use crate::store::memory::MemoryStore;
 use crate::store::{Commit, CommitOutcome, StateStore};
 
@@ -38,18 +39,21 @@ pub fn run(plugin: Plugin, spec: &TestRun) -> anyhow::Result<Value> {
     let mut emits = Vec::new();
     let mut batches = 0usize;
     let total = records.len();
-    let mut records = records.into_iter().peekable();
-    while records.peek().is_some() {
-        let chunk: Vec<_> = records.by_ref().take(spec.batch_size.max(1)).collect();
-        let from_offset = chunk.first().map_or(0, |r| r.offset);
-        let until_offset = chunk.last().map_or(0, |r| r.offset + 1);
-        let batch = Batch {
-            topic: spec.topic.clone(),
-            partition: spec.partition,
-            from_offset,
-            until_offset,
-            records: chunk,
-        };
+    for (chunk_index, chunk) in records.chunks(spec.batch_size.max(1)).enumerate() {
+        let first = (chunk_index * spec.batch_size.max(1)) as i64;
+        let mut builder = BatchBuilder::new(&spec.topic, spec.partition);
+        for (i, r) in chunk.iter().enumerate() {
+            let headers = r.headers.iter().map(|(n, v)| (n.as_bytes(), v.as_deref()));
+            builder.push(
+                first + i as i64,
+                r.timestamp,
+                r.key.as_deref(),
+                r.value.as_deref(),
+                headers,
+            )?;
+        }
+        let batch = builder.finish(None);
+        let (from_offset, until_offset) = (batch.from_offset, batch.until_offset);
         let range = format!(
             "{}/{} offsets [{from_offset}, {until_offset})",
             spec.topic, spec.partition

@@ -5,9 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use streamhost::batch::{Batch, BatchBuilder};
 use streamhost::effects::EffectError;
 use streamhost::runtime::{
-    Batch, InstanceSettings, KafkaRecord, Limits, ProcessError, Runner, Runtime, RuntimeOptions,
+    InstanceSettings, Limits, ProcessError, Runner, Runtime, RuntimeOptions,
 };
 use streamhost::store::StateStore;
 use streamhost::store::memory::MemoryStore;
@@ -35,24 +36,12 @@ fn runner(store: Arc<MemoryStore>) -> (Runtime, Runner) {
 }
 
 fn batch(from: i64, values: &[&str]) -> Batch {
-    let records = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| KafkaRecord {
-            offset: from + i as i64,
-            timestamp: None,
-            key: None,
-            value: Some(v.as_bytes().to_vec()),
-            headers: vec![],
-        })
-        .collect();
-    Batch {
-        topic: "t".into(),
-        partition: 3,
-        from_offset: from,
-        until_offset: from + values.len() as i64,
-        records,
+    let mut b = BatchBuilder::new("t", 3);
+    for (i, v) in values.iter().enumerate() {
+        b.push(from + i as i64, None, None, Some(v.as_bytes()), [])
+            .unwrap();
     }
+    b.finish(None)
 }
 
 /// Runs a good batch, the bad one, then a good one again on the same runner.

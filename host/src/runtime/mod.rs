@@ -23,12 +23,11 @@ use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
 use wasmtime_wasi::{ResourceTable, WasiCtxBuilder};
 
-pub use self::bindings::streamhost::plugin::types::{
-    Batch, Header, KafkaRecord, OutputRecord, PluginError,
-};
+pub use self::bindings::streamhost::plugin::types::{Header, OutputRecord, PluginError};
 pub use self::cache::default_cache_dir;
 pub use self::error::{LimitExceeded, LoadError, ProcessError};
 pub use self::limits::Limits;
+use crate::batch::Batch;
 
 use self::bindings::exports::streamhost::plugin::{handler, lifecycle};
 use self::cache::CompileCache;

@@ -11,7 +11,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 
 use exports::streamhost::plugin::{handler, lifecycle};
-use streamhost::plugin::types::{Batch, KeyDelta, OutputRecord, PluginError, StateOp};
+use streamhost::plugin::types::{Batch, KeyDelta, OutputRecord, PluginError, Span, StateOp};
 use streamhost::plugin::{emit, state};
 
 wit_bindgen::generate!({ path: "../../wit", world: "plugin" });
@@ -56,7 +56,9 @@ impl handler::Guest for Wordcount {
         let mut out = Vec::new();
         let emit = EMIT.get();
         for record in &batch.records {
-            let Some(value) = &record.value else { continue };
+            let Some(value) = record.value.map(|s| bytes(&batch, s)) else {
+                continue;
+            };
             if emit {
                 count::for_each_word(value, |word| out.push(word_record(word)));
             }
@@ -76,7 +78,9 @@ impl handler::Guest for Wordcount {
 
 fn process_per_word(batch: &Batch) -> Result<(), PluginError> {
     for record in &batch.records {
-        let Some(value) = &record.value else { continue };
+        let Some(value) = record.value.map(|s| bytes(batch, s)) else {
+            continue;
+        };
         let mut failure = None;
         count::for_each_word(value, |word| {
             if failure.is_none() {
@@ -93,6 +97,12 @@ fn process_per_word(batch: &Batch) -> Result<(), PluginError> {
         }
     }
     Ok(())
+}
+
+/// The bytes of a record's key or value: a range of the batch's packed data.
+fn bytes(batch: &Batch, span: Span) -> &[u8] {
+    let start = span.start as usize;
+    &batch.data[start..start + span.len as usize]
 }
 
 fn word_record(word: &str) -> OutputRecord {

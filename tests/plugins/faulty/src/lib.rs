@@ -28,7 +28,10 @@ impl handler::Guest for Faulty {
     fn process(batch: Batch) -> Result<(), PluginError> {
         let mut ok = 0;
         for (index, record) in batch.records.iter().enumerate() {
-            let value = record.value.as_deref().unwrap_or_default();
+            let value = match record.value {
+                Some(s) => &batch.data[s.start as usize..(s.start + s.len) as usize],
+                None => &[],
+            };
             match value {
                 b"loop" => {
                     let mut n = 0u64;
@@ -66,7 +69,10 @@ impl handler::Guest for Faulty {
                 _ => ok += 1,
             }
         }
-        state::apply(&[StateOp::Incr(KeyDelta { key: "ok".into(), delta: ok })]);
+        state::apply(&[StateOp::Incr(KeyDelta {
+            key: "ok".into(),
+            delta: ok,
+        })]);
         Ok(())
     }
 }
