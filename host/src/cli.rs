@@ -14,7 +14,10 @@ use crate::runtime::{Limits, RuntimeOptions, default_cache_dir};
     version,
     about = "Runs Kafka stream jobs as sandboxed WebAssembly plugins",
     long_about = "Runs Kafka stream jobs as sandboxed WebAssembly plugins.\n\n\
-                  `host test` runs a plugin over a file, with no Kafka and no Redis."
+                  `host --plugin P --topic T` (= `host run ...`) consumes Kafka, runs each batch \
+                  through the plugin and commits offsets and state to Redis after success.\n\
+                  `host test` runs a plugin over a file, with no Kafka and no Redis.\n\
+                  `host offsets` shows and moves the offsets kept in Redis."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -39,8 +42,187 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Consume Kafka topics through a plugin, committing to Redis (the default command).
+    Run(Box<RunArgs>),
     /// Run a plugin over a file with no Kafka and no Redis; print emits and state as JSON.
     Test(TestArgs),
+    /// Show or move a group's offsets kept in Redis.
+    #[command(subcommand)]
+    Offsets(OffsetsCommand),
+    /// Write the records of a file (text lines or JSON Lines) to a topic.
+    Produce(ProduceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    #[arg(long)]
+    pub topic: String,
+    /// Input file, read as for `host test`.
+    #[arg(long)]
+    pub input: PathBuf,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub format: InputFormat,
+    /// Send every record to this partition [default: by key; spread when null].
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
+    pub partition: Option<i32>,
+    #[arg(long, default_value = "localhost:9092", env = "STREAMHOST_BROKERS")]
+    pub brokers: String,
+    /// A librdkafka property, as key=value (repeatable).
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub kafka: Vec<(String, String)>,
+}
+
+/// The subcommands; anything else as the first argument means `run`.
+pub const SUBCOMMANDS: &[&str] = &["run", "test", "offsets", "produce", "help"];
+
+/// Inserts the default subcommand: `host --plugin P --topic T` is `host run --plugin ...`.
+pub fn with_default_command(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let first = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
+    let is_top_level = matches!(first, "-h" | "--help" | "-V" | "--version");
+    if args.len() > 1 && !is_top_level && !SUBCOMMANDS.contains(&first) {
+        let mut out = args;
+        out.insert(1, "run".into());
+        out
+    } else {
+        args
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub plugin: PluginArgs,
+
+    /// Topic to consume (repeatable).
+    #[arg(
+        long = "topic",
+        required = true,
+        env = "STREAMHOST_TOPICS",
+        value_delimiter = ','
+    )]
+    pub topics: Vec<String>,
+
+    /// Kafka bootstrap servers.
+    #[arg(long, default_value = "localhost:9092", env = "STREAMHOST_BROKERS")]
+    pub brokers: String,
+
+    /// Consumer group, the namespace of the offsets in Redis [default: the plugin's file stem].
+    #[arg(long, env = "STREAMHOST_GROUP", value_parser = parse_name)]
+    pub group: Option<String>,
+
+    /// Job name, the namespace of the state in Redis [default: the group].
+    #[arg(long, env = "STREAMHOST_JOB", value_parser = parse_name)]
+    pub job: Option<String>,
+
+    /// Redis URL (redis://[user:password@]host:port[/db]).
+    #[arg(
+        long,
+        default_value = "redis://127.0.0.1:6379",
+        env = "STREAMHOST_REDIS"
+    )]
+    pub redis: String,
+
+    /// Most records in one batch.
+    #[arg(long, default_value_t = 1000, env = "STREAMHOST_BATCH_MAX_RECORDS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub batch_max_records: u64,
+
+    /// Most bytes of keys, values and headers in one batch (a single larger record still
+    /// makes a batch of its own).
+    #[arg(long, default_value_t = 4 << 20, env = "STREAMHOST_BATCH_MAX_BYTES", value_parser = clap::value_parser!(u64).range(1..=(1 << 31)))]
+    pub batch_max_bytes: u64,
+
+    /// How long a batch waits for more records after its first one, in milliseconds.
+    #[arg(long, default_value_t = 100, env = "STREAMHOST_BATCH_LINGER_MS", value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub batch_linger_ms: u64,
+
+    /// Where a partition with no offset in Redis starts (new partitions of a topic the
+    /// group already reads always start at earliest).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "earliest",
+        env = "STREAMHOST_OFFSET_RESET"
+    )]
+    pub offset_reset: crate::source::ResetPolicy,
+
+    /// Topic for records the plugin emits without naming one.
+    #[arg(long, env = "STREAMHOST_OUTPUT_TOPIC")]
+    pub output_topic: Option<String>,
+
+    /// Read these partitions of every topic, without joining the consumer group
+    /// (comma-separated or repeated).
+    #[arg(long, env = "STREAMHOST_PARTITIONS", value_delimiter = ',', value_parser = clap::value_parser!(i32).range(0..))]
+    pub partitions: Option<Vec<i32>>,
+
+    /// A librdkafka property for the consumer and producer, as key=value (repeatable):
+    /// security.protocol, sasl.*, ssl.*, ...
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_key_value, env = "STREAMHOST_KAFKA_PROPERTIES", value_delimiter = ',')]
+    pub kafka: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+pub struct OffsetsTarget {
+    /// Consumer group.
+    #[arg(long, env = "STREAMHOST_GROUP", value_parser = parse_name)]
+    pub group: String,
+
+    /// Kafka bootstrap servers.
+    #[arg(long, default_value = "localhost:9092", env = "STREAMHOST_BROKERS")]
+    pub brokers: String,
+
+    /// Redis URL.
+    #[arg(
+        long,
+        default_value = "redis://127.0.0.1:6379",
+        env = "STREAMHOST_REDIS"
+    )]
+    pub redis: String,
+
+    /// A librdkafka property, as key=value (repeatable).
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub kafka: Vec<(String, String)>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OffsetsCommand {
+    /// Committed offset, end offset and lag per partition.
+    Show {
+        #[command(flatten)]
+        target: OffsetsTarget,
+        /// Only this topic (repeatable) [default: every topic the group has offsets for].
+        #[arg(long = "topic")]
+        topics: Vec<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move offsets to earliest, latest or a given offset.
+    Set {
+        #[command(flatten)]
+        args: MoveArgs,
+        /// earliest, latest, or an offset.
+        #[arg(long)]
+        to: crate::offsets::Target,
+    },
+    /// Move offsets back to the earliest.
+    Reset {
+        #[command(flatten)]
+        args: MoveArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct MoveArgs {
+    #[command(flatten)]
+    pub target: OffsetsTarget,
+    #[arg(long)]
+    pub topic: String,
+    /// Only these partitions (repeatable) [default: all of the topic's partitions].
+    #[arg(long = "partition", value_parser = clap::value_parser!(i32).range(0..))]
+    pub partitions: Vec<i32>,
+    /// Move offsets even while hosts of the group are running.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Flags every command that runs a plugin shares.
@@ -51,7 +233,7 @@ pub struct PluginArgs {
     pub plugin: PathBuf,
 
     /// A setting passed to the plugin's `init`, as key=value (repeatable).
-    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value, env = "STREAMHOST_CONFIG", value_delimiter = ',')]
     pub config: Vec<(String, String)>,
 
     /// Memory cap per plugin instance, in MiB.
@@ -116,6 +298,19 @@ pub struct TestArgs {
     /// Partition number the plugin sees.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..))]
     pub partition: i32,
+}
+
+/// Group and job names become parts of Redis keys: keep them to a safe set.
+fn parse_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 200
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("{s:?}: use 1-200 characters of A-Z a-z 0-9 - _ ."))
+    }
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {

@@ -267,6 +267,7 @@ mod tests {
             .commit(&Commit {
                 topic: "t",
                 partition: 0,
+                expected: (from > 0).then_some(from),
                 from_offset: from,
                 until_offset: until,
                 writes: &effects.state,
@@ -334,6 +335,7 @@ mod tests {
             .commit(&Commit {
                 topic: "t",
                 partition: 0,
+                expected: Some(1),
                 from_offset: 1,
                 until_offset: 2,
                 writes: &e.state,

@@ -3,13 +3,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use streamhost::cli::{Cli, Command, LogFormat};
+use streamhost::cli::{self, Cli, Command, LogFormat, OffsetsCommand};
 use streamhost::runtime::Runtime;
 use streamhost::testrun;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(cli::with_default_command(std::env::args_os().collect()));
     init_logging(cli.log_format);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -22,6 +22,20 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Run(args) => run_job(*args),
+        Command::Offsets(cmd) => offsets(cmd),
+        Command::Produce(a) => {
+            let n = streamhost::produce::produce(
+                &a.brokers,
+                &a.kafka,
+                &a.topic,
+                a.partition,
+                &a.input,
+                a.format,
+            )?;
+            eprintln!("produced {n} records to {}", a.topic);
+            Ok(())
+        }
         Command::Test(args) => {
             let runtime = Runtime::new(args.plugin.runtime_options())
                 .context("starting the WebAssembly runtime")?;
@@ -40,6 +54,93 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
+    }
+}
+
+fn run_job(args: cli::RunArgs) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    // The first SIGINT/SIGTERM asks for a clean stop; a second one exits at once, without
+    // committing (nothing half-done can be committed: a batch commits in one step).
+    for (signal, code) in [
+        (signal_hook::consts::SIGINT, 130),
+        (signal_hook::consts::SIGTERM, 143),
+    ] {
+        signal_hook::flag::register_conditional_shutdown(signal, code, stop.clone())
+            .context("installing signal handlers")?;
+        signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
+    }
+    let runtime =
+        Runtime::new(args.plugin.runtime_options()).context("starting the WebAssembly runtime")?;
+    let plugin = runtime.load_file(&args.plugin.plugin)?;
+    let group = args
+        .group
+        .clone()
+        .unwrap_or_else(|| plugin.name().to_owned());
+    let job = args.job.clone().unwrap_or_else(|| group.clone());
+    tracing::info!(plugin = plugin.name(), digest = plugin.digest(), group, job, topics = ?args.topics, "starting");
+    streamhost::job::run(
+        streamhost::job::JobConfig {
+            plugin,
+            plugin_config: args.plugin.config,
+            topics: args.topics,
+            brokers: args.brokers,
+            group,
+            job,
+            redis: args.redis,
+            limits: streamhost::pipeline::BatchLimits {
+                max_records: args.batch_max_records as usize,
+                max_bytes: args.batch_max_bytes as usize,
+                linger: Duration::from_millis(args.batch_linger_ms),
+            },
+            reset: args.offset_reset,
+            output_topic: args.output_topic,
+            kafka: args.kafka,
+            partitions: args.partitions,
+        },
+        stop,
+    )
+}
+
+fn connect(
+    t: &cli::OffsetsTarget,
+) -> anyhow::Result<(
+    streamhost::store::redis::RedisStore,
+    streamhost::offsets::Kafka,
+)> {
+    let store = streamhost::store::redis::RedisStore::connect(&t.redis, &t.group, &t.group)?;
+    let kafka = streamhost::offsets::Kafka::connect(&t.brokers, &t.kafka)?;
+    Ok((store, kafka))
+}
+
+fn offsets(cmd: OffsetsCommand) -> anyhow::Result<()> {
+    use streamhost::offsets::{self, SetRequest, Target};
+
+    let move_offsets = |args: cli::MoveArgs, to: Target| {
+        let (store, kafka) = connect(&args.target)?;
+        let request = SetRequest {
+            group: &args.target.group,
+            topic: &args.topic,
+            partitions: &args.partitions,
+            to,
+            force: args.force,
+        };
+        offsets::set(&store, &kafka, &request)
+    };
+    match cmd {
+        OffsetsCommand::Show {
+            target,
+            topics,
+            json,
+        } => {
+            let (store, kafka) = connect(&target)?;
+            offsets::show(&store, &kafka, &topics, json)
+        }
+        OffsetsCommand::Set { args, to } => move_offsets(args, to),
+        OffsetsCommand::Reset { args } => move_offsets(args, Target::Earliest),
     }
 }
 

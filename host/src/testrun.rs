@@ -66,6 +66,7 @@ pub fn run(plugin: Plugin, spec: &TestRun) -> anyhow::Result<Value> {
             .commit(&Commit {
                 topic: &spec.topic,
                 partition: spec.partition,
+                expected: (from_offset > 0).then_some(from_offset),
                 from_offset,
                 until_offset,
                 writes: &effects.state,

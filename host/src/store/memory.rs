@@ -48,7 +48,7 @@ impl StateStore for MemoryStore {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let slot = (commit.topic.to_owned(), commit.partition);
         let stored = inner.offsets.get(&slot).copied();
-        if stored.is_some_and(|s| s != commit.from_offset) {
+        if stored != commit.expected {
             return Ok(CommitOutcome::Fenced { stored });
         }
         // Validate every increment before writing anything: the commit is all or nothing.

@@ -6,6 +6,7 @@
 //! partition and nothing is applied.
 
 pub mod memory;
+pub mod redis;
 
 use crate::effects::StateWrites;
 
@@ -14,7 +15,10 @@ use crate::effects::StateWrites;
 pub struct Commit<'a> {
     pub topic: &'a str,
     pub partition: i32,
-    /// The batch's first offset; must equal the stored offset (absent = first batch).
+    /// The stored offset this commit expects (`None`: no offset stored yet). Normally the
+    /// batch's first offset; differs only when the broker reset an out-of-range position.
+    pub expected: Option<i64>,
+    /// The batch's first offset (for messages).
     pub from_offset: i64,
     /// The exclusive end: the partition's stored offset after the commit.
     pub until_offset: i64,
@@ -44,8 +48,13 @@ pub enum StoreError {
     },
     #[error("state key {key:?}: adding {delta} overflows a 64-bit integer")]
     Overflow { key: String, delta: i64 },
-    #[error("state store unavailable: {0}")]
-    Unavailable(String),
+    #[error(
+        "Redis at {url} is unavailable ({detail}); check that it is running and reachable, \
+         or pass --redis"
+    )]
+    Unavailable { url: String, detail: String },
+    #[error("Redis command failed on key {key}: {detail}")]
+    Command { key: String, detail: String },
 }
 
 /// A job's offsets and state. Reads are synchronous because plugins read state from inside

@@ -1,0 +1,347 @@
+//! `host run`: one job (a plugin over some topics) in this process. Owns the consumer,
+//! one worker thread per assigned partition, the producer and the Redis store; stops
+//! cleanly on a signal or when a worker fails.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::topic_partition_list::TopicPartitionList;
+use rdkafka::{Message, Offset};
+
+use crate::pipeline::{BatchLimits, PartitionWorker};
+use crate::runtime::{InstanceSettings, Plugin, Runner};
+use crate::sink::Sink;
+use crate::source::{self, Assignments, ResetPolicy, SourceConfig, SourceContext};
+use crate::store::StateStore;
+use crate::store::redis::RedisStore;
+
+pub struct JobConfig {
+    pub plugin: Plugin,
+    pub plugin_config: Vec<(String, String)>,
+    pub topics: Vec<String>,
+    pub brokers: String,
+    pub group: String,
+    pub job: String,
+    pub redis: String,
+    pub limits: BatchLimits,
+    pub reset: ResetPolicy,
+    pub output_topic: Option<String>,
+    pub kafka: Vec<(String, String)>,
+    /// Static assignment: these partitions of every topic, no group membership.
+    pub partitions: Option<Vec<i32>>,
+}
+
+/// How often this host announces itself in Redis, and how long an announcement lasts.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+const HEARTBEAT_TTL: Duration = Duration::from_secs(10);
+
+type Key = (String, i32);
+
+struct Running {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+struct Shared {
+    config: JobConfig,
+    store: Arc<RedisStore>,
+    sink: Arc<Sink>,
+    stop: Arc<AtomicBool>,
+    failure: Mutex<Option<String>>,
+    prepared: Mutex<Vec<PartitionWorker>>,
+    running: Mutex<HashMap<Key, Running>>,
+}
+
+impl Shared {
+    fn fail(&self, message: String) {
+        tracing::error!("{message}");
+        let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        failure.get_or_insert(message);
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Where a partition starts, and the stored offset its first commit is fenced on.
+    fn start_of(&self, topic: &str, partition: i32) -> Result<(Offset, Option<i64>), String> {
+        let stored = self.store.offsets(topic).map_err(|e| e.to_string())?;
+        if let Some(&offset) = stored.get(&partition) {
+            return Ok((Offset::Offset(offset), Some(offset)));
+        }
+        if !stored.is_empty() {
+            tracing::info!(
+                topic,
+                partition,
+                "new partition of a topic this group already reads: starting at the earliest offset"
+            );
+            return Ok((Offset::Beginning, None));
+        }
+        match self.config.reset {
+            ResetPolicy::Earliest => Ok((Offset::Beginning, None)),
+            ResetPolicy::Latest => Ok((Offset::End, None)),
+            ResetPolicy::None => Err(format!(
+                "no offset stored for group {} topic {topic} partition {partition} (Redis key {}) and \
+                 --offset-reset is none; set one with `host offsets set`, or use --offset-reset earliest|latest",
+                self.config.group,
+                crate::store::redis::offsets_key(&self.config.group, topic),
+            )),
+        }
+    }
+
+    fn prepare(
+        &self,
+        consumer: &Arc<BaseConsumer<SourceContext>>,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Offset, String> {
+        let (offset, expected) = self.start_of(topic, partition)?;
+        let queue = consumer
+            .split_partition_queue(topic, partition)
+            .ok_or_else(|| format!("cannot split off the queue of {topic}/{partition}"))?;
+        let settings = InstanceSettings {
+            store: self.store.clone() as Arc<dyn StateStore>,
+            partition: Some(partition),
+            config: self.config.plugin_config.clone(),
+        };
+        let mut runner = Runner::new(self.config.plugin.clone(), settings);
+        runner.warm_up().map_err(|e| e.to_string())?;
+        self.prepared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(PartitionWorker {
+                topic: topic.to_owned(),
+                partition,
+                queue,
+                consumer: consumer.clone(),
+                runner,
+                store: self.store.clone(),
+                sink: self.sink.clone(),
+                limits: self.config.limits.clone(),
+                reset: self.config.reset,
+                expected,
+                stop: Arc::new(AtomicBool::new(false)),
+                job_stop: self.stop.clone(),
+            });
+        Ok(offset)
+    }
+
+    fn stop_workers(&self, which: impl Fn(&Key) -> bool) {
+        let taken: Vec<(Key, Running)> = {
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            let keys: Vec<Key> = running.keys().filter(|k| which(k)).cloned().collect();
+            keys.into_iter()
+                .filter_map(|k| running.remove(&k).map(|r| (k, r)))
+                .collect()
+        };
+        for (_, r) in &taken {
+            r.stop.store(true, Ordering::SeqCst);
+        }
+        for ((topic, partition), r) in taken {
+            if r.thread.join().is_err() {
+                self.fail(format!("the worker of {topic}/{partition} panicked"));
+            }
+        }
+    }
+}
+
+impl Assignments for Shared {
+    fn assigning(&self, consumer: &Arc<BaseConsumer<SourceContext>>, tpl: &mut TopicPartitionList) {
+        let parts: Vec<Key> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        for (topic, partition) in parts {
+            match self.prepare(consumer, &topic, partition) {
+                Ok(offset) => {
+                    if let Err(e) = tpl.set_partition_offset(&topic, partition, offset) {
+                        self.fail(format!(
+                            "{topic}/{partition}: cannot set the start offset: {e}"
+                        ));
+                    }
+                }
+                Err(e) => self.fail(e),
+            }
+        }
+    }
+
+    fn assigned(&self, _tpl: &TopicPartitionList) {
+        let prepared: Vec<PartitionWorker> =
+            std::mem::take(&mut *self.prepared.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        for worker in prepared {
+            let key = (worker.topic.clone(), worker.partition);
+            let stop = worker.stop.clone();
+            let job_stop = self.stop.clone();
+            let failure = FailureSink { stop: job_stop };
+            let name = format!("{}-{}", worker.topic, worker.partition);
+            let thread = std::thread::Builder::new().name(name).spawn(move || {
+                if let Err(e) = worker.run() {
+                    failure.report(e.to_string());
+                }
+            });
+            match thread {
+                Ok(thread) => {
+                    running.insert(key, Running { stop, thread });
+                }
+                Err(e) => {
+                    drop(running);
+                    self.fail(format!("cannot start a worker thread: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn revoking(&self, tpl: &TopicPartitionList) {
+        let revoked: Vec<Key> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        self.stop_workers(|k| revoked.contains(k));
+        self.prepared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+}
+
+/// Lets a worker thread report a failure without holding the job's shared state: the
+/// message goes to the log and a process-wide slot, and the job's stop flag is raised.
+struct FailureSink {
+    stop: Arc<AtomicBool>,
+}
+
+static FAILURES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+impl FailureSink {
+    fn report(&self, message: String) {
+        tracing::error!("{message}");
+        FAILURES
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(message);
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Runs the job until `stop` is raised (a signal) or a worker fails.
+pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let store = Arc::new(
+        RedisStore::connect(&config.redis, &config.group, &config.job)
+            .with_context(|| format!("connecting to Redis at {}", config.redis))?,
+    );
+    let sink = Arc::new(Sink::new(
+        &config.brokers,
+        &config.kafka,
+        config.output_topic.clone(),
+    )?);
+    let member = format!(
+        "{}-{}-{:08x}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into()),
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
+    );
+    let (brokers, group, reset) = (config.brokers.clone(), config.group.clone(), config.reset);
+    let kafka = config.kafka.clone();
+    let topics = config.topics.clone();
+    let partitions = config.partitions.clone();
+    let shared = Arc::new(Shared {
+        config,
+        store: store.clone(),
+        sink: sink.clone(),
+        stop: stop.clone(),
+        failure: Mutex::new(None),
+        prepared: Mutex::new(Vec::new()),
+        running: Mutex::new(HashMap::new()),
+    });
+    let assignments: Arc<dyn Assignments> = shared.clone();
+    let consumer = source::consumer(
+        &SourceConfig {
+            brokers: &brokers,
+            group: &group,
+            reset,
+            overrides: &kafka,
+        },
+        Arc::downgrade(&assignments),
+    )
+    .context("creating the Kafka consumer")?;
+
+    store.heartbeat(&member, HEARTBEAT_TTL)?;
+    match &partitions {
+        Some(list) => {
+            let mut tpl = TopicPartitionList::new();
+            for topic in &topics {
+                for &p in list {
+                    tpl.add_partition(topic, p);
+                }
+            }
+            tracing::info!(partitions = %source::describe(&tpl), "static assignment");
+            shared.assigning(&consumer, &mut tpl);
+            consumer.assign(&tpl).context("assigning partitions")?;
+            shared.assigned(&tpl);
+        }
+        None => {
+            let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+            consumer
+                .subscribe(&names)
+                .context("subscribing to the topics")?;
+            tracing::info!(topics = ?topics, group = %group, "joining the consumer group");
+        }
+    }
+
+    let mut last_beat = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        // Serves rebalances and client events; records go to the partition queues.
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Err(e)) => tracing::warn!(error = %e, "kafka consumer"),
+            Some(Ok(m)) => tracing::warn!(
+                topic = m.topic(),
+                partition = m.partition(),
+                offset = m.offset(),
+                "record on the main queue ignored"
+            ),
+            None => {}
+        }
+        if last_beat.elapsed() >= HEARTBEAT_EVERY {
+            if let Err(e) = store.heartbeat(&member, HEARTBEAT_TTL) {
+                tracing::warn!(error = %e, "Redis heartbeat");
+            }
+            last_beat = Instant::now();
+        }
+    }
+
+    tracing::info!("stopping: finishing in-flight batches");
+    shared.stop_workers(|_| true);
+    if partitions.is_none() {
+        consumer.unsubscribe();
+    }
+    drop(consumer);
+    sink.flush(Duration::from_secs(10));
+    if let Err(e) = store.leave(&member) {
+        tracing::warn!(error = %e, "leaving the group in Redis");
+    }
+    let mut failures: Vec<String> =
+        std::mem::take(&mut *FAILURES.lock().unwrap_or_else(|p| p.into_inner()));
+    if let Some(f) = shared
+        .failure
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
+        failures.insert(0, f);
+    }
+    match failures.first() {
+        Some(first) => anyhow::bail!("{first}"),
+        None => {
+            tracing::info!("stopped cleanly");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! `host offsets show|set|reset`: the consumer-groups tool for offsets kept in Redis.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use serde_json::json;
+
+use crate::store::redis::{RedisStore, offsets_key};
+
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where `set` moves offsets to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Earliest,
+    Latest,
+    Offset(i64),
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "earliest" => Ok(Target::Earliest),
+            "latest" => Ok(Target::Latest),
+            n => n
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .map(Target::Offset)
+                .ok_or_else(|| format!("expected earliest, latest or an offset >= 0, got {s:?}")),
+        }
+    }
+}
+
+pub struct Kafka {
+    consumer: BaseConsumer,
+    brokers: String,
+}
+
+impl Kafka {
+    pub fn connect(brokers: &str, overrides: &[(String, String)]) -> anyhow::Result<Self> {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", brokers)
+            .set("enable.auto.commit", "false");
+        for (k, v) in overrides {
+            c.set(k, v);
+        }
+        Ok(Self {
+            consumer: c.create().context("creating a Kafka client")?,
+            brokers: brokers.to_owned(),
+        })
+    }
+
+    pub fn partitions(&self, topic: &str) -> anyhow::Result<Vec<i32>> {
+        let md = self
+            .consumer
+            .fetch_metadata(Some(topic), KAFKA_TIMEOUT)
+            .with_context(|| format!("reading metadata of topic {topic} from {}", self.brokers))?;
+        let t = md.topics().iter().find(|t| t.name() == topic);
+        match t {
+            Some(t) if t.error().is_none() => Ok(t.partitions().iter().map(|p| p.id()).collect()),
+            _ => bail!("topic {topic} does not exist on {}", self.brokers),
+        }
+    }
+
+    /// (earliest, end) offsets of a partition.
+    pub fn watermarks(&self, topic: &str, partition: i32) -> anyhow::Result<(i64, i64)> {
+        self.consumer
+            .fetch_watermarks(topic, partition, KAFKA_TIMEOUT)
+            .with_context(|| {
+                format!(
+                    "reading the offsets of {topic}/{partition} from {}",
+                    self.brokers
+                )
+            })
+    }
+}
+
+/// One row of `offsets show`.
+pub struct Row {
+    pub topic: String,
+    pub partition: i32,
+    pub committed: Option<i64>,
+    pub end: i64,
+}
+
+pub fn show(
+    store: &RedisStore,
+    kafka: &Kafka,
+    topics: &[String],
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let topics = if topics.is_empty() {
+        store.topics()?
+    } else {
+        topics.to_vec()
+    };
+    let mut rows = Vec::new();
+    for topic in &topics {
+        let committed = store.offsets(topic)?;
+        let mut partitions = kafka.partitions(topic)?;
+        for p in committed.keys() {
+            if !partitions.contains(p) {
+                partitions.push(*p);
+            }
+        }
+        partitions.sort();
+        for p in partitions {
+            let (_, end) = kafka.watermarks(topic, p).unwrap_or((0, 0));
+            rows.push(Row {
+                topic: topic.clone(),
+                partition: p,
+                committed: committed.get(&p).copied(),
+                end,
+            });
+        }
+    }
+    if as_json {
+        let out: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "topic": r.topic, "partition": r.partition, "committed": r.committed,
+                    "end": r.end, "lag": r.committed.map(|c| (r.end - c).max(0)),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:>9} {:>12} {:>12} {:>10}",
+        "TOPIC", "PARTITION", "COMMITTED", "END", "LAG"
+    );
+    for r in &rows {
+        let committed = r.committed.map_or("-".to_owned(), |c| c.to_string());
+        let lag = r
+            .committed
+            .map_or("-".to_owned(), |c| (r.end - c).max(0).to_string());
+        println!(
+            "{:<24} {:>9} {:>12} {:>12} {:>10}",
+            r.topic, r.partition, committed, r.end, lag
+        );
+    }
+    Ok(())
+}
+
+pub struct SetRequest<'a> {
+    pub group: &'a str,
+    pub topic: &'a str,
+    pub partitions: &'a [i32],
+    pub to: Target,
+    pub force: bool,
+}
+
+pub fn set(store: &RedisStore, kafka: &Kafka, req: &SetRequest<'_>) -> anyhow::Result<()> {
+    let live = store.live_members()?;
+    if !live.is_empty() && !req.force {
+        bail!(
+            "group {} has {} live member(s) ({}); stop its hosts before moving offsets, or pass --force",
+            req.group,
+            live.len(),
+            live.join(", ")
+        );
+    }
+    let partitions = if req.partitions.is_empty() {
+        kafka.partitions(req.topic)?
+    } else {
+        req.partitions.to_vec()
+    };
+    let mut new = BTreeMap::new();
+    for p in partitions {
+        let offset = match req.to {
+            Target::Offset(n) => n,
+            Target::Earliest => kafka.watermarks(req.topic, p)?.0,
+            Target::Latest => kafka.watermarks(req.topic, p)?.1,
+        };
+        new.insert(p, offset);
+    }
+    store.set_offsets(req.topic, &new)?;
+    for (p, o) in &new {
+        println!("{}/{p} -> {o}", req.topic);
+    }
+    println!("stored in Redis key {}", offsets_key(req.group, req.topic));
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! Producing a batch's emitted records to Kafka, and waiting until the broker has them.
+//!
+//! The producer is idempotent with `acks=all`. A batch's records are all sent, then all
+//! acknowledgements awaited; only then may the batch commit. A failure fails the batch:
+//! records already delivered stay (emits are at-least-once) and carry source headers
+//! that let consumers drop the duplicates of a retried batch.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+use crate::runtime::OutputRecord;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error(
+        "the plugin emitted {count} record(s) without a topic, but the job has no output \
+         topic; pass --output-topic or emit to a named topic"
+    )]
+    NoOutputTopic { count: usize },
+    #[error("producing to topic {topic}: {source}")]
+    Produce { topic: String, source: KafkaError },
+    #[error("the producer was closed before topic {topic} acknowledged a record")]
+    Canceled { topic: String },
+    #[error("cannot create the Kafka producer: {0}")]
+    Config(KafkaError),
+}
+
+pub struct Sink {
+    producer: FutureProducer,
+    output_topic: Option<String>,
+}
+
+impl Sink {
+    pub fn new(
+        brokers: &str,
+        overrides: &[(String, String)],
+        output_topic: Option<String>,
+    ) -> Result<Self, SinkError> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "60000");
+        for (k, v) in overrides {
+            config.set(k, v);
+        }
+        let producer = config.create().map_err(SinkError::Config)?;
+        Ok(Self {
+            producer,
+            output_topic,
+        })
+    }
+
+    /// Sends every record and returns once all are acknowledged.
+    pub fn send(&self, records: Vec<OutputRecord>) -> Result<(), SinkError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        if self.output_topic.is_none() {
+            let count = records.iter().filter(|r| r.topic.is_none()).count();
+            if count > 0 {
+                return Err(SinkError::NoOutputTopic { count });
+            }
+        }
+        let mut pending = Vec::with_capacity(records.len());
+        for record in &records {
+            let topic = match (&record.topic, &self.output_topic) {
+                (Some(t), _) => t.as_str(),
+                (None, Some(t)) => t.as_str(),
+                (None, None) => unreachable!("checked above"),
+            };
+            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+            for h in &record.headers {
+                headers = headers.insert(KafkaHeader {
+                    key: &h.name,
+                    value: h.value.as_deref(),
+                });
+            }
+            let mut kafka = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
+            if let Some(k) = &record.key {
+                kafka = kafka.key(k.as_slice());
+            }
+            if let Some(v) = &record.value {
+                kafka = kafka.payload(v.as_slice());
+            }
+            loop {
+                match self.producer.send_result(kafka) {
+                    Ok(delivery) => {
+                        pending.push((topic, delivery));
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        // The local queue is full: let deliveries drain, then retry.
+                        self.producer.poll(Duration::from_millis(50));
+                        kafka = back;
+                    }
+                    Err((source, _)) => {
+                        return Err(SinkError::Produce {
+                            topic: topic.to_owned(),
+                            source,
+                        });
+                    }
+                }
+            }
+        }
+        let (topics, futures): (Vec<&str>, Vec<_>) = pending.into_iter().unzip();
+        let results = futures::executor::block_on(join_all(futures));
+        for (topic, result) in topics.into_iter().zip(results) {
+            match result {
+                Ok(Ok(_)) => {}
+                Ok(Err((source, _))) => {
+                    return Err(SinkError::Produce {
+                        topic: topic.to_owned(),
+                        source,
+                    });
+                }
+                Err(_) => {
+                    return Err(SinkError::Canceled {
+                        topic: topic.to_owned(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for outstanding deliveries (at shutdown).
+    pub fn flush(&self, timeout: Duration) {
+        if let Err(e) = self.producer.flush(timeout) {
+            tracing::warn!(error = %e, "producer flush at shutdown");
+        }
+    }
+}

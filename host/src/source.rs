@@ -1,0 +1,148 @@
+//! The Kafka side: one consumer per host process, partitions from the consumer group (or
+//! a static list), each partition's messages split off into its own queue for its worker.
+//!
+//! Offsets are never committed to Kafka by this consumer (`enable.auto.commit=false`):
+//! Redis holds them. On assignment every partition starts at its Redis offset; where
+//! Redis has none, at the reset policy's position, except that a partition the job has
+//! never seen while it has offsets for other partitions of the topic (the topic grew)
+//! starts at the earliest offset.
+
+use std::sync::{Arc, OnceLock, Weak};
+
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::topic_partition_list::TopicPartitionList;
+use rdkafka::types::RDKafkaRespErr;
+
+/// Where a partition without a stored offset starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ResetPolicy {
+    /// The oldest record still in the partition.
+    Earliest,
+    /// Only records produced from now on.
+    Latest,
+    /// Refuse to start the partition: an error names it.
+    None,
+}
+
+impl ResetPolicy {
+    fn librdkafka(self) -> &'static str {
+        match self {
+            ResetPolicy::Earliest => "earliest",
+            ResetPolicy::Latest => "latest",
+            ResetPolicy::None => "error",
+        }
+    }
+}
+
+/// What the job does when partitions come and go. Called from inside the consumer's
+/// poll, on the thread that polls.
+pub trait Assignments: Send + Sync {
+    /// Sets each partition's start offset in `tpl` (and prepares its worker) before the
+    /// assignment takes effect.
+    fn assigning(&self, consumer: &Arc<BaseConsumer<SourceContext>>, tpl: &mut TopicPartitionList);
+    /// Starts the workers of the partitions just assigned.
+    fn assigned(&self, tpl: &TopicPartitionList);
+    /// Stops the workers of `tpl` (finishing or abandoning their batch) before the
+    /// partitions are released.
+    fn revoking(&self, tpl: &TopicPartitionList);
+}
+
+#[derive(Default)]
+pub struct SourceContext {
+    consumer: OnceLock<Weak<BaseConsumer<SourceContext>>>,
+    assignments: OnceLock<Weak<dyn Assignments>>,
+}
+
+impl ClientContext for SourceContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(error = %error, "kafka: {reason}");
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn rebalance(
+        &self,
+        base: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let consumer = self.consumer.get().and_then(Weak::upgrade);
+        let assignments = self.assignments.get().and_then(Weak::upgrade);
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                tracing::info!(partitions = %describe(tpl), "partitions assigned");
+                if let (Some(consumer), Some(a)) = (&consumer, &assignments) {
+                    a.assigning(consumer, tpl);
+                }
+                if let Err(e) = base.assign(tpl) {
+                    tracing::error!(error = %e, "assigning partitions failed");
+                }
+                if let Some(a) = &assignments {
+                    a.assigned(tpl);
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                tracing::info!(partitions = %describe(tpl), "partitions revoked");
+                if let Some(a) = &assignments {
+                    a.revoking(tpl);
+                }
+                if let Err(e) = base.unassign() {
+                    tracing::warn!(error = %e, "unassigning partitions failed");
+                }
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance failed; releasing all partitions");
+                if let Some(a) = &assignments {
+                    a.revoking(tpl);
+                }
+                let _ = base.unassign();
+            }
+        }
+    }
+}
+
+pub fn describe(tpl: &TopicPartitionList) -> String {
+    tpl.elements()
+        .iter()
+        .map(|e| format!("{}/{}", e.topic(), e.partition()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub struct SourceConfig<'a> {
+    pub brokers: &'a str,
+    pub group: &'a str,
+    pub reset: ResetPolicy,
+    pub overrides: &'a [(String, String)],
+}
+
+/// Creates the consumer and ties its rebalance callbacks to `assignments`.
+pub fn consumer(
+    config: &SourceConfig<'_>,
+    assignments: Weak<dyn Assignments>,
+) -> Result<Arc<BaseConsumer<SourceContext>>, KafkaError> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", config.brokers)
+        .set("group.id", config.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", config.reset.librdkafka())
+        // Find partitions added to a topic within seconds rather than minutes.
+        .set("topic.metadata.refresh.interval.ms", "10000")
+        .set("enable.partition.eof", "false")
+        // A host that dies loses its partitions to the others after this long; the
+        // librdkafka default (45 s) keeps them idle for too long.
+        .set("session.timeout.ms", "10000")
+        .set("max.poll.interval.ms", "30000");
+    for (k, v) in config.overrides {
+        c.set(k, v);
+    }
+    let consumer: Arc<BaseConsumer<SourceContext>> =
+        Arc::new(c.create_with_context(SourceContext::default())?);
+    let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
+    let _ = consumer.context().assignments.set(assignments);
+    Ok(consumer)
+}

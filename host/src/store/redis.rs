@@ -1,0 +1,310 @@
+//! The production store: offsets and state in Redis, committed by one Lua script.
+//!
+//! Key layout (see DESIGN.md):
+//! * `streamhost:<group>:offsets:<topic>`: HASH, field = partition, value = next offset.
+//! * `streamhost:<job>:state`: HASH of the job's state; integers as decimal strings.
+//! * `streamhost:<group>:member:<id>`: a running host's heartbeat (expires on its own),
+//!   so that `host offsets set` can refuse to move offsets under a live job.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use redis::{Client, Connection, Script, Value};
+
+use super::{Commit, CommitOutcome, StateStore, StoreError};
+use crate::effects::PendingWrite;
+
+/// The commit, atomically: fence on the stored offset, validate increments, apply the
+/// state writes, move the offset. Returns {1} on success, {0, stored?} when fenced, and
+/// {2, key, value} when an increment targets a value that is not an integer (in which
+/// case nothing was written: a Redis script error would not roll back earlier writes,
+/// so every check happens before the first write).
+const COMMIT_SCRIPT: &str = r#"
+local stored = redis.call('HGET', KEYS[1], ARGV[1])
+local expected = ARGV[2]
+if (expected == '' and stored) or (expected ~= '' and stored ~= expected) then
+  if stored then return {0, stored} end
+  return {0}
+end
+local nset, ndel, nincr = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local incr_at = 7 + 2 * nset + ndel
+for j = 0, nincr - 1 do
+  local key = ARGV[incr_at + 2 * j]
+  local value = redis.call('HGET', KEYS[2], key)
+  if value and not string.match(value, '^%-?%d+$') then return {2, key, value} end
+end
+local i = 7
+for j = 1, nset do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]); i = i + 2 end
+for j = 1, ndel do redis.call('HDEL', KEYS[2], ARGV[i]); i = i + 1 end
+for j = 1, nincr do redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1]); i = i + 2 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return {1}
+"#;
+
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub fn offsets_key(group: &str, topic: &str) -> String {
+    format!("streamhost:{group}:offsets:{topic}")
+}
+
+pub fn state_key(job: &str) -> String {
+    format!("streamhost:{job}:state")
+}
+
+pub fn member_key(group: &str, member: &str) -> String {
+    format!("streamhost:{group}:member:{member}")
+}
+
+pub struct RedisStore {
+    url: String,
+    client: Client,
+    group: String,
+    state_key: String,
+    script: Script,
+    pool: Mutex<Vec<Connection>>,
+}
+
+impl RedisStore {
+    /// Connects (and pings) Redis at `url`.
+    pub fn connect(url: &str, group: &str, job: &str) -> Result<Self, StoreError> {
+        let client = Client::open(url).map_err(|e| StoreError::Unavailable {
+            url: url.to_owned(),
+            detail: format!("bad URL: {e}"),
+        })?;
+        let store = Self {
+            url: url.to_owned(),
+            client,
+            group: group.to_owned(),
+            state_key: state_key(job),
+            script: Script::new(COMMIT_SCRIPT),
+            pool: Mutex::new(Vec::new()),
+        };
+        store.with_conn("PING", |c| redis::cmd("PING").query::<String>(c))?;
+        Ok(store)
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Runs `f` on a pooled connection; a connection that saw an error is dropped.
+    fn with_conn<T>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&mut Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => self.open()?,
+        };
+        match f(&mut conn) {
+            Ok(v) => {
+                self.pool
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(conn);
+                Ok(v)
+            }
+            Err(e) if is_connection_error(&e) => Err(StoreError::Unavailable {
+                url: self.url.clone(),
+                detail: e.to_string(),
+            }),
+            Err(e) => Err(StoreError::Command {
+                key: key.to_owned(),
+                detail: e.to_string(),
+            }),
+        }
+    }
+
+    fn open(&self) -> Result<Connection, StoreError> {
+        let unavailable = |e: redis::RedisError| StoreError::Unavailable {
+            url: self.url.clone(),
+            detail: e.to_string(),
+        };
+        let conn = self
+            .client
+            .get_connection_with_timeout(CONNECT_TIMEOUT)
+            .map_err(unavailable)?;
+        conn.set_read_timeout(Some(IO_TIMEOUT))
+            .map_err(unavailable)?;
+        conn.set_write_timeout(Some(IO_TIMEOUT))
+            .map_err(unavailable)?;
+        Ok(conn)
+    }
+
+    /// Every stored offset of `topic` for this group.
+    pub fn offsets(&self, topic: &str) -> Result<BTreeMap<i32, i64>, StoreError> {
+        let key = offsets_key(&self.group, topic);
+        let raw: Vec<(String, String)> =
+            self.with_conn(&key, |c| redis::cmd("HGETALL").arg(&key).query(c))?;
+        Ok(raw
+            .into_iter()
+            .filter_map(|(p, o)| Some((p.parse().ok()?, o.parse().ok()?)))
+            .collect())
+    }
+
+    /// Overwrites stored offsets (the operator's `host offsets set`).
+    pub fn set_offsets(&self, topic: &str, offsets: &BTreeMap<i32, i64>) -> Result<(), StoreError> {
+        let key = offsets_key(&self.group, topic);
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        self.with_conn(&key, |c| {
+            let mut cmd = redis::cmd("HSET");
+            cmd.arg(&key);
+            for (p, o) in offsets {
+                cmd.arg(p.to_string()).arg(o.to_string());
+            }
+            cmd.query::<i64>(c)
+        })?;
+        Ok(())
+    }
+
+    /// Topics this group has offsets for.
+    pub fn topics(&self) -> Result<Vec<String>, StoreError> {
+        let prefix = offsets_key(&self.group, "");
+        let keys = self.scan(&format!("{prefix}*"))?;
+        let mut topics: Vec<String> = keys
+            .into_iter()
+            .filter_map(|k| k.strip_prefix(&prefix).map(str::to_owned))
+            .collect();
+        topics.sort();
+        Ok(topics)
+    }
+
+    /// Announces a live member of the group for `ttl`.
+    pub fn heartbeat(&self, member: &str, ttl: Duration) -> Result<(), StoreError> {
+        let key = member_key(&self.group, member);
+        self.with_conn(&key, |c| {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(std::process::id())
+                .arg("PX")
+                .arg(ttl.as_millis() as u64)
+                .query::<()>(c)
+        })
+    }
+
+    pub fn leave(&self, member: &str) -> Result<(), StoreError> {
+        let key = member_key(&self.group, member);
+        self.with_conn(&key, |c| redis::cmd("DEL").arg(&key).query::<i64>(c))?;
+        Ok(())
+    }
+
+    /// Members whose heartbeat has not expired.
+    pub fn live_members(&self) -> Result<Vec<String>, StoreError> {
+        let prefix = member_key(&self.group, "");
+        Ok(self
+            .scan(&format!("{prefix}*"))?
+            .into_iter()
+            .filter_map(|k| k.strip_prefix(&prefix).map(str::to_owned))
+            .collect())
+    }
+
+    fn scan(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
+        self.with_conn(pattern, |c| {
+            let mut out = Vec::new();
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(500)
+                    .query(c)?;
+                out.extend(keys);
+                if next == 0 {
+                    return Ok(out);
+                }
+                cursor = next;
+            }
+        })
+    }
+}
+
+fn is_connection_error(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+}
+
+impl StateStore for RedisStore {
+    fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.with_conn(&self.state_key, |c| {
+            redis::cmd("HMGET")
+                .arg(&self.state_key)
+                .arg(keys)
+                .query::<Vec<Option<Vec<u8>>>>(c)
+        })
+    }
+
+    fn committed_offset(&self, topic: &str, partition: i32) -> Result<Option<i64>, StoreError> {
+        let key = offsets_key(&self.group, topic);
+        let v: Option<String> = self.with_conn(&key, |c| {
+            redis::cmd("HGET").arg(&key).arg(partition).query(c)
+        })?;
+        Ok(v.and_then(|s| s.parse().ok()))
+    }
+
+    fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome, StoreError> {
+        let offsets = offsets_key(&self.group, commit.topic);
+        let (mut sets, mut dels, mut incrs) = (Vec::new(), Vec::new(), Vec::new());
+        for (key, write) in commit.writes.iter() {
+            match write {
+                PendingWrite::Set(v) => sets.push((key, v)),
+                PendingWrite::Delete => dels.push(key),
+                PendingWrite::Add(d) => incrs.push((key, d)),
+            }
+        }
+        let mut inv = self.script.key(&offsets);
+        inv.key(&self.state_key)
+            .arg(commit.partition)
+            .arg(commit.expected.map(|o| o.to_string()).unwrap_or_default())
+            .arg(commit.until_offset)
+            .arg(sets.len())
+            .arg(dels.len())
+            .arg(incrs.len());
+        for (k, v) in &sets {
+            inv.arg(k.as_bytes()).arg(v.as_slice());
+        }
+        for k in &dels {
+            inv.arg(k.as_bytes());
+        }
+        for (k, d) in &incrs {
+            inv.arg(k.as_bytes()).arg(**d);
+        }
+        let reply: Vec<Value> = self.with_conn(&offsets, |c| inv.invoke(c))?;
+        let text = |v: Option<&Value>| match v {
+            Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+            Some(Value::Int(i)) => i.to_string(),
+            _ => String::new(),
+        };
+        match reply.first() {
+            Some(Value::Int(1)) => Ok(CommitOutcome::Committed),
+            Some(Value::Int(0)) => Ok(CommitOutcome::Fenced {
+                stored: text(reply.get(1)).parse().ok(),
+            }),
+            Some(Value::Int(2)) => {
+                let key = text(reply.get(1));
+                let delta = incrs
+                    .iter()
+                    .find(|(k, _)| **k == key)
+                    .map_or(0, |(_, d)| **d);
+                Err(StoreError::NotAnInteger {
+                    key,
+                    value: text(reply.get(2)),
+                    delta,
+                })
+            }
+            other => Err(StoreError::Command {
+                key: offsets,
+                detail: format!("unexpected reply from the commit script: {other:?}"),
+            }),
+        }
+    }
+}
