@@ -155,8 +155,9 @@ pub struct RunArgs {
     pub partitions: Option<Vec<i32>>,
 
     /// A librdkafka property for the consumer and producer, as key=value (repeatable):
-    /// security.protocol, sasl.*, ssl.*, ...
-    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_key_value, env = "STREAMHOST_KAFKA_PROPERTIES", value_delimiter = ',')]
+    /// security.protocol, sasl.*, ssl.*, ... (the environment variable takes several,
+    /// separated by `;`).
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_key_value, env = "STREAMHOST_KAFKA_PROPERTIES", value_delimiter = ';')]
     pub kafka: Vec<(String, String)>,
 }
 
@@ -232,8 +233,9 @@ pub struct PluginArgs {
     #[arg(long, env = "STREAMHOST_PLUGIN")]
     pub plugin: PathBuf,
 
-    /// A setting passed to the plugin's `init`, as key=value (repeatable).
-    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value, env = "STREAMHOST_CONFIG", value_delimiter = ',')]
+    /// A setting passed to the plugin's `init`, as key=value (repeatable; the environment
+    /// variable takes several, separated by `;`).
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value, env = "STREAMHOST_CONFIG", value_delimiter = ';')]
     pub config: Vec<(String, String)>,
 
     /// Memory cap per plugin instance, in MiB.

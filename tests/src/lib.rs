@@ -1,5 +1,7 @@
 //! Helpers for the end-to-end tests: where the `host` binary and the built plugins are.
 
+pub mod services;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -59,4 +61,94 @@ pub fn stdout_json(out: &Output) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("host test prints JSON")
+}
+
+/// Deterministic text records: `n` values of a few words from a small vocabulary.
+pub fn text_values(seed: u64, n: usize) -> Vec<Vec<u8>> {
+    const WORDS: [&str; 24] = [
+        "stream",
+        "Batch",
+        "offset",
+        "kafka",
+        "redis",
+        "plugin",
+        "wasm",
+        "host",
+        "commit",
+        "fence",
+        "état",
+        "Straße",
+        "naïve",
+        "record",
+        "partition",
+        "group",
+        "retry",
+        "exactly",
+        "once",
+        "log",
+        "state",
+        "emit",
+        "the",
+        "THE",
+    ];
+    let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..n)
+        .map(|_| {
+            let words = 1 + next() % 6;
+            (0..words)
+                .map(|_| WORDS[(next() % WORDS.len() as u64) as usize])
+                .collect::<Vec<_>>()
+                .join(" ")
+                .into_bytes()
+        })
+        .collect()
+}
+
+/// The word count's specification, written independently of the plugin.
+pub fn expected_counts<'a>(
+    values: impl IntoIterator<Item = &'a Vec<u8>>,
+) -> std::collections::BTreeMap<String, i64> {
+    let mut counts = std::collections::BTreeMap::new();
+    for value in values {
+        for word in String::from_utf8_lossy(value).split_whitespace() {
+            *counts.entry(word.to_lowercase()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// Arguments of `host run` for the wordcount plugin against these services.
+pub fn run_args(
+    brokers: &str,
+    redis: &str,
+    topic: &str,
+    group: &str,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "run",
+        "--plugin",
+        plugin("wordcount").to_str().unwrap_or_default(),
+        "--topic",
+        topic,
+        "--brokers",
+        brokers,
+        "--redis",
+        redis,
+        "--group",
+        group,
+        "--batch-linger-ms",
+        "20",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
 }

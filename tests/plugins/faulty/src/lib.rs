@@ -2,7 +2,7 @@
 //!
 //! The value of each record says what to do: `loop` spins forever, `alloc` allocates until
 //! memory runs out, `trap` executes `unreachable`, `panic` panics, `retry` / `fatal` /
-//! `poison` return that error, `log` writes a log line, `flood` emits far more than any cap allows. Any other value
+//! `poison` return that error, `log` writes a log line, `sleep` takes 3 s, `flood` emits far more than any cap allows. Any other value
 //! counts under the state key `ok`. With config `fail-init=true`, `init` refuses.
 
 use exports::streamhost::plugin::{handler, lifecycle};
@@ -46,6 +46,7 @@ impl handler::Guest for Faulty {
                         std::hint::black_box(&hoard);
                     }
                 }
+                b"sleep" => std::thread::sleep(std::time::Duration::from_secs(3)),
                 b"log" => log::log(Level::Warn, &format!("note from offset {}", record.offset)),
                 b"trap" => core::arch::wasm32::unreachable(),
                 b"panic" => panic!("boom at offset {}", record.offset),

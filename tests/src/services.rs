@@ -1,0 +1,333 @@
+//! Real services for the tests, started on free loopback ports and stopped on drop:
+//! Debian's `redis-server`, the `tansu` Kafka-protocol broker, and the `host` binary.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+/// Polls `condition` until it holds or `timeout` passes; panics with `what` on timeout.
+pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn port_open(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A private `redis-server`.
+pub struct Redis {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    process: Option<Process>,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let mut redis = Redis {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("tempdir"),
+            process: None,
+        };
+        redis.spawn();
+        redis
+    }
+
+    fn spawn(&mut self) {
+        let log = File::create(self.dir.path().join("redis.log")).expect("redis log");
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+            .arg(self.dir.path())
+            .stdout(log)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/setup installs it)");
+        self.process = Some(Process(child));
+        let port = self.port;
+        wait_until(Duration::from_secs(10), "redis-server to listen", || {
+            port_open(port)
+        });
+    }
+
+    /// Stops the server (SIGKILL) and starts it again on the same port, data kept.
+    pub fn restart(&mut self) {
+        self.process = None;
+        self.spawn();
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn conn(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .and_then(|c| c.get_connection())
+            .expect("connect to redis")
+    }
+
+    pub fn hgetall(&self, key: &str) -> BTreeMap<String, String> {
+        redis::cmd("HGETALL")
+            .arg(key)
+            .query(&mut self.conn())
+            .expect("HGETALL")
+    }
+
+    /// A group's committed offsets of a topic, by partition.
+    pub fn offsets(&self, group: &str, topic: &str) -> BTreeMap<i32, i64> {
+        self.hgetall(&format!("streamhost:{group}:offsets:{topic}"))
+            .into_iter()
+            .map(|(p, o)| (p.parse().expect("partition"), o.parse().expect("offset")))
+            .collect()
+    }
+
+    /// A job's state, values parsed as integers.
+    pub fn counts(&self, job: &str) -> BTreeMap<String, i64> {
+        self.hgetall(&format!("streamhost:{job}:state"))
+            .into_iter()
+            .map(|(k, v)| (k, v.parse().expect("integer state")))
+            .collect()
+    }
+}
+
+/// The tansu broker binary (installed by scripts/install-tansu).
+pub fn tansu_bin() -> PathBuf {
+    let path = std::env::var_os("STREAMHOST_TANSU")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/streamhost/bin/tansu")
+        });
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/setup",
+        path.display()
+    );
+    path
+}
+
+/// A private tansu broker with in-memory storage.
+pub struct Tansu {
+    pub port: u16,
+    _process: Process,
+    _dir: tempfile::TempDir,
+}
+
+impl Tansu {
+    pub fn start() -> Tansu {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("tcp://127.0.0.1:{port}");
+        let log = File::create(dir.path().join("tansu.log")).expect("tansu log");
+        let child = Command::new(tansu_bin())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(log)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        let process = Process(child);
+        wait_until(Duration::from_secs(10), "tansu to listen", || {
+            port_open(port)
+        });
+        Tansu {
+            port,
+            _process: process,
+            _dir: dir,
+        }
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// Creates a topic through the Kafka admin API.
+pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let results = futures::executor::block_on(admin.create_topics([&new], &AdminOptions::new()))
+        .expect("create topic");
+    for r in results {
+        r.expect("topic created");
+    }
+}
+
+pub fn producer(brokers: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "10")
+        .create()
+        .expect("producer")
+}
+
+/// Produces `values` to one partition and waits for every acknowledgement.
+pub fn produce(producer: &FutureProducer, topic: &str, partition: i32, values: &[Vec<u8>]) {
+    let mut pending = Vec::new();
+    for v in values {
+        loop {
+            match producer.send_result(
+                FutureRecord::<(), [u8]>::to(topic)
+                    .partition(partition)
+                    .payload(v.as_slice()),
+            ) {
+                Ok(f) => {
+                    pending.push(f);
+                    break;
+                }
+                Err((_, _)) => producer.poll(Duration::from_millis(20)),
+            }
+        }
+    }
+    for r in futures::executor::block_on(futures::future::join_all(pending)) {
+        r.expect("delivery").expect("acknowledged");
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// Kafka settings that make group joins fast on tansu (it waits for the rebalance
+/// timeout) and let a killed host's partitions move on quickly.
+pub const FAST_GROUP: &[&str] = &[
+    "-X",
+    "session.timeout.ms=6000",
+    "-X",
+    "max.poll.interval.ms=8000",
+];
+
+/// A running `host` process; its stderr goes to a log file.
+pub struct Host {
+    child: Child,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Host {
+    pub fn spawn(args: &[String], cache: &Path) -> Host {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("host.log");
+        let child = Command::new(crate::host_bin())
+            .args(args)
+            .env("STREAMHOST_CACHE_DIR", cache)
+            .env(
+                "STREAMHOST_LOG",
+                "info,streamhost::pipeline=debug,librdkafka=warn",
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).expect("host log"))
+            .spawn()
+            .expect("start host");
+        Host {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.pid(), signal);
+        }
+    }
+
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for the process to exit on its own.
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "host did not exit within {timeout:?}; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `wait_until`, but a timeout shows this host's log.
+    pub fn wait_for(&self, timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !condition() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}; host log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

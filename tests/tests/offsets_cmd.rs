@@ -1,0 +1,126 @@
+//! `host offsets show|set|reset` against a running and a stopped job. Runs on the mock
+//! cluster, whose end offsets are exact (tansu's are not, see TOOLCHAINS.md).
+
+use std::time::Duration;
+
+use rdkafka::mocking::MockCluster;
+use serde_json::Value;
+use streamhost_tests::services::{Host, Redis, produce, producer};
+use streamhost_tests::{host, run_args, text_values};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+struct Env {
+    redis: Redis,
+    brokers: String,
+    cache: tempfile::TempDir,
+}
+
+impl Env {
+    fn offsets(&self, args: &[&str]) -> std::process::Output {
+        let mut all = vec!["offsets"];
+        all.extend_from_slice(args);
+        let redis = self.redis.url();
+        all.extend_from_slice(&[
+            "--group",
+            "g",
+            "--brokers",
+            &self.brokers,
+            "--redis",
+            &redis,
+        ]);
+        host(&all, self.cache.path())
+    }
+
+    fn show(&self) -> Vec<(i64, i64, i64)> {
+        let out = self.offsets(&["show", "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rows: Value = serde_json::from_slice(&out.stdout).expect("json");
+        rows.as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| {
+                (
+                    r["committed"].as_i64().unwrap_or(-1),
+                    r["end"].as_i64().unwrap(),
+                    r["lag"].as_i64().unwrap_or(-1),
+                )
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn show_set_and_reset() {
+    let mock = MockCluster::new(1).expect("mock cluster");
+    mock.create_topic("words", 2, 1).expect("topic");
+    let env = Env {
+        redis: Redis::start(),
+        brokers: mock.bootstrap_servers(),
+        cache: tempfile::tempdir().unwrap(),
+    };
+    let p = producer(&env.brokers);
+    produce(&p, "words", 0, &text_values(1, 50));
+    produce(&p, "words", 1, &text_values(2, 50));
+
+    let args = run_args(
+        &env.brokers,
+        &env.redis.url(),
+        "words",
+        "g",
+        &["--partitions", "0,1"],
+    );
+    let mut job = Host::spawn(&args, env.cache.path());
+    job.wait_for(MINUTE, "the job to catch up", || {
+        env.redis.offsets("g", "words") == [(0, 50), (1, 50)].into()
+    });
+    assert_eq!(env.show(), vec![(50, 50, 0), (50, 50, 0)]);
+
+    // Moving offsets under a running job is refused, unless forced.
+    let refused = env.offsets(&["set", "--topic", "words", "--to", "10"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("group g has 1 live member(s)") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(
+        env.redis.offsets("g", "words"),
+        [(0, 50), (1, 50)].into(),
+        "nothing moved"
+    );
+    let forced = env.offsets(&["set", "--topic", "words", "--to", "50", "--force"]);
+    assert!(
+        forced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+
+    job.signal(libc::SIGTERM);
+    assert!(job.wait(MINUTE).success());
+
+    let set = env.offsets(&["set", "--topic", "words", "--partition", "0", "--to", "10"]);
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    assert_eq!(env.show(), vec![(10, 50, 40), (50, 50, 0)]);
+
+    assert!(env.offsets(&["reset", "--topic", "words"]).status.success());
+    assert_eq!(env.show(), vec![(0, 50, 50), (0, 50, 50)]);
+
+    assert!(
+        env.offsets(&["set", "--topic", "words", "--to", "latest"])
+            .status
+            .success()
+    );
+    assert_eq!(env.show(), vec![(50, 50, 0), (50, 50, 0)]);
+
+    let bad = env.offsets(&["set", "--topic", "words", "--to", "-3"]);
+    assert_eq!(bad.status.code(), Some(2), "a bad offset is a usage error");
+}
