@@ -159,6 +159,10 @@ pub struct RunArgs {
     /// separated by `;`).
     #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_key_value, env = "STREAMHOST_KAFKA_PROPERTIES", value_delimiter = ';')]
     pub kafka: Vec<(String, String)>,
+
+    /// Benchmark baseline: count words natively instead of running the plugin.
+    #[arg(long, hide = true)]
+    pub native_wordcount: bool,
 }
 
 #[derive(Debug, Args)]

@@ -13,8 +13,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::{Message, Offset};
 
-use crate::pipeline::{BatchLimits, PartitionWorker};
-use crate::runtime::{InstanceSettings, Plugin, Runner};
+use crate::baseline::NativeWordcount;
+use crate::pipeline::{BatchLimits, PartitionWorker, Processor};
+use crate::runtime::{InstanceSettings, Limits, Plugin, Runner};
 use crate::sink::Sink;
 use crate::source::{self, Assignments, ResetPolicy, SourceConfig, SourceContext};
 use crate::store::StateStore;
@@ -29,11 +30,15 @@ pub struct JobConfig {
     pub job: String,
     pub redis: String,
     pub limits: BatchLimits,
+    /// The plugin's sandbox limits (the native baseline uses the effects cap).
+    pub limits_plugin: Limits,
     pub reset: ResetPolicy,
     pub output_topic: Option<String>,
     pub kafka: Vec<(String, String)>,
     /// Static assignment: these partitions of every topic, no group membership.
     pub partitions: Option<Vec<i32>>,
+    /// Run the word count compiled into the host instead of the plugin (benchmarks).
+    pub native_wordcount: bool,
 }
 
 /// How often this host announces itself in Redis, and how long an announcement lasts.
@@ -106,8 +111,13 @@ impl Shared {
             partition: Some(partition),
             config: self.config.plugin_config.clone(),
         };
-        let mut runner = Runner::new(self.config.plugin.clone(), settings);
-        runner.warm_up().map_err(|e| e.to_string())?;
+        let processor = if self.config.native_wordcount {
+            Processor::Native(NativeWordcount::new(&self.config.limits_plugin))
+        } else {
+            let mut runner = Runner::new(self.config.plugin.clone(), settings);
+            runner.warm_up().map_err(|e| e.to_string())?;
+            Processor::Plugin(runner)
+        };
         self.prepared
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -116,7 +126,7 @@ impl Shared {
                 partition,
                 queue,
                 consumer: consumer.clone(),
-                runner,
+                processor,
                 store: self.store.clone(),
                 sink: self.sink.clone(),
                 limits: self.config.limits.clone(),

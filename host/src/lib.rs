@@ -1,6 +1,7 @@
 //! streamhost: consume Kafka partitions, run each batch through a sandboxed WebAssembly
 //! plugin, commit offsets and state only after the plugin succeeded.
 
+pub mod baseline;
 pub mod batch;
 pub mod cli;
 pub mod effects;

@@ -73,8 +73,9 @@ fn run_job(args: cli::RunArgs) -> anyhow::Result<()> {
             .context("installing signal handlers")?;
         signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
     }
-    let runtime =
-        Runtime::new(args.plugin.runtime_options()).context("starting the WebAssembly runtime")?;
+    let options = args.plugin.runtime_options();
+    let limits_plugin = options.limits.clone();
+    let runtime = Runtime::new(options).context("starting the WebAssembly runtime")?;
     let plugin = runtime.load_file(&args.plugin.plugin)?;
     let group = args
         .group
@@ -100,6 +101,8 @@ fn run_job(args: cli::RunArgs) -> anyhow::Result<()> {
             output_topic: args.output_topic,
             kafka: args.kafka,
             partitions: args.partitions,
+            native_wordcount: args.native_wordcount,
+            limits_plugin,
         },
         stop,
     )

@@ -24,9 +24,11 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Headers;
 use rdkafka::{Offset, Timestamp};
 
+use crate::baseline::NativeWordcount;
 use crate::batch::{Batch, BatchBuilder};
+use crate::effects::Effects;
 use crate::effects::stamped_emits;
-use crate::runtime::Runner;
+use crate::runtime::{ProcessError, Runner};
 use crate::sink::Sink;
 use crate::source::{ResetPolicy, SourceContext};
 use crate::store::redis::RedisStore;
@@ -67,12 +69,27 @@ pub enum WorkerError {
     },
 }
 
+/// What turns a batch into effects: the plugin, or the native baseline of the benchmarks.
+pub enum Processor {
+    Plugin(Runner),
+    Native(NativeWordcount),
+}
+
+impl Processor {
+    fn process(&mut self, batch: &Batch) -> Result<Effects, ProcessError> {
+        match self {
+            Processor::Plugin(runner) => runner.process(batch),
+            Processor::Native(native) => native.process(batch),
+        }
+    }
+}
+
 pub struct PartitionWorker {
     pub topic: String,
     pub partition: i32,
     pub queue: rdkafka::consumer::base_consumer::PartitionQueue<SourceContext>,
     pub consumer: Arc<BaseConsumer<SourceContext>>,
-    pub runner: Runner,
+    pub processor: Processor,
     pub store: Arc<RedisStore>,
     pub sink: Arc<Sink>,
     pub limits: BatchLimits,
@@ -201,7 +218,7 @@ impl PartitionWorker {
             source,
         };
         tracing::debug!(topic = %self.topic, partition = self.partition, from, until, records = batch.records.len(), "batch");
-        let effects = self.runner.process(&batch).map_err(|e| fail(e.into()))?;
+        let effects = self.processor.process(&batch).map_err(|e| fail(e.into()))?;
         let emits = stamped_emits(effects.emits, &self.topic, self.partition, from, until);
         self.sink.send(emits).map_err(|e| fail(e.into()))?;
         let outcome = self

@@ -291,7 +291,9 @@ fn a_second_signal_exits_at_once_without_committing() {
     host.signal(libc::SIGTERM);
     // Two signals sent back to back can merge into one: send the second once the first
     // has been seen.
-    host.wait_for(MINUTE, "the first signal to be handled", || host.log_text().contains("stopping"));
+    host.wait_for(MINUTE, "the first signal to be handled", || {
+        host.log_text().contains("stopping")
+    });
     host.signal(libc::SIGTERM);
     // 143 comes only from the immediate exit; a clean stop exits 0 after committing.
     let status = host.wait(MINUTE);
