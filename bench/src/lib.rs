@@ -4,6 +4,7 @@ use streamhost::batch::{Batch, BatchBuilder};
 
 /// A deterministic pseudo-random text value of about `target_len` bytes, drawn from a
 /// vocabulary of `vocabulary` made-up words, some capitalised.
+#[derive(Clone)]
 pub struct TextGen {
     state: u64,
     vocabulary: u64,

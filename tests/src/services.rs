@@ -49,14 +49,26 @@ impl Drop for Process {
 pub struct Redis {
     pub port: u16,
     dir: tempfile::TempDir,
+    durable: bool,
     process: Option<Process>,
 }
 
 impl Redis {
+    /// A server that fsyncs every write (append-only file), so a restart keeps the data.
     pub fn start() -> Redis {
+        Self::start_with(true)
+    }
+
+    /// A server that keeps data in memory only.
+    pub fn start_in_memory() -> Redis {
+        Self::start_with(false)
+    }
+
+    fn start_with(durable: bool) -> Redis {
         let mut redis = Redis {
             port: free_port(),
             dir: tempfile::tempdir().expect("tempdir"),
+            durable,
             process: None,
         };
         redis.spawn();
@@ -74,7 +86,11 @@ impl Redis {
                 "--save",
                 "",
             ])
-            .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+            .args(if self.durable {
+                ["--appendonly", "yes", "--appendfsync", "always", "--dir"]
+            } else {
+                ["--appendonly", "no", "--appendfsync", "no", "--dir"]
+            })
             .arg(self.dir.path())
             .stdout(log)
             .stderr(Stdio::null())

@@ -20,27 +20,7 @@ use crate::effects::PendingWrite;
 /// {2, key, value} when an increment targets a value that is not an integer (in which
 /// case nothing was written: a Redis script error would not roll back earlier writes,
 /// so every check happens before the first write).
-const COMMIT_SCRIPT: &str = r#"
-local stored = redis.call('HGET', KEYS[1], ARGV[1])
-local expected = ARGV[2]
-if (expected == '' and stored) or (expected ~= '' and stored ~= expected) then
-  if stored then return {0, stored} end
-  return {0}
-end
-local nset, ndel, nincr = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local incr_at = 7 + 2 * nset + ndel
-for j = 0, nincr - 1 do
-  local key = ARGV[incr_at + 2 * j]
-  local value = redis.call('HGET', KEYS[2], key)
-  if value and not string.match(value, '^%-?%d+$') then return {2, key, value} end
-end
-local i = 7
-for j = 1, nset do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]); i = i + 2 end
-for j = 1, ndel do redis.call('HDEL', KEYS[2], ARGV[i]); i = i + 1 end
-for j = 1, nincr do redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1]); i = i + 2 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-return {1}
-"#;
+const COMMIT_SCRIPT: &str = include_str!("commit.lua");
 
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
