@@ -157,3 +157,40 @@ fn plugin_without_init_loads_and_runs() {
     assert_eq!(report["emits"][1]["value"], serde_json::Value::Null);
     assert_eq!(report["emits"][3]["value"]["base64"], "/v9ub3QgdXRmLTg=");
 }
+
+#[test]
+fn bad_run_flags_exit_2_before_connecting() {
+    let cache = tempfile::tempdir().unwrap();
+    let wc = plugin("wordcount");
+    let base = [
+        "--plugin",
+        wc.to_str().unwrap(),
+        "--topic",
+        "t",
+        "--brokers",
+        "127.0.0.1:1",
+        "--redis",
+        "redis://127.0.0.1:1",
+    ];
+    let cases: [&[&str]; 5] = [
+        &["--offset-reset", "sometimes"],
+        &["--batch-max-records", "0"],
+        &["-X", "novalue"],
+        &["--group", "has space"],
+        &["--partitions", "-1"],
+    ];
+    for bad in cases {
+        let mut args: Vec<&str> = base.to_vec();
+        args.extend_from_slice(bad);
+        let out = host(&args, cache.path());
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{bad:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = host(&["--plugin", wc.to_str().unwrap()], cache.path());
+    assert_eq!(out.status.code(), Some(2), "--topic is required");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--topic"));
+}
