@@ -160,6 +160,34 @@ pub struct RunArgs {
     #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_key_value, env = "STREAMHOST_KAFKA_PROPERTIES", value_delimiter = ';')]
     pub kafka: Vec<(String, String)>,
 
+    /// What to do when a batch fails: retry (then stop), dlq (retry, then send the
+    /// records to --dlq-topic; poison records at once), skip (retry, then skip the batch;
+    /// poison records at once), stop (at the first failure). A fatal plugin error always
+    /// stops the job.
+    #[arg(long, value_enum, default_value = "retry", env = "STREAMHOST_ON_ERROR")]
+    pub on_error: crate::policy::OnError,
+
+    /// Attempts after the first before the policy gives up on a batch.
+    #[arg(long, default_value_t = 5, env = "STREAMHOST_MAX_RETRIES", value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub max_retries: u32,
+
+    /// First pause between attempts, in milliseconds; doubles each time, with jitter.
+    #[arg(long, default_value_t = 200, env = "STREAMHOST_RETRY_BACKOFF_MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub retry_backoff_ms: u64,
+
+    /// Longest pause between attempts, in milliseconds.
+    #[arg(long, default_value_t = 10_000, env = "STREAMHOST_RETRY_BACKOFF_MAX_MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub retry_backoff_max_ms: u64,
+
+    /// Dead-letter topic (required by --on-error dlq).
+    #[arg(long, env = "STREAMHOST_DLQ_TOPIC", required_if_eq("on_error", "dlq"))]
+    pub dlq_topic: Option<String>,
+
+    /// How long to keep retrying a Redis that cannot be reached before stopping the job
+    /// (offsets stay where they are), in milliseconds.
+    #[arg(long, default_value_t = 300_000, env = "STREAMHOST_REDIS_GIVE_UP_MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub redis_give_up_ms: u64,
+
     /// Benchmark baseline: count words natively instead of running the plugin.
     #[arg(long, hide = true)]
     pub native_wordcount: bool,

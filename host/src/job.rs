@@ -37,6 +37,7 @@ pub struct JobConfig {
     pub kafka: Vec<(String, String)>,
     /// Static assignment: these partitions of every topic, no group membership.
     pub partitions: Option<Vec<i32>>,
+    pub policy: crate::policy::ErrorPolicy,
     /// Run the word count compiled into the host instead of the plugin (benchmarks).
     pub native_wordcount: bool,
 }
@@ -131,6 +132,8 @@ impl Shared {
                 sink: self.sink.clone(),
                 limits: self.config.limits.clone(),
                 reset: self.config.reset,
+                policy: self.config.policy.clone(),
+                job: self.config.job.clone(),
                 expected,
                 stop: Arc::new(AtomicBool::new(false)),
                 job_stop: self.stop.clone(),

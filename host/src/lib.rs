@@ -9,6 +9,7 @@ pub mod input;
 pub mod job;
 pub mod offsets;
 pub mod pipeline;
+pub mod policy;
 pub mod produce;
 pub mod runtime;
 pub mod sink;

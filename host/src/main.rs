@@ -102,6 +102,16 @@ fn run_job(args: cli::RunArgs) -> anyhow::Result<()> {
             kafka: args.kafka,
             partitions: args.partitions,
             native_wordcount: args.native_wordcount,
+            policy: streamhost::policy::ErrorPolicy {
+                on_error: args.on_error,
+                max_retries: args.max_retries,
+                backoff_initial: Duration::from_millis(args.retry_backoff_ms),
+                backoff_max: Duration::from_millis(
+                    args.retry_backoff_max_ms.max(args.retry_backoff_ms),
+                ),
+                dlq_topic: args.dlq_topic,
+                redis_give_up: Duration::from_millis(args.redis_give_up_ms),
+            },
             limits_plugin,
         },
         stop,

@@ -26,13 +26,14 @@ use rdkafka::{Offset, Timestamp};
 
 use crate::baseline::NativeWordcount;
 use crate::batch::{Batch, BatchBuilder};
-use crate::effects::Effects;
 use crate::effects::stamped_emits;
-use crate::runtime::{ProcessError, Runner};
+use crate::effects::{EffectError, Effects};
+use crate::policy::{ErrorPolicy, OnError};
+use crate::runtime::{Header, OutputRecord, ProcessError, Runner};
 use crate::sink::Sink;
 use crate::source::{ResetPolicy, SourceContext};
 use crate::store::redis::RedisStore;
-use crate::store::{Commit, CommitOutcome, StateStore};
+use crate::store::{Commit, CommitOutcome, StateStore, StoreError};
 
 /// When to cut a batch.
 #[derive(Debug, Clone)]
@@ -48,8 +49,9 @@ const POLL_SLICE: Duration = Duration::from_millis(100);
 /// Why a worker stopped the job.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    #[error("batch {topic}/{partition} offsets [{from}, {until}) failed: {source:#}")]
+    #[error("job {job}: batch {topic}/{partition} offsets [{from}, {until}) failed: {source:#}")]
     Batch {
+        job: String,
         topic: String,
         partition: i32,
         from: i64,
@@ -94,6 +96,9 @@ pub struct PartitionWorker {
     pub sink: Arc<Sink>,
     pub limits: BatchLimits,
     pub reset: ResetPolicy,
+    pub policy: ErrorPolicy,
+    /// The job's name, for messages.
+    pub job: String,
     /// The stored offset the next commit is fenced on (`None`: nothing stored yet).
     pub expected: Option<i64>,
     /// Set when this partition is revoked: finish the batch in hand, then return.
@@ -208,30 +213,229 @@ impl PartitionWorker {
         }
     }
 
-    fn handle(&mut self, batch: Batch, expected: Option<i64>) -> Result<(), WorkerError> {
+    /// Waits `pause` unless the job stops first; returns whether to go on.
+    fn pause(&self, pause: Duration) -> bool {
+        let until = Instant::now() + pause;
+        while Instant::now() < until {
+            if self.stopping() {
+                return false;
+            }
+            std::thread::sleep(POLL_SLICE.min(until.saturating_duration_since(Instant::now())));
+        }
+        !self.stopping()
+    }
+
+    fn plugin_identity(&self) -> (String, String) {
+        match &self.processor {
+            Processor::Plugin(r) => (r.plugin().name().to_owned(), r.plugin().digest().to_owned()),
+            Processor::Native(_) => ("native-wordcount".to_owned(), String::new()),
+        }
+    }
+
+    /// Produces records of the batch to the dead-letter topic, with headers saying where
+    /// they came from and why they failed, and waits for the acknowledgements.
+    fn dead_letter(
+        &self,
+        batch: &Batch,
+        indices: &[usize],
+        error: &str,
+        attempts: u32,
+    ) -> anyhow::Result<()> {
+        let Some(topic) = &self.policy.dlq_topic else {
+            anyhow::bail!("no --dlq-topic to send failed records to");
+        };
+        let (plugin, digest) = self.plugin_identity();
+        let bytes = |s: crate::batch::Span| crate::batch::slice(batch, s).to_vec();
+        let records: Vec<OutputRecord> = indices
+            .iter()
+            .map(|&i| {
+                let r = &batch.records[i];
+                let first = r.first_header as usize;
+                let mut headers: Vec<Header> = batch.headers
+                    [first..first + r.header_count as usize]
+                    .iter()
+                    .map(|h| Header {
+                        name: String::from_utf8_lossy(&bytes(h.name)).into_owned(),
+                        value: h.value.map(bytes),
+                    })
+                    .collect();
+                let h = |name: &str, value: String| Header {
+                    name: name.to_owned(),
+                    value: Some(value.into_bytes()),
+                };
+                headers.extend([
+                    h("streamhost-error", error.to_owned()),
+                    h("streamhost-plugin", plugin.clone()),
+                    h("streamhost-plugin-digest", digest.clone()),
+                    h("streamhost-source-topic", self.topic.clone()),
+                    h("streamhost-source-partition", self.partition.to_string()),
+                    h("streamhost-source-offset", r.offset.to_string()),
+                    h("streamhost-attempts", attempts.to_string()),
+                ]);
+                OutputRecord {
+                    topic: Some(topic.clone()),
+                    key: r.key.map(bytes),
+                    value: r.value.map(bytes),
+                    headers,
+                }
+            })
+            .collect();
+        self.sink.send(&records)?;
+        tracing::warn!(topic = %self.topic, partition = self.partition, dlq = %topic, count = records.len(), "records sent to the dead-letter topic");
+        Ok(())
+    }
+
+    /// Runs the plugin over the batch until it succeeds or the policy says stop; returns
+    /// the effects to commit (empty when the batch was skipped or dead-lettered), or
+    /// `None` when the job stopped during a backoff (the batch is abandoned, not committed).
+    fn process_with_policy(&mut self, batch: &mut Batch) -> Result<Option<Effects>, anyhow::Error> {
         let (from, until) = (batch.from_offset, batch.until_offset);
+        let mut attempt: u32 = 0;
+        let mut redis_down_since: Option<Instant> = None;
+        loop {
+            attempt += 1;
+            let error = match self.processor.process(batch) {
+                Ok(effects) => return Ok(Some(effects)),
+                Err(e) => e,
+            };
+            let redis_down = matches!(
+                &error,
+                ProcessError::Effects {
+                    source: EffectError::Store(StoreError::Unavailable { .. }),
+                    ..
+                }
+            );
+            match &error {
+                ProcessError::Fatal { .. } | ProcessError::Load(_) => return Err(error.into()),
+                // Redis unreachable while the plugin read state: not the batch's fault, so
+                // it does not use up attempts; it waits for Redis up to --redis-give-up-ms.
+                _ if redis_down => {
+                    let since = *redis_down_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= self.policy.redis_give_up {
+                        anyhow::bail!("{error} (gave up after {:?})", self.policy.redis_give_up);
+                    }
+                    attempt = attempt.saturating_sub(1);
+                    let pause = self.policy.backoff(attempt + 1);
+                    tracing::warn!(topic = %self.topic, partition = self.partition, error = %error, "Redis unreachable; retrying in {pause:?}");
+                    if !self.pause(pause) {
+                        return Ok(None);
+                    }
+                }
+                ProcessError::Poison { index, .. } => {
+                    let index = *index as usize;
+                    if index >= batch.records.len() {
+                        anyhow::bail!(
+                            "{error}, but the batch has only {} records",
+                            batch.records.len()
+                        );
+                    }
+                    let offset = batch.records[index].offset;
+                    match self.policy.on_error {
+                        OnError::Dlq => {
+                            self.dead_letter(batch, &[index], &error.to_string(), attempt)?
+                        }
+                        OnError::Skip => tracing::warn!(
+                            topic = %self.topic, partition = self.partition, offset, error = %error,
+                            "skipping a poison record"
+                        ),
+                        OnError::Retry | OnError::Stop => {
+                            anyhow::bail!(
+                                "{error} (offset {offset}); use --on-error dlq or skip to set such records aside"
+                            )
+                        }
+                    }
+                    // The batch runs again without that record; its range is unchanged.
+                    batch.records.remove(index);
+                    attempt = 0;
+                }
+                _ if self.policy.on_error == OnError::Stop => return Err(error.into()),
+                _ if attempt > self.policy.max_retries => match self.policy.on_error {
+                    OnError::Skip => {
+                        tracing::warn!(
+                            topic = %self.topic, partition = self.partition, from, until, attempts = attempt, error = %error,
+                            "skipping the batch: its offsets are committed, its effects dropped"
+                        );
+                        return Ok(Some(Effects::new(0)));
+                    }
+                    OnError::Dlq => {
+                        let all: Vec<usize> = (0..batch.records.len()).collect();
+                        self.dead_letter(batch, &all, &error.to_string(), attempt)?;
+                        return Ok(Some(Effects::new(0)));
+                    }
+                    _ => anyhow::bail!("{error} (gave up after {attempt} attempts)"),
+                },
+                _ => {
+                    let pause = self.policy.backoff(attempt);
+                    tracing::warn!(
+                        topic = %self.topic, partition = self.partition, from, until, attempt, error = %error,
+                        "batch failed; retrying in {pause:?}"
+                    );
+                    if !self.pause(pause) {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, mut batch: Batch, expected: Option<i64>) -> Result<(), WorkerError> {
+        let (from, until) = (batch.from_offset, batch.until_offset);
+        let (job, topic, partition) = (self.job.clone(), self.topic.clone(), self.partition);
         let fail = |source: anyhow::Error| WorkerError::Batch {
-            topic: self.topic.clone(),
-            partition: self.partition,
+            job: job.clone(),
+            topic: topic.clone(),
+            partition,
             from,
             until,
             source,
         };
         tracing::debug!(topic = %self.topic, partition = self.partition, from, until, records = batch.records.len(), "batch");
-        let effects = self.processor.process(&batch).map_err(|e| fail(e.into()))?;
+        let Some(effects) = self.process_with_policy(&mut batch).map_err(&fail)? else {
+            return Ok(());
+        };
         let emits = stamped_emits(effects.emits, &self.topic, self.partition, from, until);
-        self.sink.send(emits).map_err(|e| fail(e.into()))?;
-        let outcome = self
-            .store
-            .commit(&Commit {
-                topic: &self.topic,
-                partition: self.partition,
-                expected,
-                from_offset: from,
-                until_offset: until,
-                writes: &effects.state,
-            })
-            .map_err(|e| fail(e.into()))?;
+        let mut attempt = 0;
+        while let Err(e) = self.sink.send(&emits) {
+            attempt += 1;
+            if attempt > self.policy.max_retries {
+                return Err(fail(
+                    anyhow::Error::from(e).context(format!("gave up after {attempt} attempts")),
+                ));
+            }
+            let pause = self.policy.backoff(attempt);
+            tracing::warn!(topic = %self.topic, partition = self.partition, from, until, error = %e, "producing the batch's records failed; retrying in {pause:?}");
+            if !self.pause(pause) {
+                return Ok(());
+            }
+        }
+        let commit = Commit {
+            topic: &self.topic,
+            partition: self.partition,
+            expected,
+            from_offset: from,
+            until_offset: until,
+            writes: &effects.state,
+        };
+        // A commit whose reply was lost may have been applied: retrying it is safe, the
+        // retry is then fenced (stored == until) and the worker moves on from there.
+        let started = Instant::now();
+        let mut attempt = 0;
+        let outcome = loop {
+            match self.store.commit(&commit) {
+                Ok(outcome) => break outcome,
+                Err(e @ StoreError::Unavailable { .. })
+                    if started.elapsed() < self.policy.redis_give_up =>
+                {
+                    attempt += 1;
+                    let pause = self.policy.backoff(attempt);
+                    tracing::warn!(topic = %self.topic, partition = self.partition, from, until, error = %e, "commit failed; retrying in {pause:?}");
+                    if !self.pause(pause) {
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(fail(e.into())),
+            }
+        };
         match outcome {
             CommitOutcome::Committed => {
                 self.expected = Some(until);

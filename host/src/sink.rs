@@ -59,7 +59,7 @@ impl Sink {
     }
 
     /// Sends every record and returns once all are acknowledged.
-    pub fn send(&self, records: Vec<OutputRecord>) -> Result<(), SinkError> {
+    pub fn send(&self, records: &[OutputRecord]) -> Result<(), SinkError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -70,7 +70,7 @@ impl Sink {
             }
         }
         let mut pending = Vec::with_capacity(records.len());
-        for record in &records {
+        for record in records {
             let topic = match (&record.topic, &self.output_topic) {
                 (Some(t), _) => t.as_str(),
                 (None, Some(t)) => t.as_str(),

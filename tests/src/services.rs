@@ -103,6 +103,11 @@ impl Redis {
         });
     }
 
+    /// Stops the server (SIGKILL); `restart` brings it back.
+    pub fn stop(&mut self) {
+        self.process = None;
+    }
+
     /// Stops the server (SIGKILL) and starts it again on the same port, data kept.
     pub fn restart(&mut self) {
         self.process = None;
@@ -346,4 +351,28 @@ impl Drop for Host {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Reads partition 0 of `topic` from the beginning until `n` records arrived.
+pub fn read_topic(brokers: &str, topic: &str, n: usize) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("tpl");
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    wait_until(Duration::from_secs(60), "records on the topic", || {
+        while let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            out.push(m.expect("message").detach());
+        }
+        out.len() >= n
+    });
+    out
 }

@@ -4,37 +4,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::Message;
 use rdkafka::message::Headers;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use streamhost_tests::services::{
-    FAST_GROUP, Host, Redis, Tansu, create_topic, produce, producer, wait_until,
+    FAST_GROUP, Host, Redis, Tansu, create_topic, produce, producer, read_topic, wait_until,
 };
 use streamhost_tests::{expected_counts, run_args, text_values};
 
 const MINUTE: Duration = Duration::from_secs(60);
-
-/// Reads every record of one partition from the beginning until `n` arrived.
-fn read_all(brokers: &str, topic: &str, n: usize) -> Vec<rdkafka::message::OwnedMessage> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "test-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .expect("tpl");
-    consumer.assign(&tpl).expect("assign");
-    let mut out = Vec::new();
-    wait_until(MINUTE, "the emitted records", || {
-        while let Some(m) = consumer.poll(Duration::from_millis(100)) {
-            out.push(m.expect("message").detach());
-        }
-        out.len() >= n
-    });
-    out
-}
 
 #[test]
 fn wordcount_in_a_consumer_group_with_emits() {
@@ -66,7 +43,7 @@ fn wordcount_in_a_consumer_group_with_emits() {
     assert_eq!(redis.counts("wc"), expected);
 
     let words: i64 = expected.values().sum();
-    let emitted = read_all(&brokers, "counted", words as usize);
+    let emitted = read_topic(&brokers, "counted", words as usize);
     assert_eq!(
         emitted.len() as i64,
         words,

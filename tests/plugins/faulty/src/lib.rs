@@ -2,7 +2,7 @@
 //!
 //! The value of each record says what to do: `loop` spins forever, `alloc` allocates until
 //! memory runs out, `trap` executes `unreachable`, `panic` panics, `retry` / `fatal` /
-//! `poison` return that error, `log` writes a log line, `sleep` takes 3 s, `flood` emits far more than any cap allows. Any other value
+//! `poison` return that error, `log` writes a log line, `sleep` takes 3 s, `flaky` fails the batch twice (after writing state) then succeeds, `flood` emits far more than any cap allows. Any other value
 //! counts under the state key `ok`. With config `fail-init=true`, `init` refuses.
 
 use exports::streamhost::plugin::{handler, lifecycle};
@@ -14,6 +14,11 @@ use streamhost::plugin::{emit, log, state};
 wit_bindgen::generate!({ path: "../../../wit", world: "plugin" });
 
 struct Faulty;
+
+thread_local! {
+    /// Batches holding `flaky` fail this many times before they succeed.
+    static FLAKY_FAILURES_LEFT: std::cell::Cell<u32> = const { std::cell::Cell::new(2) };
+}
 
 impl lifecycle::Guest for Faulty {
     fn init(config: Vec<(String, String)>) -> Result<(), String> {
@@ -27,6 +32,7 @@ impl lifecycle::Guest for Faulty {
 impl handler::Guest for Faulty {
     fn process(batch: Batch) -> Result<(), PluginError> {
         let mut ok = 0;
+        let mut flaky = false;
         for (index, record) in batch.records.iter().enumerate() {
             let value = match record.value {
                 Some(s) => &batch.data[s.start as usize..(s.start + s.len) as usize],
@@ -47,6 +53,7 @@ impl handler::Guest for Faulty {
                     }
                 }
                 b"sleep" => std::thread::sleep(std::time::Duration::from_secs(3)),
+                b"flaky" => flaky = true,
                 b"log" => log::log(Level::Warn, &format!("note from offset {}", record.offset)),
                 b"trap" => core::arch::wasm32::unreachable(),
                 b"panic" => panic!("boom at offset {}", record.offset),
@@ -74,6 +81,11 @@ impl handler::Guest for Faulty {
             key: "ok".into(),
             delta: ok,
         })]);
+        // Fail after the state write: the host must drop that write with the attempt.
+        if flaky && FLAKY_FAILURES_LEFT.get() > 0 {
+            FLAKY_FAILURES_LEFT.set(FLAKY_FAILURES_LEFT.get() - 1);
+            return Err(PluginError::Retryable("flaky: failing this attempt".into()));
+        }
         Ok(())
     }
 }
