@@ -206,8 +206,15 @@ impl RedisStore {
     }
 }
 
+/// Errors that go away by waiting: the connection is gone, or the server is not ready
+/// (LOADING after a restart, TRYAGAIN, MASTERDOWN, READONLY during a failover).
 fn is_connection_error(e: &redis::RedisError) -> bool {
-    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+    use redis::RetryMethod;
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || !matches!(e.retry_method(), RetryMethod::NoRetry)
 }
 
 impl StateStore for RedisStore {

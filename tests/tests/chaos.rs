@@ -1,0 +1,79 @@
+//! Chaos: 300,000 records over 4 partitions, two hosts in one group, 20 SIGKILLs at
+//! random points (each host restarted at once), and one Redis restart in the middle.
+//! The state must come out exact and the offsets at the partition ends.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use streamhost_tests::services::{FAST_GROUP, Host, Redis, Tansu, create_topic, produce, producer};
+use streamhost_tests::{expected_counts, run_args, text_values};
+
+const PER_PARTITION: usize = 75_000;
+const KILLS: usize = 20;
+
+#[test]
+fn twenty_kills_and_a_redis_restart_keep_state_exact() {
+    let (mut redis, kafka) = (Redis::start(), Tansu::start());
+    create_topic(&kafka.brokers(), "words", 4);
+    let p = producer(&kafka.brokers());
+    let parts: Vec<Vec<Vec<u8>>> = (0..4).map(|i| text_values(40 + i, PER_PARTITION)).collect();
+    for (i, v) in parts.iter().enumerate() {
+        produce(&p, "words", i as i32, v);
+    }
+    let total = (4 * PER_PARTITION) as i64;
+    let cache = tempfile::tempdir().unwrap();
+    let mut extra = FAST_GROUP.to_vec();
+    extra.extend_from_slice(&["--batch-max-records", "100", "--retry-backoff-ms", "50"]);
+    let args = run_args(&kafka.brokers(), &redis.url(), "words", "g", &extra);
+
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("chaos seeded with {seed}");
+    let mut x = seed | 1;
+    let mut random = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let committed = |r: &Redis| r.offsets("g", "words").values().sum::<i64>();
+    let mut hosts = [
+        Host::spawn(&args, cache.path()),
+        Host::spawn(&args, cache.path()),
+    ];
+    for round in 0..KILLS {
+        // Let a random, small share of the work commit, then kill a random host.
+        let before = committed(&redis);
+        let step = 1 + (random() % (total as u64 / (2 * KILLS as u64))) as i64;
+        let target = (before + step).min(total);
+        hosts[0].wait_for(
+            Duration::from_secs(120),
+            "progress before the next kill",
+            || committed(&redis) >= target,
+        );
+        let victim = (random() % 2) as usize;
+        eprintln!(
+            "round {round}: killing host {victim} at {} of {total}",
+            committed(&redis)
+        );
+        let fresh = Host::spawn(&args, cache.path());
+        std::mem::replace(&mut hosts[victim], fresh).kill9();
+        if round == KILLS / 2 {
+            eprintln!("round {round}: restarting Redis");
+            redis.restart();
+        }
+    }
+    let ends: BTreeMap<i32, i64> = (0..4).map(|p| (p, PER_PARTITION as i64)).collect();
+    hosts[0].wait_for(
+        Duration::from_secs(240),
+        "offsets at the partition ends",
+        || redis.offsets("g", "words") == ends,
+    );
+    assert_eq!(
+        redis.counts("g"),
+        expected_counts(parts.iter().flatten()),
+        "exactly-once state"
+    );
+}
