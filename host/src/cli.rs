@@ -135,6 +135,12 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 100, env = "STREAMHOST_BATCH_LINGER_MS", value_parser = clap::value_parser!(u64).range(0..=600_000))]
     pub batch_linger_ms: u64,
 
+    /// Most bytes fetched from Kafka and not yet in a batch, per partition, in MiB (the
+    /// batch in hand and its effects are capped by --batch-max-bytes and
+    /// --max-effects-mb).
+    #[arg(long, default_value_t = 16, env = "STREAMHOST_MAX_INFLIGHT_MB", value_parser = clap::value_parser!(u32).range(1..=2048))]
+    pub max_inflight_mb: u32,
+
     /// Where a partition with no offset in Redis starts (new partitions of a topic the
     /// group already reads always start at earliest).
     #[arg(

@@ -38,6 +38,8 @@ pub struct JobConfig {
     /// Static assignment: these partitions of every topic, no group membership.
     pub partitions: Option<Vec<i32>>,
     pub policy: crate::policy::ErrorPolicy,
+    /// Cap on fetched, unprocessed bytes per partition.
+    pub max_inflight_mb: u32,
     /// Run the word count compiled into the host instead of the plugin (benchmarks).
     pub native_wordcount: bool,
 }
@@ -262,6 +264,8 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
             .map_or(0, |d| d.subsec_nanos())
     );
     let (brokers, group, reset) = (config.brokers.clone(), config.group.clone(), config.reset);
+    let max_inflight_kb = config.max_inflight_mb as u64 * 1024;
+    let prefetch_records = (2 * config.limits.max_records).clamp(10_000, 100_000);
     let kafka = config.kafka.clone();
     let topics = config.topics.clone();
     let partitions = config.partitions.clone();
@@ -280,6 +284,8 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
             brokers: &brokers,
             group: &group,
             reset,
+            max_inflight_kb,
+            prefetch_records,
             overrides: &kafka,
         },
         Arc::downgrade(&assignments),

@@ -100,6 +100,7 @@ fn run_job(args: cli::RunArgs) -> anyhow::Result<()> {
             reset: args.offset_reset,
             output_topic: args.output_topic,
             kafka: args.kafka,
+            max_inflight_mb: args.max_inflight_mb,
             partitions: args.partitions,
             native_wordcount: args.native_wordcount,
             policy: streamhost::policy::ErrorPolicy {

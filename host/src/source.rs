@@ -116,6 +116,10 @@ pub struct SourceConfig<'a> {
     pub brokers: &'a str,
     pub group: &'a str,
     pub reset: ResetPolicy,
+    /// Cap on fetched, unprocessed bytes per partition.
+    pub max_inflight_kb: u64,
+    /// Records librdkafka tries to keep prefetched per partition.
+    pub prefetch_records: usize,
     pub overrides: &'a [(String, String)],
 }
 
@@ -136,7 +140,26 @@ pub fn consumer(
         // A host that dies loses its partitions to the others after this long; the
         // librdkafka default (45 s) keeps them idle for too long.
         .set("session.timeout.ms", "10000")
-        .set("max.poll.interval.ms", "30000");
+        .set("max.poll.interval.ms", "30000")
+        // Per partition, since every partition has its own queue.
+        .set(
+            "queued.max.messages.kbytes",
+            config.max_inflight_kb.to_string(),
+        )
+        // librdkafka refills a partition's queue below this many records (default
+        // 100,000): small records cost far more than their size once unpacked.
+        .set("queued.min.messages", config.prefetch_records.to_string())
+        // ...and re-checks a full queue soon rather than after the default second.
+        .set("fetch.queue.backoff.ms", "10")
+        // A fetch response stays in memory until its last record is consumed: keep one
+        // response to a sixteenth of the cap, 1 MiB by default (a larger single record
+        // still comes through).
+        .set(
+            "fetch.max.bytes",
+            (config.max_inflight_kb * 64)
+                .clamp(1 << 20, 1 << 30)
+                .to_string(),
+        );
     for (k, v) in config.overrides {
         c.set(k, v);
     }
