@@ -136,6 +136,7 @@ impl Shared {
                 reset: self.config.reset,
                 policy: self.config.policy.clone(),
                 job: self.config.job.clone(),
+                set_aside: 0,
                 expected,
                 stop: Arc::new(AtomicBool::new(false)),
                 job_stop: self.stop.clone(),

@@ -99,6 +99,8 @@ pub struct PartitionWorker {
     pub policy: ErrorPolicy,
     /// The job's name, for messages.
     pub job: String,
+    /// Batches and poison records this worker skipped or dead-lettered so far.
+    pub set_aside: u64,
     /// The stored offset the next commit is fenced on (`None`: nothing stored yet).
     pub expected: Option<i64>,
     /// Set when this partition is revoked: finish the batch in hand, then return.
@@ -346,18 +348,22 @@ impl PartitionWorker {
                     }
                     // The batch runs again without that record; its range is unchanged.
                     batch.records.remove(index);
+                    self.set_aside += 1;
                     attempt = 0;
                 }
                 _ if self.policy.on_error == OnError::Stop => return Err(error.into()),
                 _ if attempt > self.policy.max_retries => match self.policy.on_error {
                     OnError::Skip => {
+                        self.set_aside += 1;
                         tracing::warn!(
                             topic = %self.topic, partition = self.partition, from, until, attempts = attempt, error = %error,
+                            set_aside_total = self.set_aside,
                             "skipping the batch: its offsets are committed, its effects dropped"
                         );
                         return Ok(Some(Effects::new(0)));
                     }
                     OnError::Dlq => {
+                        self.set_aside += 1;
                         let all: Vec<usize> = (0..batch.records.len()).collect();
                         self.dead_letter(batch, &all, &error.to_string(), attempt)?;
                         return Ok(Some(Effects::new(0)));
