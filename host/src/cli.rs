@@ -194,6 +194,10 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 300_000, env = "STREAMHOST_REDIS_GIVE_UP_MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub redis_give_up_ms: u64,
 
+    /// Serve Prometheus /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:9100).
+    #[arg(long, env = "STREAMHOST_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+
     /// Benchmark baseline: count words natively instead of running the plugin.
     #[arg(long, hide = true)]
     pub native_wordcount: bool,

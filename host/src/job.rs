@@ -40,6 +40,8 @@ pub struct JobConfig {
     pub policy: crate::policy::ErrorPolicy,
     /// Cap on fetched, unprocessed bytes per partition.
     pub max_inflight_mb: u32,
+    /// Where to serve /metrics, /healthz and /readyz.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Run the word count compiled into the host instead of the plugin (benchmarks).
     pub native_wordcount: bool,
 }
@@ -57,6 +59,7 @@ struct Running {
 
 struct Shared {
     config: JobConfig,
+    metrics: Arc<crate::metrics::Metrics>,
     store: Arc<RedisStore>,
     sink: Arc<Sink>,
     stop: Arc<AtomicBool>,
@@ -137,6 +140,7 @@ impl Shared {
                 policy: self.config.policy.clone(),
                 job: self.config.job.clone(),
                 set_aside: 0,
+                metrics: self.metrics.clone(),
                 expected,
                 stop: Arc::new(AtomicBool::new(false)),
                 job_stop: self.stop.clone(),
@@ -270,7 +274,13 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let kafka = config.kafka.clone();
     let topics = config.topics.clone();
     let partitions = config.partitions.clone();
+    let metrics = crate::metrics::Metrics::new();
+    let ready = Arc::new(AtomicBool::new(false));
+    if let Some(addr) = config.metrics_addr {
+        crate::metrics::serve(addr, metrics.clone(), ready.clone())?;
+    }
     let shared = Arc::new(Shared {
+        metrics,
         config,
         store: store.clone(),
         sink: sink.clone(),
@@ -316,6 +326,7 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         }
     }
 
+    ready.store(true, Ordering::SeqCst);
     let mut last_beat = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         // Serves rebalances and client events; records go to the partition queues.

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod effects;
 pub mod input;
 pub mod job;
+pub mod metrics;
 pub mod offsets;
 pub mod pipeline;
 pub mod policy;

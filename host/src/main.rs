@@ -101,6 +101,7 @@ fn run_job(args: cli::RunArgs) -> anyhow::Result<()> {
             output_topic: args.output_topic,
             kafka: args.kafka,
             max_inflight_mb: args.max_inflight_mb,
+            metrics_addr: args.metrics_addr,
             partitions: args.partitions,
             native_wordcount: args.native_wordcount,
             policy: streamhost::policy::ErrorPolicy {

@@ -28,6 +28,7 @@ use crate::baseline::NativeWordcount;
 use crate::batch::{Batch, BatchBuilder};
 use crate::effects::stamped_emits;
 use crate::effects::{EffectError, Effects};
+use crate::metrics::{Metrics, OutcomeLabels, PartitionLabels, PluginLabels};
 use crate::policy::{ErrorPolicy, OnError};
 use crate::runtime::{Header, OutputRecord, ProcessError, Runner};
 use crate::sink::Sink;
@@ -101,6 +102,7 @@ pub struct PartitionWorker {
     pub job: String,
     /// Batches and poison records this worker skipped or dead-lettered so far.
     pub set_aside: u64,
+    pub metrics: Arc<Metrics>,
     /// The stored offset the next commit is fenced on (`None`: nothing stored yet).
     pub expected: Option<i64>,
     /// Set when this partition is revoked: finish the batch in hand, then return.
@@ -215,6 +217,46 @@ impl PartitionWorker {
         }
     }
 
+    fn labels(&self) -> PartitionLabels {
+        PartitionLabels {
+            job: self.job.clone(),
+            topic: self.topic.clone(),
+            partition: self.partition.to_string(),
+        }
+    }
+
+    fn count_batch(&self, outcome: &str) {
+        let l = self.labels();
+        let labels = OutcomeLabels {
+            job: l.job,
+            topic: l.topic,
+            partition: l.partition,
+            outcome: outcome.to_owned(),
+        };
+        self.metrics.batches.get_or_create(&labels).inc();
+    }
+
+    /// librdkafka's cached end offset of the partition (no request to the broker).
+    fn cached_end_offset(&self) -> Option<i64> {
+        use rdkafka::client::Client;
+        let topic = std::ffi::CString::new(self.topic.as_str()).ok()?;
+        let (mut low, mut high) = (0i64, 0i64);
+        let client: &Client<SourceContext> = self.consumer.client();
+        // SAFETY: the client pointer is valid while `self.consumer` lives; the call only
+        // copies librdkafka's cached watermarks into the two out-parameters.
+        let err = unsafe {
+            rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                client.native_ptr(),
+                topic.as_ptr(),
+                self.partition,
+                &mut low,
+                &mut high,
+            )
+        };
+        (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+            .then_some(high)
+    }
+
     /// Waits `pause` unless the job stops first; returns whether to go on.
     fn pause(&self, pause: Duration) -> bool {
         let until = Instant::now() + pause;
@@ -290,14 +332,36 @@ impl PartitionWorker {
     /// Runs the plugin over the batch until it succeeds or the policy says stop; returns
     /// the effects to commit (empty when the batch was skipped or dead-lettered), or
     /// `None` when the job stopped during a backoff (the batch is abandoned, not committed).
-    fn process_with_policy(&mut self, batch: &mut Batch) -> Result<Option<Effects>, anyhow::Error> {
+    fn process_with_policy(
+        &mut self,
+        batch: &mut Batch,
+    ) -> Result<Option<(Effects, bool)>, anyhow::Error> {
         let (from, until) = (batch.from_offset, batch.until_offset);
         let mut attempt: u32 = 0;
         let mut redis_down_since: Option<Instant> = None;
         loop {
             attempt += 1;
-            let error = match self.processor.process(batch) {
-                Ok(effects) => return Ok(Some(effects)),
+            let started = Instant::now();
+            let result = self.processor.process(batch);
+            self.metrics
+                .plugin_seconds
+                .get_or_create(&self.labels())
+                .observe(started.elapsed().as_secs_f64());
+            if let Processor::Plugin(runner) = &self.processor
+                && let Some(bytes) = runner.linear_memory_bytes()
+            {
+                let labels = PluginLabels {
+                    job: self.job.clone(),
+                    plugin: runner.plugin().name().to_owned(),
+                    partition: self.partition.to_string(),
+                };
+                self.metrics
+                    .plugin_memory
+                    .get_or_create(&labels)
+                    .set(bytes as i64);
+            }
+            let error = match result {
+                Ok(effects) => return Ok(Some((effects, false))),
                 Err(e) => e,
             };
             let redis_down = matches!(
@@ -355,23 +419,30 @@ impl PartitionWorker {
                 _ if attempt > self.policy.max_retries => match self.policy.on_error {
                     OnError::Skip => {
                         self.set_aside += 1;
+                        self.count_batch("skipped");
                         tracing::warn!(
                             topic = %self.topic, partition = self.partition, from, until, attempts = attempt, error = %error,
                             set_aside_total = self.set_aside,
                             "skipping the batch: its offsets are committed, its effects dropped"
                         );
-                        return Ok(Some(Effects::new(0)));
+                        return Ok(Some((Effects::new(0), true)));
                     }
                     OnError::Dlq => {
                         self.set_aside += 1;
                         let all: Vec<usize> = (0..batch.records.len()).collect();
                         self.dead_letter(batch, &all, &error.to_string(), attempt)?;
-                        return Ok(Some(Effects::new(0)));
+                        self.count_batch("dead_lettered");
+                        self.metrics
+                            .dead_lettered
+                            .get_or_create(&self.labels())
+                            .inc_by(all.len() as u64);
+                        return Ok(Some((Effects::new(0), true)));
                     }
                     _ => anyhow::bail!("{error} (gave up after {attempt} attempts)"),
                 },
                 _ => {
                     let pause = self.policy.backoff(attempt);
+                    self.metrics.retries.get_or_create(&self.labels()).inc();
                     tracing::warn!(
                         topic = %self.topic, partition = self.partition, from, until, attempt, error = %error,
                         "batch failed; retrying in {pause:?}"
@@ -396,9 +467,16 @@ impl PartitionWorker {
             source,
         };
         tracing::debug!(topic = %self.topic, partition = self.partition, from, until, records = batch.records.len(), "batch");
-        let Some(effects) = self.process_with_policy(&mut batch).map_err(&fail)? else {
+        let batch_started = Instant::now();
+        let records_in = batch.records.len() as u64;
+        let processed = self.process_with_policy(&mut batch);
+        if processed.is_err() {
+            self.count_batch("failed");
+        }
+        let Some((effects, set_aside)) = processed.map_err(&fail)? else {
             return Ok(());
         };
+        let records_out = effects.emits.len() as u64;
         let emits = stamped_emits(effects.emits, &self.topic, self.partition, from, until);
         let mut attempt = 0;
         while let Err(e) = self.sink.send(&emits) {
@@ -426,6 +504,7 @@ impl PartitionWorker {
         // retry is then fenced (stored == until) and the worker moves on from there.
         let started = Instant::now();
         let mut attempt = 0;
+        let commit_started = Instant::now();
         let outcome = loop {
             match self.store.commit(&commit) {
                 Ok(outcome) => break outcome,
@@ -442,9 +521,27 @@ impl PartitionWorker {
                 Err(e) => return Err(fail(e.into())),
             }
         };
+        let labels = self.labels();
+        self.metrics
+            .commit_seconds
+            .get_or_create(&labels)
+            .observe(commit_started.elapsed().as_secs_f64());
         match outcome {
             CommitOutcome::Committed => {
                 self.expected = Some(until);
+                let m = &self.metrics;
+                m.batch_seconds
+                    .get_or_create(&labels)
+                    .observe(batch_started.elapsed().as_secs_f64());
+                m.records_in.get_or_create(&labels).inc_by(records_in);
+                m.records_out.get_or_create(&labels).inc_by(records_out);
+                m.committed_offset.get_or_create(&labels).set(until);
+                if let Some(end) = self.cached_end_offset() {
+                    m.lag.get_or_create(&labels).set((end - until).max(0));
+                }
+                if !set_aside {
+                    self.count_batch("ok");
+                }
                 Ok(())
             }
             CommitOutcome::Fenced { stored } => {

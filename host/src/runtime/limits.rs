@@ -31,6 +31,8 @@ impl Default for Limits {
 /// than a silent `-1`, so the host can report "memory limit" instead of a generic trap.
 pub(crate) struct Limiter {
     pub memory_bytes: usize,
+    /// The largest linear memory of the instance so far (for metrics).
+    pub current_bytes: usize,
 }
 
 /// Tables hold function references; a million is far past any real plugin.

@@ -309,6 +309,7 @@ impl Plugin {
             table: ResourceTable::new(),
             limiter: Limiter {
                 memory_bytes: p.limits.memory_bytes,
+                current_bytes: 0,
             },
             effects: Effects::new(p.limits.effects_bytes),
             store: settings.store.clone(),
@@ -406,9 +407,13 @@ impl PluginInstance {
         }
     }
 
-    /// Bytes of linear memory the instance currently holds (for metrics).
     pub fn plugin(&self) -> &Plugin {
         &self.plugin
+    }
+
+    /// Bytes of linear memory the instance holds (its largest memory).
+    pub fn linear_memory_bytes(&self) -> usize {
+        self.store.data().limiter.current_bytes
     }
 }
 
@@ -499,6 +504,13 @@ impl Runner {
 
     pub fn plugin(&self) -> &Plugin {
         &self.plugin
+    }
+
+    /// Linear memory of the live instance, if there is one.
+    pub fn linear_memory_bytes(&self) -> Option<usize> {
+        self.instance
+            .as_ref()
+            .map(PluginInstance::linear_memory_bytes)
     }
 }
 

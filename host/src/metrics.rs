@@ -1,0 +1,210 @@
+//! Prometheus metrics of a running job, and the small HTTP server that serves them
+//! (`--metrics-addr`): `/metrics`, `/healthz`, `/readyz`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub job: String,
+    pub topic: String,
+    pub partition: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub job: String,
+    pub topic: String,
+    pub partition: String,
+    /// ok, failed, skipped, dead_lettered
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLabels {
+    pub job: String,
+    pub plugin: String,
+    pub partition: String,
+}
+
+fn latency() -> Histogram {
+    // 100 µs .. ~100 s
+    Histogram::new(exponential_buckets(0.0001, 2.5, 16))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub records_in: Family<PartitionLabels, Counter>,
+    pub records_out: Family<PartitionLabels, Counter>,
+    pub batches: Family<OutcomeLabels, Counter>,
+    pub retries: Family<PartitionLabels, Counter>,
+    pub dead_lettered: Family<PartitionLabels, Counter>,
+    pub batch_seconds: Family<PartitionLabels, Histogram, fn() -> Histogram>,
+    pub plugin_seconds: Family<PartitionLabels, Histogram, fn() -> Histogram>,
+    pub commit_seconds: Family<PartitionLabels, Histogram, fn() -> Histogram>,
+    pub committed_offset: Family<PartitionLabels, Gauge>,
+    pub lag: Family<PartitionLabels, Gauge>,
+    pub plugin_memory: Family<PluginLabels, Gauge>,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::with_prefix("streamhost");
+        let m = Metrics {
+            records_in: Family::default(),
+            records_out: Family::default(),
+            batches: Family::default(),
+            retries: Family::default(),
+            dead_lettered: Family::default(),
+            batch_seconds: Family::new_with_constructor(latency),
+            plugin_seconds: Family::new_with_constructor(latency),
+            commit_seconds: Family::new_with_constructor(latency),
+            committed_offset: Family::default(),
+            lag: Family::default(),
+            plugin_memory: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "records_in",
+            "Records read from Kafka and committed",
+            m.records_in.clone(),
+        );
+        registry.register(
+            "records_out",
+            "Records the plugin emitted, produced and acknowledged",
+            m.records_out.clone(),
+        );
+        registry.register("batches", "Batches by outcome", m.batches.clone());
+        registry.register(
+            "retries",
+            "Batch attempts that failed and were retried",
+            m.retries.clone(),
+        );
+        registry.register(
+            "dead_lettered_records",
+            "Records sent to the dead-letter topic",
+            m.dead_lettered.clone(),
+        );
+        registry.register(
+            "batch_duration_seconds",
+            "A batch from its first attempt to its commit",
+            m.batch_seconds.clone(),
+        );
+        registry.register(
+            "plugin_call_duration_seconds",
+            "One process call of the plugin",
+            m.plugin_seconds.clone(),
+        );
+        registry.register(
+            "commit_duration_seconds",
+            "One Redis commit of a batch",
+            m.commit_seconds.clone(),
+        );
+        registry.register(
+            "committed_offset",
+            "Next offset to read, as committed in Redis",
+            m.committed_offset.clone(),
+        );
+        registry.register(
+            "lag",
+            "Records between the committed offset and the partition's end",
+            m.lag.clone(),
+        );
+        registry.register(
+            "plugin_memory_bytes",
+            "Linear memory of the partition's plugin instance",
+            m.plugin_memory.clone(),
+        );
+        Arc::new(Metrics { registry, ..m })
+    }
+
+    /// The Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "encoding metrics");
+        }
+        out
+    }
+}
+
+/// Serves `/metrics`, `/healthz` (the process is up) and `/readyz` (`ready` is set: the
+/// job is connected and consuming) on `addr`, from a thread of its own.
+pub fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+) -> anyhow::Result<SocketAddr> {
+    use axum::Router;
+    use axum::http::{StatusCode, header};
+    use axum::routing::get;
+
+    let std_listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| anyhow::anyhow!("cannot listen on --metrics-addr {addr}: {e}"))?;
+    std_listener.set_nonblocking(true)?;
+    let bound = std_listener.local_addr()?;
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let body = metrics.encode();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        body,
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.load(Ordering::Relaxed);
+                async move {
+                    if ready {
+                        (StatusCode::OK, "ready\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                    }
+                }
+            }),
+        );
+    std::thread::Builder::new()
+        .name("metrics-http".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "metrics server runtime");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(std_listener) {
+                    Ok(listener) => {
+                        if let Err(e) = axum::serve(listener, app).await {
+                            tracing::error!(error = %e, "metrics server stopped");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "metrics server listener"),
+                }
+            });
+        })?;
+    tracing::info!(addr = %bound, "serving /metrics, /healthz, /readyz");
+    Ok(bound)
+}

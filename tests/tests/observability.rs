@@ -1,0 +1,104 @@
+//! `--metrics-addr`: Prometheus metrics, health and readiness of a running job.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use streamhost_tests::services::{Host, Redis, Tansu, create_topic, free_port, produce, producer};
+use streamhost_tests::{plugin, run_args, text_values};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// A plain HTTP/1.1 GET: (status code, body).
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    Some((
+        status,
+        out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned(),
+    ))
+}
+
+fn metric(body: &str, name_and_labels: &str) -> Option<f64> {
+    body.lines()
+        .find(|l| l.starts_with(name_and_labels))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn metrics_health_and_readiness() {
+    let (redis, kafka) = (Redis::start_in_memory(), Tansu::start());
+    create_topic(&kafka.brokers(), "words", 1);
+    let p = producer(&kafka.brokers());
+    produce(&p, "words", 0, &text_values(5, 300));
+    produce(&p, "words", 0, &[b"retry".to_vec()]);
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let cache = tempfile::tempdir().unwrap();
+    let mut args = run_args(
+        &kafka.brokers(),
+        &redis.url(),
+        "words",
+        "g",
+        &[
+            "--partitions",
+            "0",
+            "--metrics-addr",
+            &addr,
+            "--on-error",
+            "skip",
+            "--max-retries",
+            "1",
+            "--retry-backoff-ms",
+            "10",
+        ],
+    );
+    args[2] = plugin("faulty").to_string_lossy().into_owned();
+    let host = Host::spawn(&args, cache.path());
+    host.wait_for(MINUTE, "every record", || {
+        redis.offsets("g", "words").get(&0) == Some(&301)
+    });
+    assert_eq!(get(port, "/healthz").map(|r| r.0), Some(200));
+    assert_eq!(get(port, "/readyz").map(|r| r.0), Some(200));
+    let (status, body) = get(port, "/metrics").expect("metrics");
+    assert_eq!(status, 200);
+    let part = r#"{job="g",topic="words",partition="0""#;
+    let skipped = metric(
+        &body,
+        &format!(r#"streamhost_batches_total{part},outcome="skipped"}}"#),
+    );
+    assert_eq!(skipped, Some(1.0), "{body}");
+    let ok = metric(
+        &body,
+        &format!(r#"streamhost_batches_total{part},outcome="ok"}}"#),
+    )
+    .unwrap_or(0.0);
+    assert!(ok >= 1.0, "{body}");
+    assert_eq!(
+        metric(&body, &format!("streamhost_retries_total{part}}}")),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        metric(&body, &format!("streamhost_committed_offset{part}}}")),
+        Some(301.0),
+        "{body}"
+    );
+    for name in [
+        "streamhost_records_in_total",
+        "streamhost_batch_duration_seconds_bucket",
+        "streamhost_plugin_call_duration_seconds_count",
+        "streamhost_commit_duration_seconds_sum",
+        "streamhost_lag",
+        "streamhost_plugin_memory_bytes",
+    ] {
+        assert!(body.contains(name), "{name} missing:\n{body}");
+    }
+}
