@@ -533,13 +533,13 @@ impl PartitionWorker {
                 m.batch_seconds
                     .get_or_create(&labels)
                     .observe(batch_started.elapsed().as_secs_f64());
-                m.records_in.get_or_create(&labels).inc_by(records_in);
                 m.records_out.get_or_create(&labels).inc_by(records_out);
                 m.committed_offset.get_or_create(&labels).set(until);
                 if let Some(end) = self.cached_end_offset() {
                     m.lag.get_or_create(&labels).set((end - until).max(0));
                 }
                 if !set_aside {
+                    m.records_in.get_or_create(&labels).inc_by(records_in);
                     self.count_batch("ok");
                 }
                 Ok(())
