@@ -107,3 +107,27 @@ fn an_unreachable_redis_is_a_clear_error() {
     );
     assert!(msg.contains("--redis"), "{msg}");
 }
+
+#[test]
+fn an_increment_that_would_overflow_fails_the_whole_commit() {
+    let redis = Redis::start_in_memory();
+    let store = RedisStore::connect(&redis.url(), "grp", "jb").unwrap();
+    let mut e = Effects::new(1 << 20);
+    e.set("big".into(), b"9223372036854775800".to_vec())
+        .unwrap();
+    commit(&store, &e, None, 0, 1).unwrap();
+
+    let mut e = Effects::new(1 << 20);
+    e.add("small".into(), 1).unwrap();
+    e.add("big".into(), 100).unwrap();
+    let err = commit(&store, &e, Some(1), 1, 2).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Overflow { key, .. } if key == "big"),
+        "{err}"
+    );
+    assert!(
+        !redis.hgetall("streamhost:jb:state").contains_key("small"),
+        "nothing of the commit landed"
+    );
+    assert_eq!(redis.offsets("grp", "t"), [(2, 1)].into());
+}

@@ -288,6 +288,14 @@ impl StateStore for RedisStore {
                     delta,
                 })
             }
+            Some(Value::Int(3)) => {
+                let key = text(reply.get(1));
+                let delta = incrs
+                    .iter()
+                    .find(|(k, _)| **k == key)
+                    .map_or(0, |(_, d)| **d);
+                Err(StoreError::Overflow { key, delta })
+            }
             other => Err(StoreError::Command {
                 key: offsets,
                 detail: format!("unexpected reply from the commit script: {other:?}"),
