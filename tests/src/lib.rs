@@ -131,10 +131,23 @@ pub fn run_args(
     group: &str,
     extra: &[&str],
 ) -> Vec<String> {
+    plugin_run_args("wordcount", brokers, redis, topic, group, extra)
+}
+
+/// Arguments of `host run` for a plugin built by `scripts/build-plugins`.
+pub fn plugin_run_args(
+    plugin_name: &str,
+    brokers: &str,
+    redis: &str,
+    topic: &str,
+    group: &str,
+    extra: &[&str],
+) -> Vec<String> {
+    let wasm = plugin(plugin_name);
     let mut args: Vec<String> = [
         "run",
         "--plugin",
-        plugin("wordcount").to_str().unwrap_or_default(),
+        wasm.to_str().unwrap_or_default(),
         "--topic",
         topic,
         "--brokers",

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rdkafka::mocking::MockCluster;
 use streamhost_tests::services::{Host, Redis, Tansu, create_topic, produce, producer, wait_until};
-use streamhost_tests::{expected_counts, plugin, run_args, text_values};
+use streamhost_tests::{expected_counts, plugin_run_args, run_args, text_values};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -229,14 +229,14 @@ fn a_failed_batch_stops_the_job_and_commits_nothing() {
         &[b"fine".to_vec(), b"fine".to_vec(), b"fatal".to_vec()],
     );
     let cache = tempfile::tempdir().unwrap();
-    let mut args = run_args(
+    let args = plugin_run_args(
+        "faulty",
         &kafka.brokers(),
         &redis.url(),
         "words",
         "g",
         &["--partitions", "0"],
     );
-    args[2] = plugin("faulty").to_string_lossy().into_owned();
     let mut host = Host::spawn(&args, cache.path());
     let status = host.wait(MINUTE);
     assert_eq!(status.code(), Some(1));
@@ -255,14 +255,14 @@ fn sleeping_job(redis: &Redis, kafka: &Tansu) -> Host {
     let p = producer(&kafka.brokers());
     produce(&p, "words", 0, &[b"sleep".to_vec(), b"after".to_vec()]);
     let cache = tempfile::tempdir().unwrap();
-    let mut args = run_args(
+    let args = plugin_run_args(
+        "faulty",
         &kafka.brokers(),
         &redis.url(),
         "words",
         "g",
         &["--partitions", "0", "--batch-max-records", "1"],
     );
-    args[2] = plugin("faulty").to_string_lossy().into_owned();
     let host = Host::spawn(&args, cache.path());
     wait_until(MINUTE, "the first batch to be in the plugin", || {
         host.log_text().contains("from=0 until=1")

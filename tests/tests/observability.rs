@@ -4,8 +4,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use streamhost_tests::plugin_run_args;
 use streamhost_tests::services::{Host, Redis, Tansu, create_topic, free_port, produce, producer};
-use streamhost_tests::{plugin, run_args};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -43,7 +43,8 @@ fn metrics_health_and_readiness() {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let cache = tempfile::tempdir().unwrap();
-    let mut args = run_args(
+    let args = plugin_run_args(
+        "faulty",
         &kafka.brokers(),
         &redis.url(),
         "words",
@@ -63,7 +64,6 @@ fn metrics_health_and_readiness() {
             "10",
         ],
     );
-    args[2] = plugin("faulty").to_string_lossy().into_owned();
     let host = Host::spawn(&args, cache.path());
     host.wait_for(MINUTE, "every record", || {
         redis.offsets("g", "words").get(&0) == Some(&301)

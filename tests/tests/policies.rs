@@ -7,7 +7,7 @@ use std::time::Duration;
 use rdkafka::Message;
 use rdkafka::message::Headers;
 use streamhost_tests::services::{Host, Redis, Tansu, create_topic, produce, producer, read_topic};
-use streamhost_tests::{expected_counts, host, plugin, run_args, text_values};
+use streamhost_tests::{expected_counts, host, plugin, plugin_run_args, run_args, text_values};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -18,8 +18,7 @@ fn faulty_job(redis: &Redis, kafka: &Tansu, values: &[&str], extra: &[&str]) -> 
     produce(&producer(&kafka.brokers()), "words", 0, &v);
     let mut e = vec!["--partitions", "0", "--retry-backoff-ms", "10"];
     e.extend_from_slice(extra);
-    let mut args = run_args(&kafka.brokers(), &redis.url(), "words", "g", &e);
-    args[2] = plugin("faulty").to_string_lossy().into_owned();
+    let args = plugin_run_args("faulty", &kafka.brokers(), &redis.url(), "words", "g", &e);
     let cache = tempfile::tempdir().unwrap();
     Host::spawn(&args, cache.path())
 }

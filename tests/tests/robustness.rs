@@ -5,7 +5,7 @@ use std::time::Duration;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureRecord, Producer};
 use streamhost_tests::services::{Host, Redis, Tansu, create_topic, produce, producer};
-use streamhost_tests::{expected_counts, plugin, run_args};
+use streamhost_tests::{expected_counts, plugin_run_args, run_args};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -22,14 +22,14 @@ fn a_stuck_partition_does_not_stall_the_others() {
     );
     produce(&p, "words", 1, &vec![b"fine".to_vec(); 1000]);
     let cache = tempfile::tempdir().unwrap();
-    let mut args = run_args(
+    let args = plugin_run_args(
+        "faulty",
         &kafka.brokers(),
         &redis.url(),
         "words",
         "g",
         &["--partitions", "0,1", "--batch-max-records", "1"],
     );
-    args[2] = plugin("faulty").to_string_lossy().into_owned();
     let host = Host::spawn(&args, cache.path());
     host.wait_for(MINUTE, "partition 1 to finish", || {
         redis.offsets("g", "words").get(&1) == Some(&1000)

@@ -5,14 +5,21 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use streamhost_tests::services::{FAST_GROUP, Host, Redis, Tansu, create_topic, produce, producer};
-use streamhost_tests::{expected_counts, plugin, run_args, text_values};
+use streamhost_tests::{expected_counts, plugin_run_args, text_values};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
-fn group_args(kafka: &Tansu, redis: &Redis, extra: &[&str]) -> Vec<String> {
+fn group_args(plugin_name: &str, kafka: &Tansu, redis: &Redis, extra: &[&str]) -> Vec<String> {
     let mut e = FAST_GROUP.to_vec();
     e.extend_from_slice(extra);
-    run_args(&kafka.brokers(), &redis.url(), "words", "g", &e)
+    plugin_run_args(
+        plugin_name,
+        &kafka.brokers(),
+        &redis.url(),
+        "words",
+        "g",
+        &e,
+    )
 }
 
 /// How many partitions the host's last assignment gave it.
@@ -29,7 +36,7 @@ fn a_killed_host_hands_its_partitions_to_the_other() {
     let (redis, kafka) = (Redis::start_in_memory(), Tansu::start());
     create_topic(&kafka.brokers(), "words", 4);
     let cache = tempfile::tempdir().unwrap();
-    let args = group_args(&kafka, &redis, &["--batch-max-records", "50"]);
+    let args = group_args("wordcount", &kafka, &redis, &["--batch-max-records", "50"]);
     let a = Host::spawn(&args, cache.path());
     a.wait_for(MINUTE, "host a to get partitions", || assigned(&a) == 4);
     let b = Host::spawn(&args, cache.path());
@@ -65,8 +72,7 @@ fn a_zombies_late_commit_is_fenced() {
         &[b"sleep".to_vec(), b"x".to_vec()],
     );
     let cache = tempfile::tempdir().unwrap();
-    let mut args = group_args(&kafka, &redis, &["--batch-max-records", "2"]);
-    args[2] = plugin("faulty").to_string_lossy().into_owned();
+    let args = group_args("faulty", &kafka, &redis, &["--batch-max-records", "2"]);
 
     // Host a takes the batch [0, 2) and is frozen while its plugin sleeps.
     let zombie = Host::spawn(&args, cache.path());
