@@ -17,7 +17,8 @@ use crate::runtime::{Limits, RuntimeOptions, default_cache_dir};
                   `host --plugin P --topic T` (= `host run ...`) consumes Kafka, runs each batch \
                   through the plugin and commits offsets and state to Redis after success.\n\
                   `host test` runs a plugin over a file, with no Kafka and no Redis.\n\
-                  `host offsets` shows and moves the offsets kept in Redis."
+                  `host offsets` shows and moves the offsets kept in Redis.\n\
+                  `host new --lang LANG NAME` starts a plugin project."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -51,6 +52,20 @@ pub enum Command {
     Offsets(OffsetsCommand),
     /// Write the records of a file (text lines or JSON Lines) to a topic.
     Produce(ProduceArgs),
+    /// Create a new plugin project (build script, contract, sample input) in a language.
+    New(NewArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The plugin's language.
+    #[arg(long, value_enum)]
+    pub lang: crate::scaffold::Lang,
+    /// Where to create the project folder NAME.
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    /// The plugin's name: a-z, 0-9 and '-', starting with a letter.
+    pub name: String,
 }
 
 #[derive(Debug, Args)]
@@ -73,7 +88,7 @@ pub struct ProduceArgs {
 }
 
 /// The subcommands; anything else as the first argument means `run`.
-pub const SUBCOMMANDS: &[&str] = &["run", "test", "offsets", "produce", "help"];
+pub const SUBCOMMANDS: &[&str] = &["run", "test", "offsets", "produce", "new", "help"];
 
 /// Inserts the default subcommand: `host --plugin P --topic T` is `host run --plugin ...`.
 pub fn with_default_command(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {

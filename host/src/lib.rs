@@ -13,6 +13,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod produce;
 pub mod runtime;
+pub mod scaffold;
 pub mod sink;
 pub mod source;
 pub mod store;

@@ -36,6 +36,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("produced {n} records to {}", a.topic);
             Ok(())
         }
+        Command::New(a) => {
+            let root = streamhost::scaffold::create(a.lang, &a.name, &a.dir)?;
+            eprintln!(
+                "created {shown}; next: {shown}/build.sh, then host test --plugin {shown}/{name}.wasm --input {shown}/sample.txt",
+                shown = root.display(),
+                name = a.name
+            );
+            Ok(())
+        }
         Command::Test(args) => {
             let runtime = Runtime::new(args.plugin.runtime_options())
                 .context("starting the WebAssembly runtime")?;

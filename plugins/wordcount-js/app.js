@@ -1,0 +1,90 @@
+// Word count in JavaScript: the same behaviour as plugins/wordcount (Rust).
+//
+// Each record value is decoded as UTF-8 (invalid bytes become U+FFFD), split on
+// whitespace, lowercased, and 1 is added per word to the job state (key = word,
+// value = count). With config `emit=true` it also emits one record per word
+// (key = word, value = "1"), in order.
+//
+// The words of a whole batch are added up in a Map and handed to the host in one
+// `state.apply` call: each call into the host costs far more than a Map update.
+
+import { apply } from "streamhost:plugin/state@0.1.0";
+import { send } from "streamhost:plugin/emit@0.1.0";
+
+// Unicode's White_Space set, as the Rust plugin splits on. JavaScript's \s would also
+// split on U+FEFF, which Unicode does not count as whitespace.
+const WHITESPACE =
+  /[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/;
+const decoder = new TextDecoder("utf-8"); // not fatal: bad bytes become U+FFFD
+const encoder = new TextEncoder();
+const ONE = encoder.encode("1");
+
+let emitWords = false;
+
+// StarlingMonkey's toLowerCase has no final-sigma rule (Rust, Python and browsers have
+// it): "ΟΔΟΣ" must become "οδος" with a final ς. Lowercasing code point by code point
+// equals whole-string lowercasing except for that one rule, so apply it here.
+function lower(word) {
+  if (!word.includes("Σ")) return word.toLowerCase();
+  const cps = Array.from(word);
+  return cps
+    .map((c, i) => (c === "Σ" ? (isFinalSigma(cps, i) ? "ς" : "σ") : c.toLowerCase()))
+    .join("");
+}
+
+// Unicode: Σ is final when a cased letter comes before it and none after it, skipping
+// case-ignorable characters. Cased and case-ignorable are approximated (letters with a
+// case mapping; apostrophes, periods, colons and combining diacritics).
+function isFinalSigma(cps, i) {
+  return casedAround(cps, i, -1) && !casedAround(cps, i, 1);
+}
+
+function casedAround(cps, i, step) {
+  for (let j = i + step; j >= 0 && j < cps.length; j += step) {
+    if (CASE_IGNORABLE.test(cps[j])) continue;
+    return cps[j].toLowerCase() !== cps[j] || cps[j].toUpperCase() !== cps[j];
+  }
+  return false;
+}
+
+const CASE_IGNORABLE = /^[':.\u00b7\u00ad\u2018\u2019\u2024\u2027\u0300-\u036f]$/;
+
+export const lifecycle = {
+  init(config) {
+    for (const [key, value] of config) {
+      let flag;
+      if (["true", "1", "yes"].includes(value)) flag = true;
+      else if (["false", "0", "no"].includes(value)) flag = false;
+      else throw `config ${key}=${value}: expected true or false`;
+      if (key === "emit") emitWords = flag;
+      else throw `unknown config key "${key}"; wordcount knows emit`;
+    }
+  },
+};
+
+export const handler = {
+  process(batch) {
+    const data = batch.data;
+    const counts = new Map();
+    const out = [];
+    for (const record of batch.records) {
+      const span = record.value;
+      if (span === undefined) continue;
+      const text = decoder.decode(data.subarray(span.start, span.start + span.len));
+      for (const raw of text.split(WHITESPACE)) {
+        if (raw === "") continue;
+        const word = lower(raw);
+        counts.set(word, (counts.get(word) ?? 0) + 1);
+        if (emitWords) {
+          out.push({ key: encoder.encode(word), value: ONE, headers: [] });
+        }
+      }
+    }
+    const ops = [];
+    for (const [key, n] of counts) {
+      ops.push({ tag: "incr", val: { key, delta: BigInt(n) } });
+    }
+    apply(ops);
+    if (out.length > 0) send(out);
+  },
+};

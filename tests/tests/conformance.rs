@@ -1,0 +1,293 @@
+//! Conformance: every plugin under `plugins/` (one folder a language, each a word count)
+//! must give the same state and the same emits as the specification and as each other,
+//! under `host test` and through the real pipeline (tansu + redis-server), over inputs
+//! that catch the usual differences between languages: non-ASCII text and case mappings,
+//! Unicode whitespace, empty and null values, bytes that are not UTF-8, a batch of one.
+//!
+//! Adding a language is adding a folder with a `build.sh`: the suite finds it, and
+//! reports each plugin's result on its own.
+
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::time::Duration;
+
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::{Value, json};
+use streamhost_tests::services::{Host, Redis, Tansu, create_topic, producer, read_topic};
+use streamhost_tests::{expected_counts, host, plugin_run_args, repo_root, stdout_json};
+
+/// The inputs, in order. `None` is a Kafka null value (a tombstone).
+fn inputs() -> Vec<Option<Vec<u8>>> {
+    let text = |s: &str| Some(s.as_bytes().to_vec());
+    vec![
+        text("The quick brown fox jumps over the lazy dog"),
+        text("Größe STRASSE straße Ωμέγα ΟΔΟΣ ΣΟΦΟΣ İstanbul café CAFÉ Ǆemal"),
+        text("日本語の テキスト\u{3000}全角スペース　と 한국어 и КИРИЛЛИЦА"),
+        text(""),
+        None,
+        // Invalid UTF-8: a lone 0xFF, a truncated 2-byte and 3-byte sequence, a surrogate.
+        Some(b"ok\xff fo\xc3 \xe2\x82x bad\xed\xa0\x80end fox".to_vec()),
+        text("tabs\tand\u{a0}nbsp\u{2003}em\u{2028}line-sep\nnewline  double\u{85}nel"),
+        text("   leading and trailing   "),
+        text("the THE The tHe"),
+        text("x"),
+        text("emoji 🦀 🦀 crab's dog."),
+        text("\u{1c}sep\u{1f}not-whitespace \u{feff}bom"),
+    ]
+}
+
+fn input_file(dir: &Path) -> std::path::PathBuf {
+    let lines: Vec<String> = inputs()
+        .iter()
+        .map(|v| {
+            let value = match v {
+                None => Value::Null,
+                Some(b) => match std::str::from_utf8(b) {
+                    Ok(s) => json!(s),
+                    Err(_) => {
+                        use base64::Engine as _;
+                        json!({ "base64": base64::engine::general_purpose::STANDARD.encode(b) })
+                    }
+                },
+            };
+            json!({ "value": value }).to_string()
+        })
+        .collect();
+    let path = dir.join("inputs.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").expect("write inputs");
+    path
+}
+
+/// The folders of `plugins/` that hold a plugin (a `build.sh`), by name.
+fn discovered_plugins() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(repo_root().join("plugins"))
+        .expect("plugins/")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("build.sh").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn component(name: &str) -> std::path::PathBuf {
+    repo_root()
+        .join("build/plugins")
+        .join(format!("{name}.wasm"))
+}
+
+/// `host test` of one plugin with `emit=true`: (state, emits).
+fn host_test(name: &str, input: &Path, topic: &str, batch: usize, cache: &Path) -> (Value, Value) {
+    let wasm = component(name);
+    let batch = batch.to_string();
+    let args = [
+        "test",
+        "--plugin",
+        wasm.to_str().unwrap_or_default(),
+        "--input",
+        input.to_str().unwrap_or_default(),
+        "--topic",
+        topic,
+        "--batch-size",
+        &batch,
+        "--config",
+        "emit=true",
+    ];
+    let report = stdout_json(&host(&args, cache));
+    (report["state"].clone(), report["emits"].clone())
+}
+
+fn produce_all(producer: &FutureProducer, topic: &str) {
+    let values = inputs();
+    for v in &values {
+        let mut record = FutureRecord::<(), [u8]>::to(topic).partition(0);
+        if let Some(b) = v {
+            record = record.payload(b.as_slice());
+        }
+        // One record at a time: the pipeline must see the same offsets as `host test`.
+        futures::executor::block_on(producer.send(record, Duration::from_secs(30)))
+            .expect("acknowledged");
+    }
+}
+
+/// Runs one plugin through `host run` with batches of one record; (state, emits) in the
+/// shape `host test` prints, read back from Redis and the output topic.
+fn pipeline(
+    name: &str,
+    topic: &str,
+    kafka: &Tansu,
+    redis: &Redis,
+    producer: &FutureProducer,
+    emits_expected: usize,
+    cache: &Path,
+) -> (Value, Value) {
+    let out_topic = format!("{topic}-out");
+    create_topic(&kafka.brokers(), topic, 1);
+    create_topic(&kafka.brokers(), &out_topic, 1);
+    produce_all(producer, topic);
+    let n = inputs().len() as i64;
+    let args = plugin_run_args(
+        name,
+        &kafka.brokers(),
+        &redis.url(),
+        topic,
+        name,
+        &[
+            "--partitions",
+            "0",
+            "--batch-max-records",
+            "1",
+            "--output-topic",
+            &out_topic,
+            "--config",
+            "emit=true",
+        ],
+    );
+    let host = Host::spawn(&args, cache);
+    host.wait_for(Duration::from_secs(120), "every input committed", || {
+        redis.offsets(name, topic).get(&0) == Some(&n)
+    });
+    drop(host);
+
+    let state: serde_json::Map<String, Value> = redis
+        .hgetall(&format!("streamhost:{name}:state"))
+        .into_iter()
+        .map(|(k, v)| (k, json!(v)))
+        .collect();
+    let emits: Vec<Value> = read_topic(&kafka.brokers(), &out_topic, emits_expected)
+        .iter()
+        .map(|m| {
+            let headers: Vec<Value> = m
+                .headers()
+                .map(|hs| {
+                    hs.iter()
+                        .map(|h| {
+                            json!([
+                                h.key,
+                                h.value.map(|v| String::from_utf8_lossy(v).into_owned())
+                            ])
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            json!({
+                "topic": null,
+                "key": m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                "value": m.payload().map(|v| String::from_utf8_lossy(v).into_owned()),
+                "headers": headers,
+            })
+        })
+        .collect();
+    (Value::Object(state), Value::Array(emits))
+}
+
+/// Emits as `host test` prints them, with the target topic left out: `host test` shows
+/// `null` (the job's output topic) where the pipeline wrote to `--output-topic`.
+fn without_topic(emits: &Value) -> Value {
+    Value::Array(
+        emits
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| {
+                        let mut e = e.clone();
+                        e["topic"] = Value::Null;
+                        e
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    )
+}
+
+#[test]
+fn every_plugin_gives_the_specified_state_and_emits_in_host_test_and_the_pipeline() {
+    let plugins = discovered_plugins();
+    assert!(
+        plugins.len() >= 5,
+        "expected the Rust, Python, JavaScript, C and Zig plugins under plugins/, found {plugins:?}"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = input_file(dir.path());
+    let cache = tempfile::tempdir().expect("cache dir");
+
+    // The specification, written independently of every plugin.
+    let values: Vec<Vec<u8>> = inputs().into_iter().flatten().collect();
+    let spec: BTreeMap<String, i64> = expected_counts(&values);
+    let spec_state: Value = spec
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v.to_string())))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    let words: usize = spec.values().sum::<i64>() as usize;
+    assert!(spec.contains_key("οδος") && spec.contains_key("i\u{307}stanbul"));
+
+    let (redis, kafka) = (Redis::start_in_memory(), Tansu::start());
+    let producer = producer(&kafka.brokers());
+    let mut reference: Option<(String, Value, Value)> = None; // first plugin's emits
+    let mut report = Vec::new();
+    for name in &plugins {
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            assert!(
+                component(name).exists(),
+                "{} is missing: scripts/build-plugins did not build plugins/{name}",
+                component(name).display()
+            );
+            let topic = format!("conformance-{name}");
+            let (state_one, emits_one) = host_test(name, &input, &topic, 1, cache.path());
+            let (state_all, emits_all) = host_test(name, &input, &topic, 1000, cache.path());
+            assert_eq!(state_one, spec_state, "host test, batches of one: state");
+            assert_eq!(state_all, spec_state, "host test, one batch: state");
+            assert_eq!(emits_one.as_array().map(Vec::len), Some(words), "emits");
+            let (state_run, emits_run) =
+                pipeline(name, &topic, &kafka, &redis, &producer, words, cache.path());
+            assert_eq!(state_run, spec_state, "pipeline: state in Redis");
+            assert_eq!(
+                emits_run,
+                without_topic(&emits_one),
+                "pipeline: emitted records (key, value, headers, order) vs host test"
+            );
+            // Across plugins, only the source topic's name (one topic each) may differ.
+            let rename = |e: Value| Value::String(e.to_string().replace(&topic, "T"));
+            (rename(emits_one), rename(emits_all))
+        }));
+        match outcome {
+            Ok((emits_one, emits_all)) => {
+                let same = match &reference {
+                    None => {
+                        reference = Some((name.clone(), emits_one, emits_all));
+                        Ok(())
+                    }
+                    Some((_, one, all)) if *one == emits_one && *all == emits_all => Ok(()),
+                    Some((first, _, _)) => Err(format!("emits differ from those of {first}")),
+                };
+                report.push((name.clone(), same));
+            }
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panicked".into());
+                report.push((name.clone(), Err(msg)));
+            }
+        }
+    }
+    let failed: Vec<String> = report
+        .iter()
+        .filter_map(|(n, r)| r.as_ref().err().map(|e| format!("{n}: {e}")))
+        .collect();
+    for (name, result) in &report {
+        eprintln!(
+            "conformance {name}: {}",
+            if result.is_ok() { "ok" } else { "FAILED" }
+        );
+    }
+    assert!(
+        failed.is_empty(),
+        "plugins that do not conform:\n{}",
+        failed.join("\n\n")
+    );
+}
