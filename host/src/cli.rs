@@ -18,7 +18,9 @@ use crate::runtime::{Limits, RuntimeOptions, default_cache_dir};
                   through the plugin and commits offsets and state to Redis after success.\n\
                   `host test` runs a plugin over a file, with no Kafka and no Redis.\n\
                   `host offsets` shows and moves the offsets kept in Redis.\n\
-                  `host new --lang LANG NAME` starts a plugin project."
+                  `host new --lang LANG NAME` starts a plugin project.\n\
+                  `host plugin push|list|show|rm` manages the plugin registry in Redis.\n\
+                  `host serve` runs the admin HTTP API and the jobs defined through it."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -54,6 +56,11 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Create a new plugin project (build script, contract, sample input) in a language.
     New(NewArgs),
+    /// Push, list, show and remove plugins in the registry (kept in Redis).
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Serve the admin HTTP API: upload plugins, run and swap jobs, /metrics.
+    Serve(ServeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -88,7 +95,9 @@ pub struct ProduceArgs {
 }
 
 /// The subcommands; anything else as the first argument means `run`.
-pub const SUBCOMMANDS: &[&str] = &["run", "test", "offsets", "produce", "new", "help"];
+pub const SUBCOMMANDS: &[&str] = &[
+    "run", "test", "offsets", "produce", "new", "plugin", "serve", "help",
+];
 
 /// Inserts the default subcommand: `host --plugin P --topic T` is `host run --plugin ...`.
 pub fn with_default_command(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
@@ -213,9 +222,97 @@ pub struct RunArgs {
     #[arg(long, env = "STREAMHOST_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
 
+    /// Do not mirror committed offsets to the Kafka consumer group. By default each Redis
+    /// commit is also committed to Kafka, asynchronously and best effort, so that
+    /// kafka-consumer-groups and lag exporters see progress; Redis stays the source of truth.
+    #[arg(long, env = "STREAMHOST_NO_KAFKA_COMMIT")]
+    pub no_kafka_commit: bool,
+
+    /// Off a terminal, log a progress line (records/s, lag, committed offsets) this often,
+    /// in seconds; 0 turns it off. On a terminal the line is live instead.
+    #[arg(long, default_value_t = 30, env = "STREAMHOST_PROGRESS_INTERVAL_S")]
+    pub progress_interval_s: u64,
+
     /// Benchmark baseline: count words natively instead of running the plugin.
     #[arg(long, hide = true)]
     pub native_wordcount: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Validate a component and store it in the registry as NAME@VERSION; prints the digest.
+    Push {
+        /// The compiled component (.wasm).
+        file: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// [default: the next integer version; pushing the newest bytes again is a no-op]
+        #[arg(long)]
+        version: Option<String>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        /// Largest component accepted, in MiB.
+        #[arg(long, default_value_t = 64)]
+        max_upload_mb: u64,
+    },
+    /// List every plugin version in the registry.
+    List {
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Show the versions of NAME, or one version (NAME@VERSION, NAME@sha256:...).
+    Show {
+        reference: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Remove NAME@VERSION from the registry.
+    Rm {
+        reference: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Redis holding the registry.
+    #[arg(
+        long,
+        default_value = "redis://127.0.0.1:6379",
+        env = "STREAMHOST_REDIS"
+    )]
+    pub redis: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address of the admin API, /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "STREAMHOST_ADMIN_ADDR")]
+    pub admin_addr: std::net::SocketAddr,
+    /// Bearer token that mutating calls (PUT, POST, PATCH, DELETE) must present. Without
+    /// one the server only binds to a loopback address.
+    #[arg(long, env = "STREAMHOST_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Redis: registry, job definitions, offsets and state.
+    #[arg(
+        long,
+        default_value = "redis://127.0.0.1:6379",
+        env = "STREAMHOST_REDIS"
+    )]
+    pub redis: String,
+    /// Kafka bootstrap servers for the jobs.
+    #[arg(long, default_value = "localhost:9092", env = "STREAMHOST_BROKERS")]
+    pub brokers: String,
+    /// A librdkafka property for every job, as key=value (repeatable).
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub kafka: Vec<(String, String)>,
+    /// Largest plugin upload accepted, in MiB.
+    #[arg(long, default_value_t = 64, env = "STREAMHOST_MAX_UPLOAD_MB", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub max_upload_mb: u64,
+    /// Where compiled plugins are cached [default: ~/.cache/streamhost/compiled].
+    #[arg(long, env = "STREAMHOST_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -286,7 +383,8 @@ pub struct MoveArgs {
 /// Flags every command that runs a plugin shares.
 #[derive(Debug, Args)]
 pub struct PluginArgs {
-    /// The plugin: a compiled WebAssembly component (.wasm).
+    /// The plugin: a compiled WebAssembly component (.wasm) or, for `host run`, a plugin in
+    /// the registry: NAME (its newest version), NAME@VERSION or NAME@sha256:<digest>.
     #[arg(long, env = "STREAMHOST_PLUGIN")]
     pub plugin: PathBuf,
 

@@ -14,15 +14,17 @@ use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::{Message, Offset};
 
 use crate::baseline::NativeWordcount;
-use crate::pipeline::{BatchLimits, PartitionWorker, Processor};
-use crate::runtime::{InstanceSettings, Limits, Plugin, Runner};
+use crate::pipeline::{BatchLimits, PartitionWorker, PluginSlot, Processor};
+use crate::progress::{Progress, ProgressMode, Reporter};
+use crate::runtime::{InstanceSettings, Limits, Runner};
 use crate::sink::Sink;
 use crate::source::{self, Assignments, ResetPolicy, SourceConfig, SourceContext};
 use crate::store::StateStore;
 use crate::store::redis::RedisStore;
 
 pub struct JobConfig {
-    pub plugin: Plugin,
+    /// The plugin, swappable while the job runs (`host serve`).
+    pub plugin: PluginSlot,
     pub plugin_config: Vec<(String, String)>,
     pub topics: Vec<String>,
     pub brokers: String,
@@ -44,6 +46,13 @@ pub struct JobConfig {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Run the word count compiled into the host instead of the plugin (benchmarks).
     pub native_wordcount: bool,
+    /// Mirror committed offsets to the Kafka group (best effort; Redis stays the truth).
+    pub kafka_commit: bool,
+    /// Metrics to update; `None`: the job makes its own (served at `metrics_addr`).
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    pub progress: ProgressMode,
+    /// Set once the job consumes (its partitions assigned or the group joined).
+    pub ready: Arc<AtomicBool>,
 }
 
 /// How often this host announces itself in Redis, and how long an announcement lasts.
@@ -64,6 +73,9 @@ struct Shared {
     sink: Arc<Sink>,
     stop: Arc<AtomicBool>,
     failure: Mutex<Option<String>>,
+    /// Failures reported by worker threads.
+    failures: Arc<Mutex<Vec<String>>>,
+    progress: Arc<Progress>,
     prepared: Mutex<Vec<PartitionWorker>>,
     running: Mutex<HashMap<Key, Running>>,
 }
@@ -117,10 +129,11 @@ impl Shared {
             partition: Some(partition),
             config: self.config.plugin_config.clone(),
         };
+        let (generation, plugin) = self.config.plugin.current();
         let processor = if self.config.native_wordcount {
             Processor::Native(NativeWordcount::new(&self.config.limits_plugin))
         } else {
-            let mut runner = Runner::new(self.config.plugin.clone(), settings);
+            let mut runner = Runner::new(plugin, settings);
             runner.warm_up().map_err(|e| e.to_string())?;
             Processor::Plugin(runner)
         };
@@ -144,6 +157,10 @@ impl Shared {
                 expected,
                 stop: Arc::new(AtomicBool::new(false)),
                 job_stop: self.stop.clone(),
+                plugin_slot: self.config.plugin.clone(),
+                generation,
+                kafka_commit: self.config.kafka_commit,
+                progress: self.progress.clone(),
             });
         Ok(offset)
     }
@@ -196,7 +213,10 @@ impl Assignments for Shared {
             let key = (worker.topic.clone(), worker.partition);
             let stop = worker.stop.clone();
             let job_stop = self.stop.clone();
-            let failure = FailureSink { stop: job_stop };
+            let failure = FailureSink {
+                stop: job_stop,
+                failures: self.failures.clone(),
+            };
             let name = format!("{}-{}", worker.topic, worker.partition);
             let thread = std::thread::Builder::new().name(name).spawn(move || {
                 if let Err(e) = worker.run() {
@@ -231,17 +251,17 @@ impl Assignments for Shared {
 }
 
 /// Lets a worker thread report a failure without holding the job's shared state: the
-/// message goes to the log and a process-wide slot, and the job's stop flag is raised.
+/// message goes to the log and the job's list of failures, and the job's stop flag is
+/// raised (only this job's: other jobs of a `host serve` go on).
 struct FailureSink {
     stop: Arc<AtomicBool>,
+    failures: Arc<Mutex<Vec<String>>>,
 }
-
-static FAILURES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 impl FailureSink {
     fn report(&self, message: String) {
         tracing::error!("{message}");
-        FAILURES
+        self.failures
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(message);
@@ -274,8 +294,12 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let kafka = config.kafka.clone();
     let topics = config.topics.clone();
     let partitions = config.partitions.clone();
-    let metrics = crate::metrics::Metrics::new();
-    let ready = Arc::new(AtomicBool::new(false));
+    let metrics = config
+        .metrics
+        .clone()
+        .unwrap_or_else(crate::metrics::Metrics::new);
+    let ready = config.ready.clone();
+    let progress_mode = config.progress;
     if let Some(addr) = config.metrics_addr {
         crate::metrics::serve(addr, metrics.clone(), ready.clone())?;
     }
@@ -286,6 +310,8 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         sink: sink.clone(),
         stop: stop.clone(),
         failure: Mutex::new(None),
+        failures: Arc::new(Mutex::new(Vec::new())),
+        progress: Arc::new(Progress::default()),
         prepared: Mutex::new(Vec::new()),
         running: Mutex::new(HashMap::new()),
     });
@@ -328,7 +354,9 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
 
     ready.store(true, Ordering::SeqCst);
     let mut last_beat = Instant::now();
+    let mut reporter = Reporter::new(progress_mode);
     while !stop.load(Ordering::SeqCst) {
+        reporter.tick(&shared.progress);
         // Serves rebalances and client events; records go to the partition queues.
         match consumer.poll(Duration::from_millis(100)) {
             Some(Err(e)) => tracing::warn!(error = %e, "kafka consumer"),
@@ -348,6 +376,8 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         }
     }
 
+    reporter.finish();
+    ready.store(false, Ordering::SeqCst);
     tracing::info!("stopping: finishing in-flight batches");
     shared.stop_workers(|_| true);
     if partitions.is_none() {
@@ -359,7 +389,7 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "leaving the group in Redis");
     }
     let mut failures: Vec<String> =
-        std::mem::take(&mut *FAILURES.lock().unwrap_or_else(|p| p.into_inner()));
+        std::mem::take(&mut *shared.failures.lock().unwrap_or_else(|p| p.into_inner()));
     if let Some(f) = shared
         .failure
         .lock()

@@ -1,6 +1,7 @@
 //! streamhost: consume Kafka partitions, run each batch through a sandboxed WebAssembly
 //! plugin, commit offsets and state only after the plugin succeeded.
 
+pub mod admin;
 pub mod baseline;
 pub mod batch;
 pub mod cli;
@@ -12,6 +13,8 @@ pub mod offsets;
 pub mod pipeline;
 pub mod policy;
 pub mod produce;
+pub mod progress;
+pub mod registry;
 pub mod runtime;
 pub mod scaffold;
 pub mod sink;

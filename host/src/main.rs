@@ -1,9 +1,14 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use streamhost::cli::{self, Cli, Command, LogFormat, OffsetsCommand};
+use streamhost::progress::ProgressMode;
+use streamhost::registry::{Reference, Registry};
 use streamhost::runtime::Runtime;
 use streamhost::testrun;
 use tracing_subscriber::EnvFilter;
@@ -36,6 +41,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("produced {n} records to {}", a.topic);
             Ok(())
         }
+        Command::Plugin(cmd) => plugin_command(cmd),
+        Command::Serve(args) => streamhost::admin::serve(args),
         Command::New(a) => {
             let root = streamhost::scaffold::create(a.lang, &a.name, &a.dir)?;
             eprintln!(
@@ -67,10 +74,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn run_job(args: cli::RunArgs) -> anyhow::Result<()> {
-    use std::sync::Arc;
-    use std::sync::atomic::AtomicBool;
-    use std::time::Duration;
-
     let stop = Arc::new(AtomicBool::new(false));
     // The first SIGINT/SIGTERM asks for a clean stop; a second one exits at once, without
     // committing (nothing half-done can be committed: a batch commits in one step).
@@ -85,16 +88,27 @@ fn run_job(args: cli::RunArgs) -> anyhow::Result<()> {
     let options = args.plugin.runtime_options();
     let limits_plugin = options.limits.clone();
     let runtime = Runtime::new(options).context("starting the WebAssembly runtime")?;
-    let plugin = runtime.load_file(&args.plugin.plugin)?;
+    let plugin = load_plugin(&runtime, &args.plugin.plugin, &args.redis)?;
     let group = args
         .group
         .clone()
         .unwrap_or_else(|| plugin.name().to_owned());
     let job = args.job.clone().unwrap_or_else(|| group.clone());
     tracing::info!(plugin = plugin.name(), digest = plugin.digest(), group, job, topics = ?args.topics, "starting");
+    let progress = if std::io::stderr().is_terminal() {
+        ProgressMode::Terminal
+    } else if args.progress_interval_s == 0 {
+        ProgressMode::Off
+    } else {
+        ProgressMode::Log(Duration::from_secs(args.progress_interval_s))
+    };
     streamhost::job::run(
         streamhost::job::JobConfig {
-            plugin,
+            plugin: streamhost::pipeline::PluginSlot::new(plugin),
+            kafka_commit: !args.no_kafka_commit,
+            metrics: None,
+            progress,
+            ready: Arc::new(AtomicBool::new(false)),
             plugin_config: args.plugin.config,
             topics: args.topics,
             brokers: args.brokers,
@@ -127,6 +141,91 @@ fn run_job(args: cli::RunArgs) -> anyhow::Result<()> {
         },
         stop,
     )
+}
+
+/// `--plugin`: a file, or else a registry reference (NAME, NAME@VERSION, NAME@sha256:…)
+/// loaded from the registry in Redis with its digest checked.
+fn load_plugin(
+    runtime: &Runtime,
+    plugin: &std::path::Path,
+    redis: &str,
+) -> anyhow::Result<streamhost::runtime::Plugin> {
+    let as_text = plugin.to_str().unwrap_or_default();
+    let looks_like_file = plugin.exists()
+        || as_text.contains('/')
+        || as_text.ends_with(".wasm")
+        || Reference::parse(as_text).is_err();
+    if looks_like_file {
+        return Ok(runtime.load_file(plugin)?);
+    }
+    let reference = Reference::parse(as_text)?;
+    let registry = Registry::connect(redis)?;
+    let (entry, plugin) = registry
+        .load(runtime, &reference)
+        .with_context(|| format!("loading plugin {reference} from the registry at {redis}"))?;
+    tracing::info!(plugin = %reference, version = %entry.version, digest = %entry.digest, "plugin loaded from the registry");
+    Ok(plugin)
+}
+
+fn plugin_command(cmd: cli::PluginCommand) -> anyhow::Result<()> {
+    use cli::PluginCommand;
+    let show = |e: &streamhost::registry::Entry| {
+        println!("{}@{}\t{}\t{} bytes", e.name, e.version, e.digest, e.size)
+    };
+    match cmd {
+        PluginCommand::Push {
+            file,
+            name,
+            version,
+            registry,
+            max_upload_mb,
+        } => {
+            let bytes = std::fs::read(&file)
+                .with_context(|| format!("reading plugin file {}", file.display()))?;
+            let runtime =
+                Runtime::new(Default::default()).context("starting the WebAssembly runtime")?;
+            let entry = Registry::connect(&registry.redis)?.push(
+                &runtime,
+                &name,
+                version.as_deref(),
+                &bytes,
+                max_upload_mb << 20,
+            )?;
+            eprintln!(
+                "pushed {} as {}@{}",
+                file.display(),
+                entry.name,
+                entry.version
+            );
+            println!("{}", entry.digest);
+        }
+        PluginCommand::List { registry } => Registry::connect(&registry.redis)?
+            .list()?
+            .iter()
+            .for_each(show),
+        PluginCommand::Show {
+            reference,
+            registry,
+        } => {
+            let r = Reference::parse(&reference)?;
+            let registry = Registry::connect(&registry.redis)?;
+            match r {
+                Reference::Latest(name) => registry.show(&name)?.iter().for_each(show),
+                other => show(&registry.resolve(&other)?),
+            }
+        }
+        PluginCommand::Rm {
+            reference,
+            registry,
+        } => match Reference::parse(&reference)? {
+            Reference::Version(name, version) => {
+                let e = Registry::connect(&registry.redis)?.remove(&name, &version)?;
+                eprintln!("removed {}@{} ({})", e.name, e.version, e.digest);
+            }
+            _ => anyhow::bail!("name the version to remove: host plugin rm NAME@VERSION"),
+        },
+    }
+    Ok(())
 }
 
 fn connect(

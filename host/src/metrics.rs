@@ -143,15 +143,46 @@ pub fn serve(
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
 ) -> anyhow::Result<SocketAddr> {
-    use axum::Router;
-    use axum::http::{StatusCode, header};
-    use axum::routing::get;
-
     let std_listener = std::net::TcpListener::bind(addr)
         .map_err(|e| anyhow::anyhow!("cannot listen on --metrics-addr {addr}: {e}"))?;
     std_listener.set_nonblocking(true)?;
     let bound = std_listener.local_addr()?;
-    let app = Router::new()
+    let app = routes(metrics, ready);
+    std::thread::Builder::new()
+        .name("metrics-http".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "metrics server runtime");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(std_listener) {
+                    Ok(listener) => {
+                        if let Err(e) = axum::serve(listener, app).await {
+                            tracing::error!(error = %e, "metrics server stopped");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "metrics server listener"),
+                }
+            });
+        })?;
+    tracing::info!(addr = %bound, "serving /metrics, /healthz, /readyz");
+    Ok(bound)
+}
+
+/// `/metrics`, `/healthz` and `/readyz`, for `host run --metrics-addr` and `host serve`.
+pub fn routes(metrics: Arc<Metrics>, ready: Arc<AtomicBool>) -> axum::Router {
+    use axum::Router;
+    use axum::http::{StatusCode, header};
+    use axum::routing::get;
+
+    Router::new()
         .route(
             "/metrics",
             get(move || {
@@ -180,31 +211,5 @@ pub fn serve(
                     }
                 }
             }),
-        );
-    std::thread::Builder::new()
-        .name("metrics-http".into())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(error = %e, "metrics server runtime");
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                match tokio::net::TcpListener::from_std(std_listener) {
-                    Ok(listener) => {
-                        if let Err(e) = axum::serve(listener, app).await {
-                            tracing::error!(error = %e, "metrics server stopped");
-                        }
-                    }
-                    Err(e) => tracing::error!(error = %e, "metrics server listener"),
-                }
-            });
-        })?;
-    tracing::info!(addr = %bound, "serving /metrics, /healthz, /readyz");
-    Ok(bound)
+        )
 }

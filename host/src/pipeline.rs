@@ -14,14 +14,15 @@
 //! A crash anywhere before step 4 leaves Redis untouched, so the batch is read again
 //! after a restart: state is exactly-once, emits at-least-once.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Headers;
+use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::{Offset, Timestamp};
 
 use crate::baseline::NativeWordcount;
@@ -30,7 +31,8 @@ use crate::effects::stamped_emits;
 use crate::effects::{EffectError, Effects};
 use crate::metrics::{Metrics, OutcomeLabels, PartitionLabels, PluginLabels};
 use crate::policy::{ErrorPolicy, OnError};
-use crate::runtime::{Header, OutputRecord, ProcessError, Runner};
+use crate::progress::Progress;
+use crate::runtime::{Header, OutputRecord, Plugin, ProcessError, Runner};
 use crate::sink::Sink;
 use crate::source::{ResetPolicy, SourceContext};
 use crate::store::redis::RedisStore;
@@ -87,6 +89,34 @@ impl Processor {
     }
 }
 
+/// The job's current plugin and its generation. `host serve` replaces it to hot-swap a
+/// running job's plugin; each worker picks the new one up between two batches.
+#[derive(Clone)]
+pub struct PluginSlot(Arc<Mutex<(u64, Plugin)>>);
+
+impl PluginSlot {
+    pub fn new(plugin: Plugin) -> Self {
+        Self(Arc::new(Mutex::new((0, plugin))))
+    }
+
+    pub fn current(&self) -> (u64, Plugin) {
+        let slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        (slot.0, slot.1.clone())
+    }
+
+    /// Installs `plugin`; returns its generation.
+    pub fn swap(&self, plugin: Plugin) -> u64 {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        slot.0 += 1;
+        slot.1 = plugin;
+        slot.0
+    }
+
+    fn generation(&self) -> u64 {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).0
+    }
+}
+
 pub struct PartitionWorker {
     pub topic: String,
     pub partition: i32,
@@ -109,6 +139,12 @@ pub struct PartitionWorker {
     pub stop: Arc<AtomicBool>,
     /// Set when the whole job stops (signal or another worker's failure).
     pub job_stop: Arc<AtomicBool>,
+    /// Where a new plugin version comes from, and the generation this worker runs.
+    pub plugin_slot: PluginSlot,
+    pub generation: u64,
+    /// Mirror each Redis commit to the Kafka group (best effort).
+    pub kafka_commit: bool,
+    pub progress: Arc<Progress>,
 }
 
 impl PartitionWorker {
@@ -119,10 +155,41 @@ impl PartitionWorker {
     pub fn run(mut self) -> Result<(), WorkerError> {
         tracing::info!(topic = %self.topic, partition = self.partition, expected = ?self.expected, "partition worker started");
         while let Some((batch, expected)) = self.collect()? {
+            self.pick_up_new_plugin();
             self.handle(batch, expected)?;
         }
         tracing::info!(topic = %self.topic, partition = self.partition, "partition worker stopped");
         Ok(())
+    }
+
+    /// Between two batches: switch to the job's new plugin version if there is one. The
+    /// batch in hand has not been processed yet, so every batch runs wholly on one version
+    /// and the offsets go on unchanged.
+    fn pick_up_new_plugin(&mut self) {
+        if self.plugin_slot.generation() == self.generation {
+            return;
+        }
+        let Processor::Plugin(runner) = &self.processor else {
+            return;
+        };
+        let (generation, plugin) = self.plugin_slot.current();
+        let mut next = runner.with_plugin(plugin);
+        match next.warm_up() {
+            Ok(()) => {
+                tracing::info!(
+                    topic = %self.topic, partition = self.partition, from = runner.plugin().digest(),
+                    to = next.plugin().digest(), generation, "plugin swapped at a batch boundary"
+                );
+                self.processor = Processor::Plugin(next);
+                self.generation = generation;
+            }
+            Err(e) => {
+                // The admin API checked `init` before the swap; should it fail here all the
+                // same, keep the running version rather than stop the partition.
+                tracing::error!(topic = %self.topic, partition = self.partition, error = %e, "new plugin version failed to start; keeping the old one");
+                self.generation = generation;
+            }
+        }
     }
 
     /// The next batch and the stored offset its commit is fenced on; `None` when stopping
@@ -255,6 +322,19 @@ impl PartitionWorker {
         };
         (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
             .then_some(high)
+    }
+
+    /// Commits `until` to the Kafka group too, asynchronously: only so that lag tools see
+    /// progress. Redis stays the source of truth; the outcome arrives in the consumer
+    /// context's commit callback, which logs failures.
+    fn mirror_to_kafka(&self, until: i64) {
+        let mut tpl = TopicPartitionList::new();
+        let result = tpl
+            .add_partition_offset(&self.topic, self.partition, Offset::Offset(until))
+            .and_then(|()| self.consumer.commit(&tpl, CommitMode::Async));
+        if let Err(e) = result {
+            tracing::debug!(topic = %self.topic, partition = self.partition, error = %e, "mirror commit to Kafka not sent");
+        }
     }
 
     /// Waits `pause` unless the job stops first; returns whether to go on.
@@ -535,12 +615,18 @@ impl PartitionWorker {
                     .observe(batch_started.elapsed().as_secs_f64());
                 m.records_out.get_or_create(&labels).inc_by(records_out);
                 m.committed_offset.get_or_create(&labels).set(until);
-                if let Some(end) = self.cached_end_offset() {
-                    m.lag.get_or_create(&labels).set((end - until).max(0));
+                let lag = self.cached_end_offset().map(|end| (end - until).max(0));
+                if let Some(lag) = lag {
+                    m.lag.get_or_create(&labels).set(lag);
                 }
                 if !set_aside {
                     m.records_in.get_or_create(&labels).inc_by(records_in);
                     self.count_batch("ok");
+                }
+                self.progress
+                    .committed(&self.topic, self.partition, until, lag, records_in);
+                if self.kafka_commit {
+                    self.mirror_to_kafka(until);
                 }
                 Ok(())
             }

@@ -506,6 +506,11 @@ impl Runner {
         &self.plugin
     }
 
+    /// A runner of another plugin (a new version) with the same settings.
+    pub fn with_plugin(&self, plugin: Plugin) -> Runner {
+        Runner::new(plugin, self.settings.clone())
+    }
+
     /// Linear memory of the live instance, if there is one.
     pub fn linear_memory_bytes(&self) -> Option<usize> {
         self.instance
