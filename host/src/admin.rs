@@ -23,6 +23,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use clap::ValueEnum;
+use futures::StreamExt;
 use redis::Commands;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -39,6 +40,9 @@ use crate::source::ResetPolicy;
 use crate::store::memory::MemoryStore;
 
 const JOBS_KEY: &str = "streamhost:serve:jobs";
+
+/// How far past the upload limit a body is still read (and discarded) to answer cleanly.
+const DRAIN_CAP: u64 = 16 << 20;
 
 /// A job as clients define it. Unknown fields are refused, so a typo is an error, not a
 /// silently ignored setting.
@@ -446,18 +450,35 @@ async fn put_plugin(
             ),
         )
     };
-    // Refuse early on the announced length; count the real bytes too.
-    if let Some(len) = headers
+    // Far too large by its announced length: refuse before reading. Slightly too large:
+    // read it to the end (discarding) before answering, so the client is not cut off
+    // mid-upload and sees the JSON answer.
+    let announced = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > limit
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = announced
+        && len > limit + DRAIN_CAP
     {
         return Err(too_large(len.to_string()));
     }
-    let bytes = axum::body::to_bytes(body, limit as usize)
-        .await
-        .map_err(|_| too_large(format!("more than {limit}")))?;
+    let mut bytes = Vec::new();
+    let mut seen: u64 = 0;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| bad_request("bad_body", format!("reading the upload: {e}")))?;
+        seen += chunk.len() as u64;
+        if seen > limit + DRAIN_CAP {
+            return Err(too_large(format!("more than {seen}")));
+        }
+        if seen <= limit {
+            bytes.extend_from_slice(&chunk);
+        }
+    }
+    if seen > limit {
+        return Err(too_large(seen.to_string()));
+    }
     if bytes.is_empty() {
         return Err(bad_request(
             "empty",

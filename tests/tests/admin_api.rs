@@ -1,0 +1,580 @@
+//! `host serve`: the admin API against a running server, with a real Redis and tansu.
+//! The first test walks every route and status code of docs/openapi.json and fails if the
+//! description and the server disagree either way.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use streamhost_tests::http::{Response, request};
+use streamhost_tests::services::{
+    Host, Redis, Tansu, create_topic, free_port, produce, producer, wait_until,
+};
+use streamhost_tests::{expected_counts, plugin, repo_root, text_values};
+
+const TOKEN: &str = "s3cret-token";
+const MINUTE: Duration = Duration::from_secs(60);
+
+struct Server {
+    host: Host,
+    addr: String,
+}
+
+fn serve(
+    redis: &Redis,
+    brokers: &str,
+    token: Option<&str>,
+    extra: &[&str],
+    cache: &std::path::Path,
+) -> Server {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut args: Vec<String> = [
+        "serve",
+        "--admin-addr",
+        &addr,
+        "--redis",
+        &redis.url(),
+        "--brokers",
+        brokers,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if let Some(t) = token {
+        args.extend(["--admin-token".to_owned(), t.to_owned()]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let host = Host::spawn(&args, cache);
+    host.wait_for(MINUTE, "the admin API to answer", || {
+        request(&addr, "GET", "/healthz", None, b"").is_some_and(|r| r.status == 200)
+    });
+    Server { host, addr }
+}
+
+impl Server {
+    fn call(&self, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> Response {
+        request(&self.addr, method, path, token, body)
+            .unwrap_or_else(|| panic!("{method} {path}: no answer; log:\n{}", self.host.log_text()))
+    }
+
+    fn upload(&self, name: &str, version: &str, plugin_name: &str) -> Response {
+        let bytes = std::fs::read(plugin(plugin_name)).expect("read plugin");
+        self.call(
+            "PUT",
+            &format!("/v1/plugins/{name}/{version}"),
+            Some(TOKEN),
+            &bytes,
+        )
+    }
+
+    fn job(&self, id: &str) -> Value {
+        self.call("GET", &format!("/v1/jobs/{id}"), None, b"")
+            .json()
+    }
+}
+
+fn registry_keys(redis: &Redis) -> BTreeSet<String> {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("streamhost:registry:*")
+        .query(&mut redis.conn())
+        .expect("KEYS");
+    keys.into_iter().collect()
+}
+
+/// (method, path template, status) of every documented response.
+fn documented() -> BTreeSet<(String, String, u16)> {
+    let text =
+        std::fs::read_to_string(repo_root().join("docs/openapi.json")).expect("docs/openapi.json");
+    let doc: Value = serde_json::from_str(&text).expect("openapi.json is JSON");
+    let mut out = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            if method == "parameters" {
+                continue;
+            }
+            for code in op["responses"].as_object().expect("responses").keys() {
+                out.insert((
+                    method.to_uppercase(),
+                    path.clone(),
+                    code.parse().expect("status code"),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Records what was exercised and checks the answer's shape for its status.
+struct Walk {
+    seen: BTreeSet<(String, String, u16)>,
+}
+
+impl Walk {
+    fn check(
+        &mut self,
+        method: &str,
+        template: &str,
+        r: &Response,
+        status: u16,
+        reason: Option<&str>,
+    ) -> Value {
+        assert_eq!(r.status, status, "{method} {template}: {}", r.text());
+        self.seen
+            .insert((method.to_owned(), template.to_owned(), status));
+        if status >= 400 {
+            let body = r.json();
+            assert!(
+                body["error"].as_str().is_some_and(|e| !e.is_empty()),
+                "{method} {template}: {body}"
+            );
+            if let Some(reason) = reason {
+                assert_eq!(body["reason"], reason, "{method} {template}: {body}");
+            }
+            return body;
+        }
+        if r.header("content-type")
+            .is_some_and(|c| c.starts_with("application/json"))
+        {
+            r.json()
+        } else {
+            Value::Null
+        }
+    }
+}
+
+#[test]
+fn every_documented_route_and_status_answers_as_documented() {
+    let (redis, kafka) = (Redis::start_in_memory(), Tansu::start());
+    let cache = tempfile::tempdir().expect("cache");
+    let s = serve(
+        &redis,
+        &kafka.brokers(),
+        Some(TOKEN),
+        &["--max-upload-mb", "1"],
+        cache.path(),
+    );
+    create_topic(&kafka.brokers(), "walk", 1);
+    let mut w = Walk {
+        seen: BTreeSet::new(),
+    };
+    let p = "/v1/plugins/{name}/{version}";
+    let j = "/v1/jobs/{id}";
+
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        w.check("GET", path, &s.call("GET", path, None, b""), 200, None);
+    }
+    let list = w.check(
+        "GET",
+        "/v1/plugins",
+        &s.call("GET", "/v1/plugins", None, b""),
+        200,
+        None,
+    );
+    assert_eq!(list["plugins"], json!([]));
+
+    // Uploads: every refusal says why, and stores nothing.
+    let wc = std::fs::read(plugin("wordcount")).expect("read");
+    w.check(
+        "PUT",
+        p,
+        &s.call("PUT", "/v1/plugins/wc/1", None, &wc),
+        401,
+        Some("unauthorized"),
+    );
+    w.check(
+        "PUT",
+        p,
+        &s.call("PUT", "/v1/plugins/wc/1", Some("wrong"), &wc),
+        401,
+        Some("unauthorized"),
+    );
+    w.check(
+        "PUT",
+        p,
+        &s.call("PUT", "/v1/plugins/WC/1", Some(TOKEN), &wc),
+        400,
+        Some("bad_name"),
+    );
+    w.check(
+        "PUT",
+        p,
+        &s.call("PUT", "/v1/plugins/wc/-1", Some(TOKEN), &wc),
+        400,
+        Some("bad_version"),
+    );
+    w.check(
+        "PUT",
+        p,
+        &s.call("PUT", "/v1/plugins/wc/1", Some(TOKEN), b""),
+        400,
+        Some("empty"),
+    );
+    let bad: [(&[u8], &str); 2] = [
+        (b"print('hello')", "not_wasm"),
+        (b"\0asm\x01\0\0\0", "not_a_component"),
+    ];
+    for (body, reason) in bad {
+        w.check(
+            "PUT",
+            p,
+            &s.call("PUT", "/v1/plugins/x/1", Some(TOKEN), body),
+            422,
+            Some(reason),
+        );
+    }
+    for (name, reason) in [
+        ("other-world", "wrong_world"),
+        ("future-version", "wrong_contract_version"),
+    ] {
+        w.check("PUT", p, &s.upload("x", "1", name), 422, Some(reason));
+    }
+    let big = vec![0u8; (1 << 20) + 1];
+    w.check(
+        "PUT",
+        p,
+        &s.call("PUT", "/v1/plugins/x/1", Some(TOKEN), &big),
+        413,
+        Some("too_large"),
+    );
+    assert!(
+        registry_keys(&redis).is_empty(),
+        "a refused upload stored something"
+    );
+
+    let entry = w.check("PUT", p, &s.upload("wc", "1", "wordcount"), 201, None);
+    assert!(
+        entry["digest"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("sha256:"))
+    );
+    w.check(
+        "PUT",
+        p,
+        &s.upload("wc", "1", "wordcount-c"),
+        409,
+        Some("version_exists"),
+    );
+    for (name, file) in [("faulty", "faulty"), ("echo", "echo")] {
+        w.check("PUT", p, &s.upload(name, "1", file), 201, None);
+    }
+    let list = w.check(
+        "GET",
+        "/v1/plugins",
+        &s.call("GET", "/v1/plugins", None, b""),
+        200,
+        None,
+    );
+    assert_eq!(list["plugins"].as_array().map(Vec::len), Some(3));
+    let one = w.check(
+        "GET",
+        p,
+        &s.call("GET", "/v1/plugins/wc/1", None, b""),
+        200,
+        None,
+    );
+    assert_eq!(one["digest"], entry["digest"]);
+    w.check(
+        "GET",
+        p,
+        &s.call("GET", "/v1/plugins/wc/9", None, b""),
+        404,
+        Some("not_found"),
+    );
+
+    // Jobs.
+    let job = |id: &str, plugin: &str, config: Value| {
+        json!({"id": id, "plugin": plugin, "topics": ["walk"], "partitions": [0], "config": config,
+               "settings": {"kafka": {"session.timeout.ms": "6000"}}})
+        .to_string()
+    };
+    let j1 = job("j1", "faulty@1", json!({"fail-init": "false"}));
+    w.check(
+        "POST",
+        "/v1/jobs",
+        &s.call("POST", "/v1/jobs", None, j1.as_bytes()),
+        401,
+        Some("unauthorized"),
+    );
+    w.check(
+        "POST",
+        "/v1/jobs",
+        &s.call("POST", "/v1/jobs", Some(TOKEN), b"{not json"),
+        400,
+        Some("bad_json"),
+    );
+    let typo = r#"{"id": "t", "plugin": "wc@1", "topics": ["walk"], "topicz": []}"#;
+    w.check(
+        "POST",
+        "/v1/jobs",
+        &s.call("POST", "/v1/jobs", Some(TOKEN), typo.as_bytes()),
+        400,
+        Some("bad_json"),
+    );
+    let missing = job("j0", "nope@1", json!({}));
+    w.check(
+        "POST",
+        "/v1/jobs",
+        &s.call("POST", "/v1/jobs", Some(TOKEN), missing.as_bytes()),
+        404,
+        Some("not_found"),
+    );
+    let refused = job("j0", "wc@1", json!({"bogus": "1"}));
+    w.check(
+        "POST",
+        "/v1/jobs",
+        &s.call("POST", "/v1/jobs", Some(TOKEN), refused.as_bytes()),
+        422,
+        Some("init_failed"),
+    );
+    let created = w.check(
+        "POST",
+        "/v1/jobs",
+        &s.call("POST", "/v1/jobs", Some(TOKEN), j1.as_bytes()),
+        201,
+        None,
+    );
+    assert_eq!(
+        created["plugin_digest"],
+        s.call("GET", "/v1/plugins/faulty/1", None, b"").json()["digest"]
+    );
+    w.check(
+        "POST",
+        "/v1/jobs",
+        &s.call("POST", "/v1/jobs", Some(TOKEN), j1.as_bytes()),
+        409,
+        Some("job_exists"),
+    );
+    let jobs = w.check(
+        "GET",
+        "/v1/jobs",
+        &s.call("GET", "/v1/jobs", None, b""),
+        200,
+        None,
+    );
+    assert_eq!(jobs["jobs"][0]["id"], "j1");
+    w.check(
+        "GET",
+        j,
+        &s.call("GET", "/v1/jobs/j1", None, b""),
+        200,
+        None,
+    );
+    w.check(
+        "GET",
+        j,
+        &s.call("GET", "/v1/jobs/nope", None, b""),
+        404,
+        Some("not_found"),
+    );
+
+    // Swaps.
+    let to = |plugin: &str| json!({ "plugin": plugin }).to_string();
+    w.check(
+        "PATCH",
+        j,
+        &s.call("PATCH", "/v1/jobs/j1", None, to("echo@1").as_bytes()),
+        401,
+        Some("unauthorized"),
+    );
+    let other_field = r#"{"plugin": "echo@1", "topics": ["x"]}"#;
+    w.check(
+        "PATCH",
+        j,
+        &s.call("PATCH", "/v1/jobs/j1", Some(TOKEN), other_field.as_bytes()),
+        400,
+        Some("bad_json"),
+    );
+    w.check(
+        "PATCH",
+        j,
+        &s.call(
+            "PATCH",
+            "/v1/jobs/nope",
+            Some(TOKEN),
+            to("echo@1").as_bytes(),
+        ),
+        404,
+        Some("not_found"),
+    );
+    // wordcount's init refuses the job's config (fail-init is faulty's key).
+    w.check(
+        "PATCH",
+        j,
+        &s.call("PATCH", "/v1/jobs/j1", Some(TOKEN), to("wc@1").as_bytes()),
+        422,
+        Some("init_failed"),
+    );
+    let swapped = w.check(
+        "PATCH",
+        j,
+        &s.call("PATCH", "/v1/jobs/j1", Some(TOKEN), to("echo@1").as_bytes()),
+        200,
+        None,
+    );
+    assert_eq!(swapped["plugin_version"], "1");
+    assert_eq!(swapped["spec"]["plugin"], "echo@1");
+
+    // Plugin removal.
+    w.check(
+        "DELETE",
+        p,
+        &s.call("DELETE", "/v1/plugins/echo/1", None, b""),
+        401,
+        Some("unauthorized"),
+    );
+    w.check(
+        "DELETE",
+        p,
+        &s.call("DELETE", "/v1/plugins/echo/1", Some(TOKEN), b""),
+        409,
+        Some("in_use"),
+    );
+    w.check(
+        "DELETE",
+        p,
+        &s.call("DELETE", "/v1/plugins/echo/7", Some(TOKEN), b""),
+        404,
+        Some("not_found"),
+    );
+
+    // Job removal, then the plugin it used can go.
+    w.check(
+        "DELETE",
+        j,
+        &s.call("DELETE", "/v1/jobs/j1", None, b""),
+        401,
+        Some("unauthorized"),
+    );
+    w.check(
+        "DELETE",
+        j,
+        &s.call("DELETE", "/v1/jobs/j1", Some(TOKEN), b""),
+        204,
+        None,
+    );
+    w.check(
+        "DELETE",
+        j,
+        &s.call("DELETE", "/v1/jobs/j1", Some(TOKEN), b""),
+        404,
+        Some("not_found"),
+    );
+    w.check(
+        "DELETE",
+        p,
+        &s.call("DELETE", "/v1/plugins/echo/1", Some(TOKEN), b""),
+        204,
+        None,
+    );
+    assert_eq!(s.call("GET", "/v1/plugins/echo/1", None, b"").status, 404);
+    assert!(redis.hgetall("streamhost:serve:jobs").is_empty());
+
+    let documented = documented();
+    let undocumented: Vec<_> = w.seen.difference(&documented).collect();
+    let unexercised: Vec<_> = documented.difference(&w.seen).collect();
+    assert!(
+        undocumented.is_empty(),
+        "answers missing from docs/openapi.json: {undocumented:?}"
+    );
+    assert!(
+        unexercised.is_empty(),
+        "documented but not exercised: {unexercised:?}"
+    );
+}
+
+#[test]
+fn without_a_token_the_server_binds_to_loopback_only() {
+    let redis = Redis::start_in_memory();
+    let cache = tempfile::tempdir().expect("cache");
+    let addr = format!("0.0.0.0:{}", free_port());
+    let url = redis.url();
+    let out = streamhost_tests::host(
+        &["serve", "--admin-addr", &addr, "--redis", &url],
+        cache.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("without a token") && err.contains("--admin-token"),
+        "{err}"
+    );
+
+    let s = serve(&redis, "127.0.0.1:1", None, &[], cache.path());
+    assert!(
+        s.host.log_text().contains("loopback only"),
+        "{}",
+        s.host.log_text()
+    );
+    assert_eq!(s.upload("wc", "1", "wordcount").status, 201);
+}
+
+#[test]
+fn jobs_are_isolated_and_resume_after_a_restart() {
+    let (redis, kafka) = (Redis::start_in_memory(), Tansu::start());
+    let cache = tempfile::tempdir().expect("cache");
+    let brokers = kafka.brokers();
+    for topic in ["words", "bad"] {
+        create_topic(&brokers, topic, 1);
+    }
+    let mut s = serve(&redis, &brokers, Some(TOKEN), &[], cache.path());
+    assert_eq!(s.upload("wc", "1", "wordcount").status, 201);
+    assert_eq!(s.upload("faulty", "1", "faulty").status, 201);
+    let job = |id: &str, plugin: &str, topic: &str| {
+        json!({"id": id, "plugin": plugin, "topics": [topic], "partitions": [0],
+               "settings": {"on_error": "stop", "batch_linger_ms": 20}})
+        .to_string()
+    };
+    for (id, plugin, topic) in [("counter", "wc@1", "words"), ("broken", "faulty@1", "bad")] {
+        let r = s.call(
+            "POST",
+            "/v1/jobs",
+            Some(TOKEN),
+            job(id, plugin, topic).as_bytes(),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    let p = producer(&brokers);
+    produce(&p, "bad", 0, &[b"fatal".to_vec()]);
+    let first = text_values(1, 200);
+    produce(&p, "words", 0, &first);
+    wait_until(MINUTE, "the broken job to fail", || {
+        s.job("broken")["status"] == "failed"
+    });
+    let broken = s.job("broken");
+    assert!(
+        broken["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot go on")),
+        "{broken}"
+    );
+    wait_until(MINUTE, "the counter to commit", || {
+        redis.offsets("counter", "words").get(&0) == Some(&(first.len() as i64))
+    });
+    assert_eq!(redis.counts("counter"), expected_counts(&first));
+    assert_eq!(s.job("counter")["status"], "running");
+    assert!(
+        redis.offsets("broken", "bad").is_empty(),
+        "the failed batch must not commit"
+    );
+
+    // Restart the server: both jobs come back from Redis; the counter goes on exactly.
+    s.host.signal(libc::SIGTERM);
+    let status = s.host.wait(MINUTE);
+    assert!(status.success(), "{status}: {}", s.host.log_text());
+    let s = serve(&redis, &brokers, Some(TOKEN), &[], cache.path());
+    let jobs = s.call("GET", "/v1/jobs", None, b"").json();
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(2), "{jobs}");
+    let second = text_values(2, 200);
+    produce(&p, "words", 0, &second);
+    wait_until(MINUTE, "the counter to commit after the restart", || {
+        redis.offsets("counter", "words").get(&0) == Some(&((first.len() + second.len()) as i64))
+    });
+    let all: Vec<Vec<u8>> = first.iter().chain(&second).cloned().collect();
+    assert_eq!(redis.counts("counter"), expected_counts(&all));
+    wait_until(
+        MINUTE,
+        "the broken job to fail again on the same record",
+        || s.job("broken")["status"] == "failed",
+    );
+    assert!(redis.offsets("broken", "bad").is_empty());
+}
