@@ -14,6 +14,7 @@ use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::{Message, Offset};
 
 use crate::baseline::NativeWordcount;
+use crate::mirror::{Mirror, MirrorHandle};
 use crate::pipeline::{BatchLimits, PartitionWorker, PluginSlot, Processor};
 use crate::progress::{Progress, ProgressMode, Reporter};
 use crate::runtime::{InstanceSettings, Limits, Runner};
@@ -76,6 +77,8 @@ struct Shared {
     /// Failures reported by worker threads.
     failures: Arc<Mutex<Vec<String>>>,
     progress: Arc<Progress>,
+    /// Set once the consumer exists (the mirror commits through it).
+    mirror: Mutex<MirrorHandle>,
     prepared: Mutex<Vec<PartitionWorker>>,
     running: Mutex<HashMap<Key, Running>>,
 }
@@ -159,7 +162,11 @@ impl Shared {
                 job_stop: self.stop.clone(),
                 plugin_slot: self.config.plugin.clone(),
                 generation,
-                kafka_commit: self.config.kafka_commit,
+                mirror: self
+                    .mirror
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone(),
                 progress: self.progress.clone(),
             });
         Ok(offset)
@@ -312,6 +319,7 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         failure: Mutex::new(None),
         failures: Arc::new(Mutex::new(Vec::new())),
         progress: Arc::new(Progress::default()),
+        mirror: Mutex::new(MirrorHandle::disabled()),
         prepared: Mutex::new(Vec::new()),
         running: Mutex::new(HashMap::new()),
     });
@@ -329,6 +337,13 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     )
     .context("creating the Kafka consumer")?;
 
+    let mirror = if shared.config.kafka_commit {
+        let mirror = Mirror::start(consumer.clone()).context("starting the Kafka offset mirror")?;
+        *shared.mirror.lock().unwrap_or_else(|p| p.into_inner()) = mirror.handle();
+        Some(mirror)
+    } else {
+        None
+    };
     store.heartbeat(&member, HEARTBEAT_TTL)?;
     match &partitions {
         Some(list) => {
@@ -380,6 +395,9 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     ready.store(false, Ordering::SeqCst);
     tracing::info!("stopping: finishing in-flight batches");
     shared.stop_workers(|_| true);
+    if let Some(mirror) = mirror {
+        mirror.stop(Duration::from_secs(5));
+    }
     if partitions.is_none() {
         consumer.unsubscribe();
     }

@@ -9,6 +9,7 @@ pub mod effects;
 pub mod input;
 pub mod job;
 pub mod metrics;
+pub mod mirror;
 pub mod offsets;
 pub mod pipeline;
 pub mod policy;

@@ -19,10 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Headers;
-use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::{Offset, Timestamp};
 
 use crate::baseline::NativeWordcount;
@@ -30,6 +29,7 @@ use crate::batch::{Batch, BatchBuilder};
 use crate::effects::stamped_emits;
 use crate::effects::{EffectError, Effects};
 use crate::metrics::{Metrics, OutcomeLabels, PartitionLabels, PluginLabels};
+use crate::mirror::MirrorHandle;
 use crate::policy::{ErrorPolicy, OnError};
 use crate::progress::Progress;
 use crate::runtime::{Header, OutputRecord, Plugin, ProcessError, Runner};
@@ -142,8 +142,8 @@ pub struct PartitionWorker {
     /// Where a new plugin version comes from, and the generation this worker runs.
     pub plugin_slot: PluginSlot,
     pub generation: u64,
-    /// Mirror each Redis commit to the Kafka group (best effort).
-    pub kafka_commit: bool,
+    /// Where committed offsets go to be mirrored to the Kafka group (best effort).
+    pub mirror: MirrorHandle,
     pub progress: Arc<Progress>,
 }
 
@@ -322,19 +322,6 @@ impl PartitionWorker {
         };
         (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
             .then_some(high)
-    }
-
-    /// Commits `until` to the Kafka group too, asynchronously: only so that lag tools see
-    /// progress. Redis stays the source of truth; the outcome arrives in the consumer
-    /// context's commit callback, which logs failures.
-    fn mirror_to_kafka(&self, until: i64) {
-        let mut tpl = TopicPartitionList::new();
-        let result = tpl
-            .add_partition_offset(&self.topic, self.partition, Offset::Offset(until))
-            .and_then(|()| self.consumer.commit(&tpl, CommitMode::Async));
-        if let Err(e) = result {
-            tracing::debug!(topic = %self.topic, partition = self.partition, error = %e, "mirror commit to Kafka not sent");
-        }
     }
 
     /// Waits `pause` unless the job stops first; returns whether to go on.
@@ -625,9 +612,7 @@ impl PartitionWorker {
                 }
                 self.progress
                     .committed(&self.topic, self.partition, until, lag, records_in);
-                if self.kafka_commit {
-                    self.mirror_to_kafka(until);
-                }
+                self.mirror.offer(&self.topic, self.partition, until);
                 Ok(())
             }
             CommitOutcome::Fenced { stored } => {

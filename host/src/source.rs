@@ -1,21 +1,19 @@
 //! The Kafka side: one consumer per host process, partitions from the consumer group (or
 //! a static list), each partition's messages split off into its own queue for its worker.
 //!
-//! Redis holds the offsets (`enable.auto.commit=false`). After each Redis commit the
-//! worker mirrors the offset to the Kafka group, asynchronously and best effort, so that
-//! standard lag tools see progress; a failed mirror commit is logged and changes nothing. On assignment every partition starts at its Redis offset; where
+//! Redis holds the offsets (`enable.auto.commit=false`); `mirror.rs` copies them to the
+//! Kafka group afterwards, best effort, only so that Kafka's lag tools see progress.
+//! On assignment every partition starts at its Redis offset; where
 //! Redis has none, at the reset policy's position, except that a partition the job has
 //! never seen while it has offsets for other partitions of the topic (the topic grew)
 //! starts at the earliest offset.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock, Weak};
 
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::error::KafkaError;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::types::RDKafkaRespErr;
 
@@ -57,9 +55,6 @@ pub trait Assignments: Send + Sync {
 pub struct SourceContext {
     consumer: OnceLock<Weak<BaseConsumer<SourceContext>>>,
     assignments: OnceLock<Weak<dyn Assignments>>,
-    /// Failed mirror commits to the Kafka group, and when one was last logged.
-    pub mirror_failures: AtomicU64,
-    last_mirror_warning: Mutex<Option<Instant>>,
 }
 
 impl ClientContext for SourceContext {
@@ -69,26 +64,6 @@ impl ClientContext for SourceContext {
 }
 
 impl ConsumerContext for SourceContext {
-    /// The outcome of a mirror commit (`CommitMode::Async`). Redis is the source of truth,
-    /// so a failure only costs lag visibility: logged, at most every 30 s.
-    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        if let Err(e) = result {
-            let n = self.mirror_failures.fetch_add(1, Ordering::Relaxed) + 1;
-            let mut last = self
-                .last_mirror_warning
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
-                *last = Some(Instant::now());
-                tracing::warn!(
-                    error = %e, partitions = %describe(offsets), failures = n,
-                    "mirroring committed offsets to the Kafka group failed; Redis holds the \
-                     offsets and nothing is lost, but Kafka lag tools show stale progress"
-                );
-            }
-        }
-    }
-
     fn rebalance(
         &self,
         base: &BaseConsumer<Self>,

@@ -1,0 +1,150 @@
+//! The best-effort mirror of committed offsets to the Kafka consumer group, so that
+//! kafka-consumer-groups and lag exporters see a job's progress. Redis stays the source of
+//! truth: the mirror runs after the Redis commit, on a thread of its own, and its failures
+//! are logged and counted, never acted on.
+//!
+//! Workers `offer` the offset of each committed batch; the thread commits the newest
+//! offset of every partition that moved, at most every `EVERY`, with a synchronous commit
+//! (librdkafka reports the outcome of asynchronous manual commits only through a callback
+//! the event API does not deliver, so a failure would go unseen).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::source::SourceContext;
+
+const EVERY: Duration = Duration::from_millis(500);
+const WARN_EVERY: Duration = Duration::from_secs(30);
+
+#[derive(Default)]
+struct Pending {
+    offsets: BTreeMap<(String, i32), i64>,
+    stop: bool,
+}
+
+/// What workers hold: where to leave offsets for the mirror thread.
+#[derive(Clone, Default)]
+pub struct MirrorHandle {
+    inner: Option<Arc<(Mutex<Pending>, Condvar)>>,
+}
+
+impl MirrorHandle {
+    /// A handle that mirrors nothing (`--no-kafka-commit`).
+    pub fn disabled() -> Self {
+        Self { inner: None }
+    }
+
+    /// The partition's offset is committed in Redis up to `until`.
+    pub fn offer(&self, topic: &str, partition: i32, until: i64) {
+        if let Some(inner) = &self.inner {
+            let (pending, wake) = &**inner;
+            pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .offsets
+                .insert((topic.to_owned(), partition), until);
+            wake.notify_one();
+        }
+    }
+}
+
+pub struct Mirror {
+    handle: MirrorHandle,
+    thread: Option<JoinHandle<()>>,
+    done: Arc<AtomicBool>,
+    pub failures: Arc<AtomicU64>,
+}
+
+impl Mirror {
+    pub fn start(consumer: Arc<BaseConsumer<SourceContext>>) -> std::io::Result<Mirror> {
+        let inner = Arc::new((Mutex::new(Pending::default()), Condvar::new()));
+        let failures = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let (shared, count, finished) = (inner.clone(), failures.clone(), done.clone());
+        let thread = std::thread::Builder::new()
+            .name("kafka-mirror".into())
+            .spawn(move || {
+                run(&consumer, &shared, &count);
+                finished.store(true, Ordering::SeqCst);
+            })?;
+        Ok(Mirror {
+            handle: MirrorHandle { inner: Some(inner) },
+            thread: Some(thread),
+            done,
+            failures,
+        })
+    }
+
+    pub fn handle(&self) -> MirrorHandle {
+        self.handle.clone()
+    }
+
+    /// Commits what is pending one last time and stops. A commit stuck on an unreachable
+    /// broker is not waited for beyond `patience`: the mirror is best effort.
+    pub fn stop(mut self, patience: Duration) {
+        if let Some(inner) = &self.handle.inner {
+            inner.0.lock().unwrap_or_else(|p| p.into_inner()).stop = true;
+            inner.1.notify_one();
+        }
+        let deadline = Instant::now() + patience;
+        while !self.done.load(Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if self.done.load(Ordering::SeqCst)
+            && let Some(t) = self.thread.take()
+        {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(
+    consumer: &BaseConsumer<SourceContext>,
+    inner: &(Mutex<Pending>, Condvar),
+    failures: &AtomicU64,
+) {
+    let (pending, wake) = inner;
+    let mut last_warning: Option<Instant> = None;
+    loop {
+        let (batch, stopping) = {
+            let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
+            if p.offsets.is_empty() && !p.stop {
+                p = wake
+                    .wait_timeout(p, EVERY)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|e| e.into_inner().0);
+            }
+            (std::mem::take(&mut p.offsets), p.stop)
+        };
+        if !batch.is_empty() {
+            let mut tpl = TopicPartitionList::new();
+            let mut built = Ok(());
+            for ((topic, partition), offset) in &batch {
+                built =
+                    built.and(tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset)));
+            }
+            if let Err(e) = built.and_then(|()| consumer.commit(&tpl, CommitMode::Sync)) {
+                let n = failures.fetch_add(1, Ordering::Relaxed) + 1;
+                if last_warning.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                    last_warning = Some(Instant::now());
+                    tracing::warn!(
+                        error = %e, failures = n,
+                        "mirroring committed offsets to the Kafka group failed; Redis holds the \
+                         offsets and nothing is lost, but Kafka lag tools show stale progress"
+                    );
+                }
+            }
+        }
+        if stopping {
+            return;
+        }
+        // Coalesce: let more batches commit before the next Kafka commit.
+        std::thread::sleep(EVERY.min(Duration::from_millis(100)));
+    }
+}
