@@ -5,7 +5,9 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use streamhost_tests::plugin_run_args;
-use streamhost_tests::services::{Host, Redis, Tansu, create_topic, free_port, produce, producer};
+use streamhost_tests::services::{
+    Host, Redis, Tansu, create_topic, free_port, produce, producer, wait_until,
+};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -104,4 +106,61 @@ fn metrics_health_and_readiness() {
     ] {
         assert!(body.contains(name), "{name} missing:\n{body}");
     }
+}
+
+#[test]
+fn progress_is_logged_off_a_terminal_and_live_on_one() {
+    let (redis, kafka) = (Redis::start_in_memory(), Tansu::start());
+    create_topic(&kafka.brokers(), "words", 1);
+    produce(
+        &producer(&kafka.brokers()),
+        "words",
+        0,
+        &vec![b"fine".to_vec(); 50],
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let run = |group: &str, extra: &[&str]| {
+        let mut all = vec!["--partitions", "0"];
+        all.extend_from_slice(extra);
+        plugin_run_args(
+            "faulty",
+            &kafka.brokers(),
+            &redis.url(),
+            "words",
+            group,
+            &all,
+        )
+    };
+
+    // Off a terminal (the test's pipe): plain log lines at the interval.
+    let host = Host::spawn(
+        &run("logged", &["--progress-interval-s", "1"]),
+        cache.path(),
+    );
+    host.wait_for(MINUTE, "a progress line with every record", || {
+        host.log_text()
+            .lines()
+            .any(|l| l.contains("progress") && l.contains("records=50") && l.contains("words/0@50"))
+    });
+
+    // On a terminal (`script` gives the host a pseudo-terminal): one line rewritten in place.
+    let out = tempfile::NamedTempFile::new().expect("temp file");
+    let command = std::iter::once(streamhost_tests::host_bin().display().to_string())
+        .chain(run("live", &[]))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = std::process::Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env("STREAMHOST_CACHE_DIR", cache.path())
+        .env("STREAMHOST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(out.reopen().expect("reopen"))
+        .spawn()
+        .expect("run script(1)");
+    wait_until(MINUTE, "the live progress line", || {
+        let text = std::fs::read_to_string(out.path()).unwrap_or_default();
+        text.contains("\r\x1b[2K") && text.contains("rec/s") && text.contains("words/0@50")
+    });
+    let _ = child.kill();
+    let _ = child.wait();
 }
