@@ -742,7 +742,14 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    // The first signal stops every job cleanly; a second one exits at once (nothing
+    // half-done can be committed: a batch commits in one step).
+    for (signal, code) in [
+        (signal_hook::consts::SIGINT, 130),
+        (signal_hook::consts::SIGTERM, 143),
+    ] {
+        signal_hook::flag::register_conditional_shutdown(signal, code, stop.clone())
+            .context("installing signal handlers")?;
         signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
     }
     let runtime = Runtime::new(RuntimeOptions {

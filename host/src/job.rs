@@ -338,7 +338,15 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     .context("creating the Kafka consumer")?;
 
     let mirror = if shared.config.kafka_commit {
-        let mirror = Mirror::start(consumer.clone()).context("starting the Kafka offset mirror")?;
+        let failures = shared
+            .metrics
+            .kafka_commit_failures
+            .get_or_create(&crate::metrics::JobLabels {
+                job: shared.config.job.clone(),
+            })
+            .clone();
+        let mirror = Mirror::start(consumer.clone(), failures)
+            .context("starting the Kafka offset mirror")?;
         *shared.mirror.lock().unwrap_or_else(|p| p.into_inner()) = mirror.handle();
         Some(mirror)
     } else {

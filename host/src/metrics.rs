@@ -29,6 +29,11 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabels {
+    pub job: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PluginLabels {
     pub job: String,
     pub plugin: String,
@@ -53,6 +58,7 @@ pub struct Metrics {
     pub committed_offset: Family<PartitionLabels, Gauge>,
     pub lag: Family<PartitionLabels, Gauge>,
     pub plugin_memory: Family<PluginLabels, Gauge>,
+    pub kafka_commit_failures: Family<JobLabels, Counter>,
 }
 
 impl Metrics {
@@ -70,6 +76,7 @@ impl Metrics {
             committed_offset: Family::default(),
             lag: Family::default(),
             plugin_memory: Family::default(),
+            kafka_commit_failures: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -83,6 +90,11 @@ impl Metrics {
             m.records_out.clone(),
         );
         registry.register("batches", "Batches by outcome", m.batches.clone());
+        registry.register(
+            "kafka_commit_failures",
+            "Failed best-effort commits of offsets to the Kafka group (Redis is unaffected)",
+            m.kafka_commit_failures.clone(),
+        );
         registry.register(
             "retries",
             "Batch attempts that failed and were retried",

@@ -9,11 +9,12 @@
 //! the event API does not deliver, so a failure would go unseen).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -58,26 +59,27 @@ pub struct Mirror {
     handle: MirrorHandle,
     thread: Option<JoinHandle<()>>,
     done: Arc<AtomicBool>,
-    pub failures: Arc<AtomicU64>,
 }
 
 impl Mirror {
-    pub fn start(consumer: Arc<BaseConsumer<SourceContext>>) -> std::io::Result<Mirror> {
+    /// `failures` counts the Kafka commits that failed (a metric).
+    pub fn start(
+        consumer: Arc<BaseConsumer<SourceContext>>,
+        failures: Counter,
+    ) -> std::io::Result<Mirror> {
         let inner = Arc::new((Mutex::new(Pending::default()), Condvar::new()));
-        let failures = Arc::new(AtomicU64::new(0));
         let done = Arc::new(AtomicBool::new(false));
-        let (shared, count, finished) = (inner.clone(), failures.clone(), done.clone());
+        let (shared, finished) = (inner.clone(), done.clone());
         let thread = std::thread::Builder::new()
             .name("kafka-mirror".into())
             .spawn(move || {
-                run(&consumer, &shared, &count);
+                run(&consumer, &shared, &failures);
                 finished.store(true, Ordering::SeqCst);
             })?;
         Ok(Mirror {
             handle: MirrorHandle { inner: Some(inner) },
             thread: Some(thread),
             done,
-            failures,
         })
     }
 
@@ -107,7 +109,7 @@ impl Mirror {
 fn run(
     consumer: &BaseConsumer<SourceContext>,
     inner: &(Mutex<Pending>, Condvar),
-    failures: &AtomicU64,
+    failures: &Counter,
 ) {
     let (pending, wake) = inner;
     let mut last_warning: Option<Instant> = None;
@@ -130,7 +132,7 @@ fn run(
                     built.and(tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset)));
             }
             if let Err(e) = built.and_then(|()| consumer.commit(&tpl, CommitMode::Sync)) {
-                let n = failures.fetch_add(1, Ordering::Relaxed) + 1;
+                let n = failures.inc() + 1;
                 if last_warning.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
                     last_warning = Some(Instant::now());
                     tracing::warn!(

@@ -9,7 +9,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use streamhost_tests::services::{Host, Redis, produce, producer, wait_until};
+use streamhost_tests::http::request;
+use streamhost_tests::services::{Host, Redis, free_port, produce, producer, wait_until};
 use streamhost_tests::{expected_counts, run_args, text_values};
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -104,7 +105,14 @@ fn a_failing_kafka_commit_changes_nothing_in_redis_and_loses_nothing() {
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED; 1000],
     );
     let cache = tempfile::tempdir().expect("cache");
-    let host = run(&brokers, &redis, "g", &[], cache.path());
+    let addr = format!("127.0.0.1:{}", free_port());
+    let host = run(
+        &brokers,
+        &redis,
+        "g",
+        &["--metrics-addr", &addr],
+        cache.path(),
+    );
     host.wait_for(MINUTE, "Redis offsets at the end", || {
         redis.offsets("g", "words") == [(0, N as i64), (1, N as i64)].into()
     });
@@ -119,6 +127,14 @@ fn a_failing_kafka_commit_changes_nothing_in_redis_and_loses_nothing() {
     });
     let log = host.log_text();
     assert!(log.contains("nothing is lost"), "{log}");
+    let metrics = request(&addr, "GET", "/metrics", None, b"")
+        .expect("metrics")
+        .text();
+    let failures = metrics
+        .lines()
+        .find(|l| l.starts_with(r#"streamhost_kafka_commit_failures_total{job="g"}"#))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert!(failures.is_some_and(|n| n >= 1.0), "{metrics}");
     assert!(
         kafka_committed(&brokers, "g")
             .values()
