@@ -10,7 +10,6 @@
 //! A plain harness rather than criterion: compiling a Python component takes seconds, so
 //! a handful of timed repetitions with the median is what fits.
 
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,33 +17,12 @@ use std::time::{Duration, Instant};
 
 use streamhost::batch::Batch;
 use streamhost::effects::Effects;
-use streamhost::runtime::bindings::streamhost::plugin::types::{KeyDelta, StateOp};
 use streamhost::runtime::{InstanceSettings, Limits, Runner, Runtime, RuntimeOptions};
 use streamhost::store::memory::MemoryStore;
-use streamhost_bench::text_batch;
-
-#[path = "../../plugins/wordcount/src/count.rs"]
-#[allow(dead_code)]
-mod count;
+use streamhost_bench::{native_process, text_batch};
 
 const RECORDS: usize = 10_000;
 const VALUE_LEN: usize = 40;
-
-fn native_process(batch: &Batch) -> Effects {
-    let mut counts = HashMap::new();
-    for record in &batch.records {
-        if let Some(value) = streamhost::batch::value(batch, record) {
-            count::count_words(value, &mut counts);
-        }
-    }
-    let ops = counts
-        .into_iter()
-        .map(|(key, delta)| StateOp::Incr(KeyDelta { key, delta }))
-        .collect();
-    let mut effects = Effects::new(64 << 20);
-    effects.apply(ops).expect("within the cap");
-    effects
-}
 
 /// Median of `n` timings of `f` (after one untimed warm-up call).
 fn median(n: usize, mut f: impl FnMut()) -> Duration {

@@ -4,44 +4,18 @@
 //!
 //! Run with `bench/run wordcount` (builds the plugin first).
 
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput};
-use streamhost::batch::Batch;
-use streamhost::effects::Effects;
-use streamhost::runtime::bindings::streamhost::plugin::types::{KeyDelta, StateOp};
 use streamhost::runtime::{InstanceSettings, Runner, Runtime, RuntimeOptions};
 use streamhost::store::memory::MemoryStore;
-use streamhost_bench::{criterion_mean_ns, text_batch};
+use streamhost_bench::{criterion_mean_ns, native_process, text_batch};
 
 /// The plugin's own counting code, compiled natively: the baseline is the same logic.
-#[path = "../../plugins/wordcount/src/count.rs"]
-#[allow(dead_code)] // the plugin also uses `for_each_word`, for emits
-mod count;
-
 const RECORDS: usize = 10_000;
 const VALUE_LEN: usize = 40;
-
-/// The native equivalent of the plugin's `process`: count, then hand the host one
-/// increment per distinct word, into the same effects buffer the WASM path fills.
-fn native_process(batch: &Batch) -> Effects {
-    let mut counts = HashMap::new();
-    for record in &batch.records {
-        if let Some(value) = streamhost::batch::value(batch, record) {
-            count::count_words(value, &mut counts);
-        }
-    }
-    let ops = counts
-        .into_iter()
-        .map(|(key, delta)| StateOp::Incr(KeyDelta { key, delta }))
-        .collect();
-    let mut effects = Effects::new(64 << 20);
-    effects.apply(ops).expect("within the cap");
-    effects
-}
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -1,6 +1,34 @@
-//! Shared pieces of the benchmarks: deterministic input data and result reading.
+//! Shared pieces of the benchmarks: deterministic input data, the native baseline, and
+//! result reading.
+
+use std::collections::HashMap;
 
 use streamhost::batch::{Batch, BatchBuilder};
+use streamhost::effects::Effects;
+use streamhost::runtime::bindings::streamhost::plugin::types::{KeyDelta, StateOp};
+
+/// The plugin's own counting code, compiled natively: the baseline is the same logic.
+#[path = "../../plugins/wordcount/src/count.rs"]
+#[allow(dead_code)] // the plugin also uses `for_each_word`, for emits
+mod count;
+
+/// The native equivalent of the word count plugin's `process`: count, then hand the host
+/// one increment per distinct word, into the same effects buffer the WASM path fills.
+pub fn native_process(batch: &Batch) -> Effects {
+    let mut counts = HashMap::new();
+    for record in &batch.records {
+        if let Some(value) = streamhost::batch::value(batch, record) {
+            count::count_words(value, &mut counts);
+        }
+    }
+    let ops = counts
+        .into_iter()
+        .map(|(key, delta)| StateOp::Incr(KeyDelta { key, delta }))
+        .collect();
+    let mut effects = Effects::new(64 << 20);
+    effects.apply(ops).expect("within the cap");
+    effects
+}
 
 /// A deterministic pseudo-random text value of about `target_len` bytes, drawn from a
 /// vocabulary of `vocabulary` made-up words, some capitalised.

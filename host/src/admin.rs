@@ -741,17 +741,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
              (or STREAMHOST_ADMIN_TOKEN), or bind to a loopback address such as 127.0.0.1"
         );
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    // The first signal stops every job cleanly; a second one exits at once (nothing
-    // half-done can be committed: a batch commits in one step).
-    for (signal, code) in [
-        (signal_hook::consts::SIGINT, 130),
-        (signal_hook::consts::SIGTERM, 143),
-    ] {
-        signal_hook::flag::register_conditional_shutdown(signal, code, stop.clone())
-            .context("installing signal handlers")?;
-        signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
-    }
+    // The first signal stops every job cleanly; a second one exits at once.
+    let stop = crate::job::stop_on_signals()?;
     let runtime = Runtime::new(RuntimeOptions {
         cache_dir: Some(
             args.cache_dir

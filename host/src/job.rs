@@ -276,6 +276,22 @@ impl FailureSink {
     }
 }
 
+/// A flag raised by the first SIGINT/SIGTERM, for a clean stop; a second signal exits at
+/// once (130/143) without committing — nothing half-done can be committed, since a batch
+/// commits in one step.
+pub fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for (signal, code) in [
+        (signal_hook::consts::SIGINT, 130),
+        (signal_hook::consts::SIGTERM, 143),
+    ] {
+        signal_hook::flag::register_conditional_shutdown(signal, code, stop.clone())
+            .context("installing signal handlers")?;
+        signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
+    }
+    Ok(stop)
+}
+
 /// Runs the job until `stop` is raised (a signal) or a worker fails.
 pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let store = Arc::new(

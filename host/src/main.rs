@@ -74,17 +74,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn run_job(args: cli::RunArgs) -> anyhow::Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
-    // The first SIGINT/SIGTERM asks for a clean stop; a second one exits at once, without
-    // committing (nothing half-done can be committed: a batch commits in one step).
-    for (signal, code) in [
-        (signal_hook::consts::SIGINT, 130),
-        (signal_hook::consts::SIGTERM, 143),
-    ] {
-        signal_hook::flag::register_conditional_shutdown(signal, code, stop.clone())
-            .context("installing signal handlers")?;
-        signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
-    }
+    let stop = streamhost::job::stop_on_signals()?;
     let options = args.plugin.runtime_options();
     let limits_plugin = options.limits.clone();
     let runtime = Runtime::new(options).context("starting the WebAssembly runtime")?;

@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests: where the `host` binary and the built plugins are.
 
 pub mod http;
+pub mod serve;
 pub mod services;
 
 use std::path::{Path, PathBuf};

@@ -6,72 +6,15 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use streamhost_tests::http::{Response, request};
+use streamhost_tests::http::Response;
+use streamhost_tests::serve::serve;
 use streamhost_tests::services::{
-    Host, Redis, Tansu, create_topic, free_port, produce, producer, wait_until,
+    Redis, Tansu, create_topic, free_port, produce, producer, wait_until,
 };
 use streamhost_tests::{expected_counts, plugin, repo_root, text_values};
 
 const TOKEN: &str = "s3cret-token";
 const MINUTE: Duration = Duration::from_secs(60);
-
-struct Server {
-    host: Host,
-    addr: String,
-}
-
-fn serve(
-    redis: &Redis,
-    brokers: &str,
-    token: Option<&str>,
-    extra: &[&str],
-    cache: &std::path::Path,
-) -> Server {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut args: Vec<String> = [
-        "serve",
-        "--admin-addr",
-        &addr,
-        "--redis",
-        &redis.url(),
-        "--brokers",
-        brokers,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    if let Some(t) = token {
-        args.extend(["--admin-token".to_owned(), t.to_owned()]);
-    }
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let host = Host::spawn(&args, cache);
-    host.wait_for(MINUTE, "the admin API to answer", || {
-        request(&addr, "GET", "/healthz", None, b"").is_some_and(|r| r.status == 200)
-    });
-    Server { host, addr }
-}
-
-impl Server {
-    fn call(&self, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> Response {
-        request(&self.addr, method, path, token, body)
-            .unwrap_or_else(|| panic!("{method} {path}: no answer; log:\n{}", self.host.log_text()))
-    }
-
-    fn upload(&self, name: &str, version: &str, plugin_name: &str) -> Response {
-        let bytes = std::fs::read(plugin(plugin_name)).expect("read plugin");
-        self.call(
-            "PUT",
-            &format!("/v1/plugins/{name}/{version}"),
-            Some(TOKEN),
-            &bytes,
-        )
-    }
-
-    fn job(&self, id: &str) -> Value {
-        self.call("GET", &format!("/v1/jobs/{id}"), None, b"")
-            .json()
-    }
-}
 
 fn registry_keys(redis: &Redis) -> BTreeSet<String> {
     let keys: Vec<String> = redis::cmd("KEYS")

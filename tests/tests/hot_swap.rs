@@ -7,11 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
-use streamhost_tests::http::request;
-use streamhost_tests::plugin;
-use streamhost_tests::services::{
-    Host, Redis, Tansu, create_topic, free_port, produce, producer, wait_until,
-};
+use streamhost_tests::serve::serve;
+use streamhost_tests::services::{Redis, Tansu, create_topic, produce, producer, wait_until};
 
 const TOKEN: &str = "swap-token";
 const MINUTE: Duration = Duration::from_secs(60);
@@ -22,32 +19,10 @@ fn a_swapped_plugin_takes_over_at_a_batch_boundary_with_nothing_lost_or_repeated
     let brokers = kafka.brokers();
     create_topic(&brokers, "tags", 2);
     let cache = tempfile::tempdir().expect("cache");
-    let addr = format!("127.0.0.1:{}", free_port());
-    let args: Vec<String> = [
-        "serve",
-        "--admin-addr",
-        &addr,
-        "--redis",
-        &redis.url(),
-        "--brokers",
-        &brokers,
-        "--admin-token",
-        TOKEN,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let server = Host::spawn(&args, cache.path());
-    let call = |method: &str, path: &str, body: &[u8]| {
-        request(&addr, method, path, Some(TOKEN), body)
-            .unwrap_or_else(|| panic!("{method} {path}: no answer; log:\n{}", server.log_text()))
-    };
-    server.wait_for(MINUTE, "the admin API", || {
-        request(&addr, "GET", "/healthz", None, b"").is_some()
-    });
+    let server = serve(&redis, &brokers, Some(TOKEN), &[], cache.path());
+    let call = |method: &str, path: &str, body: &[u8]| server.call(method, path, Some(TOKEN), body);
     for v in ["1", "2"] {
-        let bytes = std::fs::read(plugin(&format!("tagger-v{v}"))).expect("read");
-        let r = call("PUT", &format!("/v1/plugins/tagger/{v}"), &bytes);
+        let r = server.upload("tagger", v, &format!("tagger-v{v}"));
         assert_eq!(r.status, 201, "{}", r.text());
     }
     let spec = json!({
@@ -134,7 +109,7 @@ fn a_swapped_plugin_takes_over_at_a_batch_boundary_with_nothing_lost_or_repeated
             "partition {partition}: one switch from v1 to v2, never back: {versions:?}"
         );
     }
-    let log = server.log_text();
+    let log = server.host.log_text();
     assert!(log.contains("plugin swapped at a batch boundary"), "{log}");
     let job = call("GET", "/v1/jobs/tags", b"").json();
     assert_eq!(job["plugin_version"], "2");

@@ -1,0 +1,72 @@
+//! A running `host serve` for the admin API tests.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::http::{Response, request};
+use crate::plugin;
+use crate::services::{Host, Redis, free_port};
+
+pub struct Server {
+    pub host: Host,
+    pub addr: String,
+    /// The server's --admin-token, used by `upload`.
+    pub token: Option<String>,
+}
+
+/// Starts `host serve` on a free loopback port and waits until it answers.
+pub fn serve(
+    redis: &Redis,
+    brokers: &str,
+    token: Option<&str>,
+    extra: &[&str],
+    cache: &Path,
+) -> Server {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut args: Vec<String> = [
+        "serve",
+        "--admin-addr",
+        &addr,
+        "--redis",
+        &redis.url(),
+        "--brokers",
+        brokers,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if let Some(t) = token {
+        args.extend(["--admin-token".to_owned(), t.to_owned()]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let host = Host::spawn(&args, cache);
+    host.wait_for(Duration::from_secs(60), "the admin API to answer", || {
+        request(&addr, "GET", "/healthz", None, b"").is_some_and(|r| r.status == 200)
+    });
+    Server {
+        host,
+        addr,
+        token: token.map(str::to_owned),
+    }
+}
+
+impl Server {
+    pub fn call(&self, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> Response {
+        request(&self.addr, method, path, token, body)
+            .unwrap_or_else(|| panic!("{method} {path}: no answer; log:\n{}", self.host.log_text()))
+    }
+
+    /// PUTs build/plugins/PLUGIN_NAME.wasm as NAME@VERSION with the server's token.
+    pub fn upload(&self, name: &str, version: &str, plugin_name: &str) -> Response {
+        let bytes = std::fs::read(plugin(plugin_name)).expect("read plugin");
+        let path = format!("/v1/plugins/{name}/{version}");
+        self.call("PUT", &path, self.token.as_deref(), &bytes)
+    }
+
+    pub fn job(&self, id: &str) -> Value {
+        self.call("GET", &format!("/v1/jobs/{id}"), None, b"")
+            .json()
+    }
+}
