@@ -5,8 +5,10 @@
 // value = count). With config `emit=true` it also emits one record per word
 // (key = word, value = "1"), in order.
 //
-// The words of a whole batch are added up in a Map and handed to the host in one
-// `state.apply` call: each call into the host costs far more than a Map update.
+// Values are lowercased and split 64 KiB at a time, not record by record: built-in calls
+// are fast, the interpreted code around them is what costs. Joining the values with a newline
+// changes nothing (a newline is whitespace). The counts are handed to the host in one
+// `state.apply` call.
 
 import { apply } from "streamhost:plugin/state@0.1.0";
 import { send } from "streamhost:plugin/emit@0.1.0";
@@ -62,24 +64,38 @@ export const lifecycle = {
   },
 };
 
+// Characters of values lowercased and split in one go: big enough that the calls are few,
+// small enough that the words of a 4 MiB batch never sit in memory all at once.
+const CHUNK = 64 * 1024;
+
+function countWords(parts, counts, out) {
+  for (const word of lower(parts.join("\n")).split(WHITESPACE)) {
+    if (word === "") continue;
+    counts.set(word, (counts.get(word) ?? 0) + 1);
+    if (emitWords) out.push({ key: encoder.encode(word), value: ONE, headers: [] });
+  }
+}
+
 export const handler = {
   process(batch) {
     const data = batch.data;
     const counts = new Map();
     const out = [];
+    let parts = [];
+    let size = 0;
     for (const record of batch.records) {
       const span = record.value;
       if (span === undefined) continue;
       const text = decoder.decode(data.subarray(span.start, span.start + span.len));
-      for (const raw of text.split(WHITESPACE)) {
-        if (raw === "") continue;
-        const word = lower(raw);
-        counts.set(word, (counts.get(word) ?? 0) + 1);
-        if (emitWords) {
-          out.push({ key: encoder.encode(word), value: ONE, headers: [] });
-        }
+      parts.push(text);
+      size += text.length;
+      if (size >= CHUNK) {
+        countWords(parts, counts, out);
+        parts = [];
+        size = 0;
       }
     }
+    if (parts.length > 0) countWords(parts, counts, out);
     const ops = [];
     for (const [key, n] of counts) {
       ops.push({ tag: "incr", val: { key, delta: BigInt(n) } });

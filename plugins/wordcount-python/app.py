@@ -5,8 +5,11 @@ whitespace, lowercased, and 1 is added per word to the job state (key = word, va
 count). With config `emit=true` it also emits one record per word (key = word,
 value = "1"), in order.
 
-The words of a whole batch are added up in a dict and handed to the host in one
-`state.apply` call: each call into the host costs far more than a dict update.
+Values are decoded, lowercased and split 64 KiB at a time: each step is one call into
+CPython's C code instead of one per record, which is what costs in an interpreter (a
+third of the time). Joining the values with a newline changes nothing: a newline is
+whitespace, and an invalid UTF-8 sequence cannot run across it. The counts are handed to
+the host in one `state.apply` call.
 """
 
 import re
@@ -31,10 +34,6 @@ _WHITESPACE = re.compile(
 )
 
 
-def _words(text: str):
-    return [w.lower() for w in _WHITESPACE.split(text) if w]
-
-
 class Lifecycle(exports.Lifecycle):
     def init(self, config):
         global _emit
@@ -51,22 +50,39 @@ class Lifecycle(exports.Lifecycle):
                 raise Err(f'unknown config key "{key}"; wordcount knows emit')
 
 
+# Bytes of values decoded, lowercased and split in one go: big enough that the calls are
+# few, small enough that the words of a 4 MiB batch never sit in memory all at once.
+_CHUNK = 64 * 1024
+
+
+def _count(parts, counts, out):
+    words = _WHITESPACE.split(b"\n".join(parts).decode("utf-8", "replace").lower())
+    if words and words[0] == "":
+        words = words[1:]
+    if words and words[-1] == "":
+        words.pop()
+    counts.update(words)
+    if _emit:
+        out.extend(OutputRecord(None, w.encode(), b"1", []) for w in words)
+
+
 class Handler(exports.Handler):
     def process(self, batch: Batch) -> None:
         data = batch.data
         counts = Counter()
         out = []
-        for record in batch.records:
-            span = record.value
+        parts, size = [], 0
+        for r in batch.records:
+            span = r.value
             if span is None:
                 continue
-            text = data[span.start : span.start + span.len].decode("utf-8", "replace")
-            words = _words(text)
-            counts.update(words)
-            if _emit:
-                out.extend(
-                    OutputRecord(None, w.encode(), b"1", []) for w in words
-                )
+            parts.append(data[span.start : span.start + span.len])
+            size += span.len
+            if size >= _CHUNK:
+                _count(parts, counts, out)
+                parts, size = [], 0
+        if parts:
+            _count(parts, counts, out)
         state.apply([StateOp_Incr(KeyDelta(w, n)) for w, n in counts.items()])
         if out:
             emit.send(out)
