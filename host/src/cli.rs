@@ -101,7 +101,16 @@ pub const SUBCOMMANDS: &[&str] = &[
 
 /// Inserts the default subcommand: `host --plugin P --topic T` is `host run --plugin ...`.
 pub fn with_default_command(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    let first = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
+    // Global options may come first (`host --log-format json test ...`): look past them.
+    let mut i = 1;
+    while let Some(a) = args.get(i).and_then(|a| a.to_str()) {
+        match a {
+            "--log-format" => i += 2,
+            _ if a.starts_with("--log-format=") => i += 1,
+            _ => break,
+        }
+    }
+    let first = args.get(i).and_then(|a| a.to_str()).unwrap_or("");
     let is_top_level = matches!(first, "-h" | "--help" | "-V" | "--version");
     if args.len() > 1 && !is_top_level && !SUBCOMMANDS.contains(&first) {
         let mut out = args;
@@ -474,5 +483,48 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
         _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_default_command;
+
+    fn args(a: &[&str]) -> Vec<std::ffi::OsString> {
+        std::iter::once("host")
+            .chain(a.iter().copied())
+            .map(Into::into)
+            .collect()
+    }
+
+    #[test]
+    fn run_is_the_default_command_even_after_global_options() {
+        let cases: [(&[&str], &[&str]); 5] = [
+            (
+                &["--plugin", "p", "--topic", "t"],
+                &["run", "--plugin", "p", "--topic", "t"],
+            ),
+            (&["test", "--plugin", "p"], &["test", "--plugin", "p"]),
+            (
+                &["--log-format", "json", "test"],
+                &["--log-format", "json", "test"],
+            ),
+            (
+                &["--log-format=json", "serve"],
+                &["--log-format=json", "serve"],
+            ),
+            (
+                &["--log-format", "json", "--plugin", "p"],
+                &["run", "--log-format", "json", "--plugin", "p"],
+            ),
+        ];
+        for (given, expected) in cases {
+            assert_eq!(
+                with_default_command(args(given)),
+                args(expected),
+                "{given:?}"
+            );
+        }
+        assert_eq!(with_default_command(args(&["--help"])), args(&["--help"]));
     }
 }

@@ -164,3 +164,38 @@ fn progress_is_logged_off_a_terminal_and_live_on_one() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn log_format_json_writes_one_json_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "log\nfine\n").unwrap();
+    let faulty = streamhost_tests::plugin("faulty");
+    let out = streamhost_tests::host(
+        &[
+            "--log-format",
+            "json",
+            "test",
+            "--plugin",
+            faulty.to_str().unwrap_or_default(),
+            "--input",
+            input.to_str().unwrap_or_default(),
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let note = lines
+        .iter()
+        .find(|l| l.to_string().contains("note from offset 0"))
+        .unwrap_or_else(|| panic!("the plugin's log line is missing: {stderr}"));
+    assert_eq!(note["level"], "WARN", "{note}");
+}
