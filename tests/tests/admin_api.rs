@@ -520,4 +520,56 @@ fn jobs_are_isolated_and_resume_after_a_restart() {
         || s.job("broken")["status"] == "failed",
     );
     assert!(redis.offsets("broken", "bad").is_empty());
+
+    // SIGKILL while the counter works through a third part: the next server resumes from
+    // the committed offsets, exactly.
+    let third = text_values(3, 3000);
+    produce(&p, "words", 0, &third);
+    let before = (first.len() + second.len()) as i64;
+    wait_until(MINUTE, "progress on the third part", || {
+        redis
+            .offsets("counter", "words")
+            .get(&0)
+            .is_some_and(|&o| o > before)
+    });
+    s.host.kill9();
+    let s = serve(&redis, &brokers, Some(TOKEN), &[], cache.path());
+    let total = all.len() + third.len();
+    wait_until(MINUTE, "the counter to commit everything", || {
+        redis.offsets("counter", "words").get(&0) == Some(&(total as i64))
+    });
+    let all: Vec<Vec<u8>> = all.iter().chain(&third).cloned().collect();
+    assert_eq!(
+        redis.counts("counter"),
+        expected_counts(&all),
+        "exactly once across a SIGKILL"
+    );
+    assert_eq!(s.job("counter")["status"], "running");
+}
+
+#[test]
+fn redis_gone_is_a_503_that_says_so() {
+    let mut redis = Redis::start_in_memory();
+    let cache = tempfile::tempdir().expect("cache");
+    let s = serve(&redis, "127.0.0.1:1", Some(TOKEN), &[], cache.path());
+    redis.stop();
+    for (method, path) in [("GET", "/v1/plugins"), ("PUT", "/v1/plugins/wc/1")] {
+        let body = if method == "PUT" {
+            std::fs::read(streamhost_tests::plugin("wordcount")).expect("read")
+        } else {
+            Vec::new()
+        };
+        let r = s.call(method, path, Some(TOKEN), &body);
+        assert_eq!(r.status, 503, "{method} {path}: {}", r.text());
+        let body = r.json();
+        assert_eq!(body["reason"], "redis_unavailable", "{body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| e.contains("Redis")),
+            "{body}"
+        );
+    }
+    redis.restart();
+    wait_until(MINUTE, "the API to work again once Redis is back", || {
+        s.call("GET", "/v1/plugins", None, b"").status == 200
+    });
 }
