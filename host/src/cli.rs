@@ -392,8 +392,8 @@ pub struct MoveArgs {
 /// Flags every command that runs a plugin shares.
 #[derive(Debug, Args)]
 pub struct PluginArgs {
-    /// The plugin: a compiled WebAssembly component (.wasm) or, for `host run`, a plugin in
-    /// the registry: NAME (its newest version), NAME@VERSION or NAME@sha256:<digest>.
+    /// The plugin: a compiled WebAssembly component (.wasm) or a plugin in the registry:
+    /// NAME (its newest version), NAME@VERSION or NAME@sha256:<digest>.
     #[arg(long, env = "STREAMHOST_PLUGIN")]
     pub plugin: PathBuf,
 
@@ -444,6 +444,14 @@ impl PluginArgs {
 pub struct TestArgs {
     #[command(flatten)]
     pub plugin: PluginArgs,
+
+    /// Redis holding the plugin registry, when --plugin names a registry plugin.
+    #[arg(
+        long,
+        default_value = "redis://127.0.0.1:6379",
+        env = "STREAMHOST_REDIS"
+    )]
+    pub redis: String,
 
     /// Input file: text (one record per line) or JSON Lines.
     #[arg(long)]

@@ -55,7 +55,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Test(args) => {
             let runtime = Runtime::new(args.plugin.runtime_options())
                 .context("starting the WebAssembly runtime")?;
-            let plugin = runtime.load_file(&args.plugin.plugin)?;
+            let plugin = load_plugin(&runtime, &args.plugin.plugin, &args.redis)?;
             let report = testrun::run(
                 plugin,
                 &testrun::TestRun {

@@ -166,6 +166,22 @@ fn pushed_plugins_run_by_name_version_or_digest_and_a_corrupt_blob_is_refused() 
         list.contains(&format!("wc@2\t{}", sha256_of(&wc_c))),
         "{list}"
     );
+    // `host test` takes registry references too.
+    let url = redis.url();
+    let input = streamhost_tests::repo_root().join("examples/words.txt");
+    let report = streamhost_tests::stdout_json(&host(
+        &[
+            "test",
+            "--plugin",
+            "wc@1",
+            "--redis",
+            &url,
+            "--input",
+            input.to_str().unwrap_or_default(),
+        ],
+        cache.path(),
+    ));
+    assert_eq!(report["digest"], digest.as_str());
     let show = plugin_cmd(&redis, &["show", "wc@1"], cache.path());
     assert!(String::from_utf8_lossy(&show.stdout).contains(&digest));
     let missing = plugin_cmd(&redis, &["show", "nope"], cache.path());
