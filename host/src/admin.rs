@@ -35,7 +35,7 @@ use crate::pipeline::{BatchLimits, PluginSlot};
 use crate::policy::{ErrorPolicy, OnError};
 use crate::progress::ProgressMode;
 use crate::registry::{Entry, Reference, Registry, RegistryError};
-use crate::runtime::{InstanceSettings, Plugin, Runtime, RuntimeOptions};
+use crate::runtime::{InstanceSettings, Limits, Plugin, Runtime, RuntimeOptions};
 use crate::source::ResetPolicy;
 use crate::store::memory::MemoryStore;
 
@@ -87,6 +87,10 @@ pub struct JobSettings {
     pub dlq_topic: Option<String>,
     pub redis_give_up_ms: u64,
     pub max_inflight_mb: u32,
+    /// The sandbox of this job's plugin instances.
+    pub plugin_memory_mb: u32,
+    pub plugin_timeout_ms: u64,
+    pub max_effects_mb: u32,
     pub kafka_commit: bool,
     /// librdkafka properties for this job (added to the server's -X).
     pub kafka: BTreeMap<String, String>,
@@ -106,6 +110,9 @@ impl Default for JobSettings {
             dlq_topic: None,
             redis_give_up_ms: 300_000,
             max_inflight_mb: 16,
+            plugin_memory_mb: 64,
+            plugin_timeout_ms: 10_000,
+            max_effects_mb: 64,
             kafka_commit: true,
             kafka: BTreeMap::new(),
         }
@@ -215,7 +222,11 @@ fn redis_down(e: impl std::fmt::Display) -> ApiError {
 }
 
 struct Admin {
-    runtime: Runtime,
+    /// Validates uploads; jobs with the default sandbox run on it too.
+    runtime: Arc<Runtime>,
+    /// One runtime per distinct sandbox setting of the jobs (they share the disk cache).
+    runtimes: Mutex<HashMap<Limits, Arc<Runtime>>>,
+    cache_dir: std::path::PathBuf,
     registry: Registry,
     redis: redis::Client,
     redis_url: String,
@@ -290,9 +301,34 @@ impl Admin {
         }
         parse_settings(&spec.settings)?;
         let reference = Reference::parse(&spec.plugin)?;
-        let (entry, plugin) = self.registry.load(&self.runtime, &reference)?;
+        let runtime = self.runtime_for(&limits_of(&spec.settings))?;
+        let (entry, plugin) = self.registry.load(&runtime, &reference)?;
         self.check_init(&plugin, spec)?;
         Ok((entry, plugin))
+    }
+
+    fn runtime_for(&self, limits: &Limits) -> Result<Arc<Runtime>, ApiError> {
+        if limits == self.runtime.limits() {
+            return Ok(self.runtime.clone());
+        }
+        let mut runtimes = self.runtimes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = runtimes.get(limits) {
+            return Ok(r.clone());
+        }
+        let runtime = Runtime::new(RuntimeOptions {
+            cache_dir: Some(self.cache_dir.clone()),
+            limits: limits.clone(),
+        })
+        .map(Arc::new)
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "runtime",
+                format!("starting a WebAssembly runtime: {e:#}"),
+            )
+        })?;
+        runtimes.insert(limits.clone(), runtime.clone());
+        Ok(runtime)
     }
 
     fn check_init(&self, plugin: &Plugin, spec: &JobSpec) -> Result<(), ApiError> {
@@ -332,7 +368,7 @@ impl Admin {
                 max_bytes: s.batch_max_bytes.max(1) as usize,
                 linger: Duration::from_millis(s.batch_linger_ms),
             },
-            limits_plugin: self.runtime.limits().clone(),
+            limits_plugin: limits_of(s),
             reset,
             output_topic: spec.output_topic.clone(),
             kafka,
@@ -390,7 +426,25 @@ impl Admin {
     }
 }
 
+fn limits_of(s: &JobSettings) -> Limits {
+    Limits {
+        memory_bytes: (s.plugin_memory_mb as usize) << 20,
+        call_timeout: Duration::from_millis(s.plugin_timeout_ms),
+        effects_bytes: (s.max_effects_mb as usize) << 20,
+    }
+}
+
 fn parse_settings(s: &JobSettings) -> Result<(ResetPolicy, OnError), ApiError> {
+    if !(1..=65536).contains(&s.plugin_memory_mb)
+        || !(1..=65536).contains(&s.max_effects_mb)
+        || s.plugin_timeout_ms == 0
+    {
+        return Err(bad_request(
+            "bad_settings",
+            "settings.plugin_memory_mb and settings.max_effects_mb must be 1-65536, \
+             settings.plugin_timeout_ms at least 1",
+        ));
+    }
     let reset = ResetPolicy::from_str(&s.offset_reset, true).map_err(|_| {
         bad_request(
             "bad_settings",
@@ -743,17 +797,19 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     // The first signal stops every job cleanly; a second one exits at once.
     let stop = crate::job::stop_on_signals()?;
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(crate::runtime::default_cache_dir);
     let runtime = Runtime::new(RuntimeOptions {
-        cache_dir: Some(
-            args.cache_dir
-                .clone()
-                .unwrap_or_else(crate::runtime::default_cache_dir),
-        ),
+        cache_dir: Some(cache_dir.clone()),
         ..RuntimeOptions::default()
     })
     .context("starting the WebAssembly runtime")?;
     let admin = Arc::new(Admin {
-        runtime,
+        runtime: Arc::new(runtime),
+        runtimes: Mutex::new(HashMap::new()),
+        cache_dir,
         registry: Registry::connect(&args.redis)?,
         redis: redis::Client::open(args.redis.as_str())
             .with_context(|| format!("Redis URL {}", args.redis))?,

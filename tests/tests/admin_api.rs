@@ -573,3 +573,30 @@ fn redis_gone_is_a_503_that_says_so() {
         s.call("GET", "/v1/plugins", None, b"").status == 200
     });
 }
+
+#[test]
+fn each_job_runs_in_its_own_sandbox_settings() {
+    let redis = Redis::start_in_memory();
+    let cache = tempfile::tempdir().expect("cache");
+    let s = serve(&redis, "127.0.0.1:1", Some(TOKEN), &[], cache.path());
+    assert_eq!(s.upload("py", "1", "wordcount-python").status, 201);
+    let job = |id: &str, memory_mb: u32| {
+        json!({"id": id, "plugin": "py@1", "topics": ["t"], "partitions": [0],
+               "settings": {"plugin_memory_mb": memory_mb}})
+        .to_string()
+    };
+    // The Python interpreter needs more than 8 MiB: refused, naming the job's own cap.
+    let r = s.call("POST", "/v1/jobs", Some(TOKEN), job("small", 8).as_bytes());
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(
+        r.text().contains("memory limit of 8388608 bytes"),
+        "{}",
+        r.text()
+    );
+    let r = s.call("POST", "/v1/jobs", Some(TOKEN), job("roomy", 96).as_bytes());
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["spec"]["settings"]["plugin_memory_mb"], 96);
+    let r = s.call("POST", "/v1/jobs", Some(TOKEN), job("zero", 0).as_bytes());
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["reason"], "bad_settings");
+}

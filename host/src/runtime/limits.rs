@@ -7,7 +7,7 @@ use wasmtime::ResourceLimiter;
 use super::error::LimitExceeded;
 
 /// Limits per plugin instance.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Limits {
     /// Cap on the linear memory of each instance.
     pub memory_bytes: usize,
