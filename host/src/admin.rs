@@ -33,7 +33,7 @@ use crate::job::JobConfig;
 use crate::metrics::Metrics;
 use crate::pipeline::{BatchLimits, PluginSlot};
 use crate::policy::{ErrorPolicy, OnError};
-use crate::progress::ProgressMode;
+use crate::progress::{Progress, ProgressMode};
 use crate::registry::{Entry, Reference, Registry, RegistryError};
 use crate::runtime::{InstanceSettings, Limits, Plugin, Runtime, RuntimeOptions};
 use crate::source::ResetPolicy;
@@ -138,6 +138,7 @@ struct JobHandle {
     entry: Entry,
     /// `None` when the job could not start (it is shown as failed).
     slot: Option<PluginSlot>,
+    progress: Arc<Progress>,
     stop: Arc<AtomicBool>,
     ready: Arc<AtomicBool>,
     state: Arc<Mutex<JobState>>,
@@ -153,6 +154,14 @@ impl JobHandle {
             JobState::Failed(e) => ("failed", Some(e)),
             JobState::Stopped => ("stopped", None),
         };
+        let partitions: Vec<serde_json::Value> = self
+            .progress
+            .partitions()
+            .into_iter()
+            .map(|(topic, partition, committed, lag)| {
+                json!({"topic": topic, "partition": partition, "committed": committed, "lag": lag})
+            })
+            .collect();
         json!({
             "id": self.spec.id,
             "spec": self.spec,
@@ -160,6 +169,8 @@ impl JobHandle {
             "error": error,
             "plugin_version": self.entry.version,
             "plugin_digest": self.entry.digest,
+            "records": self.progress.records(),
+            "partitions": partitions,
         })
     }
 
@@ -352,6 +363,7 @@ impl Admin {
         let slot = PluginSlot::new(plugin);
         let stop = Arc::new(AtomicBool::new(false));
         let ready = Arc::new(AtomicBool::new(false));
+        let progress = Arc::new(Progress::default());
         let group = spec.group.clone().unwrap_or_else(|| spec.id.clone());
         let mut kafka = self.kafka.clone();
         kafka.extend(s.kafka.clone());
@@ -386,7 +398,8 @@ impl Admin {
             native_wordcount: false,
             kafka_commit: s.kafka_commit,
             metrics: Some(self.metrics.clone()),
-            progress: ProgressMode::Off,
+            progress_mode: ProgressMode::Off,
+            progress: progress.clone(),
             ready: ready.clone(),
         };
         let state = Arc::new(Mutex::new(JobState::Running));
@@ -417,6 +430,7 @@ impl Admin {
         Ok(JobHandle {
             spec,
             entry,
+            progress,
             slot: Some(slot),
             stop,
             ready,
@@ -852,6 +866,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     id,
                     JobHandle {
                         slot: None,
+                        progress: Arc::default(),
                         spec,
                         entry,
                         stop: Arc::new(AtomicBool::new(true)),

@@ -51,9 +51,11 @@ pub struct JobConfig {
     pub kafka_commit: bool,
     /// Metrics to update; `None`: the job makes its own (served at `metrics_addr`).
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
-    pub progress: ProgressMode,
+    pub progress_mode: ProgressMode,
     /// Set once the job consumes (its partitions assigned or the group joined).
     pub ready: Arc<AtomicBool>,
+    /// Updated after every commit (records, committed offsets, lag).
+    pub progress: Arc<Progress>,
 }
 
 /// How often this host announces itself in Redis, and how long an announcement lasts.
@@ -322,7 +324,8 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(crate::metrics::Metrics::new);
     let ready = config.ready.clone();
-    let progress_mode = config.progress;
+    let progress_mode = config.progress_mode;
+    let progress = config.progress.clone();
     if let Some(addr) = config.metrics_addr {
         crate::metrics::serve(addr, metrics.clone(), ready.clone())?;
     }
@@ -334,7 +337,7 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         stop: stop.clone(),
         failure: Mutex::new(None),
         failures: Arc::new(Mutex::new(Vec::new())),
-        progress: Arc::new(Progress::default()),
+        progress,
         mirror: Mutex::new(MirrorHandle::disabled()),
         prepared: Mutex::new(Vec::new()),
         running: Mutex::new(HashMap::new()),

@@ -57,6 +57,16 @@ impl Progress {
         self.records.load(Ordering::Relaxed)
     }
 
+    /// (topic, partition, committed offset, lag if known) of every partition seen.
+    pub fn partitions(&self) -> Vec<(String, i32, i64, Option<i64>)> {
+        self.partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|((t, p), v)| (t.clone(), *p, v.committed, v.lag))
+            .collect()
+    }
+
     /// Total lag (where known) and `topic/partition@offset` of every partition.
     fn summary(&self) -> (Option<i64>, String) {
         let parts = self.partitions.lock().unwrap_or_else(|p| p.into_inner());

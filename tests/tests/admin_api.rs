@@ -494,7 +494,15 @@ fn jobs_are_isolated_and_resume_after_a_restart() {
         redis.offsets("counter", "words").get(&0) == Some(&(first.len() as i64))
     });
     assert_eq!(redis.counts("counter"), expected_counts(&first));
-    assert_eq!(s.job("counter")["status"], "running");
+    let counter = s.job("counter");
+    assert_eq!(counter["status"], "running");
+    assert_eq!(counter["records"], first.len(), "{counter}");
+    assert_eq!(counter["partitions"][0]["topic"], "words", "{counter}");
+    assert_eq!(
+        counter["partitions"][0]["committed"],
+        first.len(),
+        "{counter}"
+    );
     assert!(
         redis.offsets("broken", "bad").is_empty(),
         "the failed batch must not commit"
