@@ -9,8 +9,7 @@
 //! the event API does not deliver, so a failure would go unseen).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -58,7 +57,8 @@ impl MirrorHandle {
 pub struct Mirror {
     handle: MirrorHandle,
     thread: Option<JoinHandle<()>>,
-    done: Arc<AtomicBool>,
+    /// Receives once the thread has made its last commit.
+    done: mpsc::Receiver<()>,
 }
 
 impl Mirror {
@@ -68,13 +68,13 @@ impl Mirror {
         failures: Counter,
     ) -> std::io::Result<Mirror> {
         let inner = Arc::new((Mutex::new(Pending::default()), Condvar::new()));
-        let done = Arc::new(AtomicBool::new(false));
-        let (shared, finished) = (inner.clone(), done.clone());
+        let (finished, done) = mpsc::channel();
+        let shared = inner.clone();
         let thread = std::thread::Builder::new()
             .name("kafka-mirror".into())
             .spawn(move || {
                 run(&consumer, &shared, &failures);
-                finished.store(true, Ordering::SeqCst);
+                let _ = finished.send(());
             })?;
         Ok(Mirror {
             handle: MirrorHandle { inner: Some(inner) },
@@ -94,11 +94,7 @@ impl Mirror {
             inner.0.lock().unwrap_or_else(|p| p.into_inner()).stop = true;
             inner.1.notify_one();
         }
-        let deadline = Instant::now() + patience;
-        while !self.done.load(Ordering::SeqCst) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if self.done.load(Ordering::SeqCst)
+        if self.done.recv_timeout(patience).is_ok()
             && let Some(t) = self.thread.take()
         {
             let _ = t.join();
