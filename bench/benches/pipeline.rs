@@ -2,7 +2,7 @@
 //! partitions, read by
 //! * a raw rdkafka consumer (the ceiling: reading and nothing else),
 //! * `host` with the WASM wordcount and exactly-once commits to Redis,
-//! * `host --native-wordcount`: the same pipeline, the count compiled in,
+//! * `native-host` (bench/src/bin): the same pipeline, the count compiled in,
 //! * the same job in Python (confluent-kafka + redis-py, same batch size, same fenced
 //!   commit script): bench/python/wordcount.py,
 //!
@@ -167,12 +167,18 @@ fn host_run(
     .iter()
     .map(|s| s.to_string())
     .collect();
-    if native {
-        args.push("--native-wordcount".into());
-    }
     args.extend(tuning.iter().map(|s| s.to_string()));
     let started = Instant::now();
-    let mut host = Host::spawn(&args, cache);
+    let mut host = if native {
+        // The same flags without the subcommand: native-host is `host run` only.
+        Host::spawn_bin(
+            std::path::Path::new(env!("CARGO_BIN_EXE_native-host")),
+            &args[1..],
+            cache,
+        )
+    } else {
+        Host::spawn(&args, cache)
+    };
     host.wait_for(TIMEOUT, "the host to commit everything", || {
         committed(redis, group) >= n as i64
     });

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
-use streamhost::batch::{Batch, BatchBuilder};
-use streamhost::effects::Effects;
+use streamhost::pipeline::batch::{Batch, BatchBuilder};
+use streamhost::pipeline::effects::Effects;
 use streamhost::runtime::bindings::streamhost::plugin::types::{KeyDelta, StateOp};
 
 /// The plugin's own counting code, compiled natively: the baseline is the same logic.
@@ -17,7 +17,7 @@ mod count;
 pub fn native_process(batch: &Batch) -> Effects {
     let mut counts = HashMap::new();
     for record in &batch.records {
-        if let Some(value) = streamhost::batch::value(batch, record) {
+        if let Some(value) = streamhost::pipeline::batch::value(batch, record) {
             count::count_words(value, &mut counts);
         }
     }

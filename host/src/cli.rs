@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::input::InputFormat;
 use crate::runtime::{Limits, RuntimeOptions, default_cache_dir};
+use crate::tools::input::InputFormat;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -67,7 +67,7 @@ pub enum Command {
 pub struct NewArgs {
     /// The plugin's language.
     #[arg(long, value_enum)]
-    pub lang: crate::scaffold::Lang,
+    pub lang: crate::tools::new::Lang,
     /// Where to create the project folder NAME.
     #[arg(long, default_value = ".")]
     pub dir: PathBuf,
@@ -84,9 +84,14 @@ pub struct ProduceArgs {
     pub input: PathBuf,
     #[arg(long, value_enum, default_value = "auto")]
     pub format: InputFormat,
-    /// Send every record to this partition [default: by key; spread when null].
+    /// Send every record to this partition [default: keyed records by the murmur2 hash of
+    /// the key, as Java producers do; records without a key round robin].
     #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
     pub partition: Option<i32>,
+    /// Take each record's key from this field of its value, a JSON object (JSON Lines, or
+    /// text lines that are JSON).
+    #[arg(long)]
+    pub key_field: Option<String>,
     #[arg(long, default_value = "localhost:9092", env = "STREAMHOST_BROKERS")]
     pub brokers: String,
     /// A librdkafka property, as key=value (repeatable).
@@ -182,7 +187,7 @@ pub struct RunArgs {
         default_value = "earliest",
         env = "STREAMHOST_OFFSET_RESET"
     )]
-    pub offset_reset: crate::source::ResetPolicy,
+    pub offset_reset: crate::kafka::consumer::ResetPolicy,
 
     /// Topic for records the plugin emits without naming one.
     #[arg(long, env = "STREAMHOST_OUTPUT_TOPIC")]
@@ -204,7 +209,7 @@ pub struct RunArgs {
     /// poison records at once), stop (at the first failure). A fatal plugin error always
     /// stops the job.
     #[arg(long, value_enum, default_value = "retry", env = "STREAMHOST_ON_ERROR")]
-    pub on_error: crate::policy::OnError,
+    pub on_error: crate::pipeline::policy::OnError,
 
     /// Attempts after the first before the policy gives up on a batch.
     #[arg(long, default_value_t = 5, env = "STREAMHOST_MAX_RETRIES", value_parser = clap::value_parser!(u32).range(0..=1000))]
@@ -222,10 +227,15 @@ pub struct RunArgs {
     #[arg(long, env = "STREAMHOST_DLQ_TOPIC", required_if_eq("on_error", "dlq"))]
     pub dlq_topic: Option<String>,
 
-    /// How long to keep retrying a Redis that cannot be reached before stopping the job
-    /// (offsets stay where they are), in milliseconds.
+    /// How long to wait for a Redis that cannot be reached, at start-up and for each
+    /// commit, before stopping the job (offsets stay where they are), in milliseconds.
     #[arg(long, default_value_t = 300_000, env = "STREAMHOST_REDIS_GIVE_UP_MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub redis_give_up_ms: u64,
+
+    /// How long to wait for a topic that does not exist before stopping the job, in
+    /// milliseconds (a warning names it every 10 s meanwhile).
+    #[arg(long, default_value_t = 300_000, env = "STREAMHOST_KAFKA_GIVE_UP_MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub kafka_give_up_ms: u64,
 
     /// Serve Prometheus /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:9100).
     #[arg(long, env = "STREAMHOST_METRICS_ADDR")]
@@ -241,10 +251,6 @@ pub struct RunArgs {
     /// in seconds; 0 turns it off. On a terminal the line is live instead.
     #[arg(long, default_value_t = 30, env = "STREAMHOST_PROGRESS_INTERVAL_S")]
     pub progress_interval_s: u64,
-
-    /// Benchmark baseline: count words natively instead of running the plugin.
-    #[arg(long, hide = true)]
-    pub native_wordcount: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -316,6 +322,10 @@ pub struct ServeArgs {
     /// A librdkafka property for every job, as key=value (repeatable).
     #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub kafka: Vec<(String, String)>,
+    /// How long to wait for an unreachable Redis at start-up before giving up, in
+    /// milliseconds (each job waits as long for its commits: settings.redis_give_up_ms).
+    #[arg(long, default_value_t = 300_000, env = "STREAMHOST_REDIS_GIVE_UP_MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub redis_give_up_ms: u64,
     /// Largest plugin upload accepted, in MiB.
     #[arg(long, default_value_t = 64, env = "STREAMHOST_MAX_UPLOAD_MB", value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub max_upload_mb: u64,
@@ -366,7 +376,7 @@ pub enum OffsetsCommand {
         args: MoveArgs,
         /// earliest, latest, or an offset.
         #[arg(long)]
-        to: crate::offsets::Target,
+        to: crate::tools::offsets::Target,
     },
     /// Move offsets back to the earliest.
     Reset {
@@ -384,7 +394,7 @@ pub struct MoveArgs {
     /// Only these partitions (repeatable) [default: all of the topic's partitions].
     #[arg(long = "partition", value_parser = clap::value_parser!(i32).range(0..))]
     pub partitions: Vec<i32>,
-    /// Move offsets even while hosts of the group are running.
+    /// Move offsets even while hosts of the group are running, or backwards on `--to latest`.
     #[arg(long)]
     pub force: bool,
 }

@@ -8,20 +8,26 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::{Message, Offset};
 
-use crate::baseline::NativeWordcount;
-use crate::mirror::{Mirror, MirrorHandle};
-use crate::pipeline::{BatchLimits, PartitionWorker, PluginSlot, Processor};
-use crate::progress::{Progress, ProgressMode, Reporter};
-use crate::runtime::{InstanceSettings, Limits, Runner};
-use crate::sink::Sink;
-use crate::source::{self, Assignments, ResetPolicy, SourceConfig, SourceContext};
-use crate::store::StateStore;
+use crate::cli::RunArgs;
+use crate::kafka::consumer::{
+    self as source, Assignments, ResetPolicy, SourceConfig, SourceContext,
+};
+use crate::kafka::mirror::{Mirror, MirrorHandle};
+use crate::kafka::producer::Sink;
+use crate::pipeline::policy::ErrorPolicy;
+use crate::pipeline::slot::PluginSlot;
+use crate::pipeline::worker::{BatchLimits, NativeFactory, PartitionWorker, Processor};
+use crate::runtime::{InstanceSettings, Plugin, Runner};
 use crate::store::redis::RedisStore;
+use crate::store::{StateStore, StoreError};
+use crate::telemetry::progress::{Progress, ProgressMode, Reporter};
 
 pub struct JobConfig {
     /// The plugin, swappable while the job runs (`host serve`).
@@ -33,24 +39,23 @@ pub struct JobConfig {
     pub job: String,
     pub redis: String,
     pub limits: BatchLimits,
-    /// The plugin's sandbox limits (the native baseline uses the effects cap).
-    pub limits_plugin: Limits,
     pub reset: ResetPolicy,
     pub output_topic: Option<String>,
     pub kafka: Vec<(String, String)>,
     /// Static assignment: these partitions of every topic, no group membership.
     pub partitions: Option<Vec<i32>>,
-    pub policy: crate::policy::ErrorPolicy,
+    pub policy: crate::pipeline::policy::ErrorPolicy,
     /// Cap on fetched, unprocessed bytes per partition.
     pub max_inflight_mb: u32,
     /// Where to serve /metrics, /healthz and /readyz.
     pub metrics_addr: Option<std::net::SocketAddr>,
-    /// Run the word count compiled into the host instead of the plugin (benchmarks).
-    pub native_wordcount: bool,
+    /// Logic compiled into the process that replaces the plugin (the benchmarks' native
+    /// baseline; `None` everywhere else).
+    pub native: Option<NativeFactory>,
     /// Mirror committed offsets to the Kafka group (best effort; Redis stays the truth).
     pub kafka_commit: bool,
     /// Metrics to update; `None`: the job makes its own (served at `metrics_addr`).
-    pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    pub metrics: Option<Arc<crate::telemetry::metrics::Metrics>>,
     pub progress_mode: ProgressMode,
     /// Set once the job consumes (its partitions assigned or the group joined).
     pub ready: Arc<AtomicBool>,
@@ -71,7 +76,7 @@ struct Running {
 
 struct Shared {
     config: JobConfig,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<crate::telemetry::metrics::Metrics>,
     store: Arc<RedisStore>,
     sink: Arc<Sink>,
     stop: Arc<AtomicBool>,
@@ -95,7 +100,7 @@ impl Shared {
 
     /// Where a partition starts, and the stored offset its first commit is fenced on.
     fn start_of(&self, topic: &str, partition: i32) -> Result<(Offset, Option<i64>), String> {
-        let stored = self.store.offsets(topic).map_err(|e| e.to_string())?;
+        let stored = self.stored_offsets(topic)?;
         if let Some(&offset) = stored.get(&partition) {
             return Ok((Offset::Offset(offset), Some(offset)));
         }
@@ -119,6 +124,28 @@ impl Shared {
         }
     }
 
+    /// The topic's stored offsets; an unreachable Redis is waited for as a commit waits
+    /// (up to --redis-give-up-ms), so an assignment during a Redis restart does not fail.
+    fn stored_offsets(&self, topic: &str) -> Result<std::collections::BTreeMap<i32, i64>, String> {
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            match self.store.offsets(topic) {
+                Ok(stored) => return Ok(stored),
+                Err(e @ StoreError::Unavailable { .. })
+                    if started.elapsed() < self.config.policy.redis_give_up
+                        && !self.stop.load(Ordering::SeqCst) =>
+                {
+                    attempt += 1;
+                    let pause = self.config.policy.backoff(attempt);
+                    tracing::warn!(topic, error = %e, "reading stored offsets; retrying in {pause:?}");
+                    std::thread::sleep(pause);
+                }
+                Err(e) => return Err(format!("reading the stored offsets of {topic}: {e}")),
+            }
+        }
+    }
+
     fn prepare(
         &self,
         consumer: &Arc<BaseConsumer<SourceContext>>,
@@ -135,8 +162,8 @@ impl Shared {
             config: self.config.plugin_config.clone(),
         };
         let (generation, plugin) = self.config.plugin.current();
-        let processor = if self.config.native_wordcount {
-            Processor::Native(NativeWordcount::new(&self.config.limits_plugin))
+        let processor = if let Some(native) = &self.config.native {
+            Processor::Native(native())
         } else {
             let mut runner = Runner::new(plugin, settings);
             runner.warm_up().map_err(|e| e.to_string())?;
@@ -294,12 +321,78 @@ pub fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
+/// `host run`: the job its flags describe, with `plugin` already loaded (or `native`
+/// logic in its place, for the benchmarks), until `stop` is raised or a worker fails.
+pub fn run_from_args(
+    args: RunArgs,
+    plugin: Plugin,
+    native: Option<NativeFactory>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let group = args
+        .group
+        .clone()
+        .unwrap_or_else(|| plugin.name().to_owned());
+    let job = args.job.clone().unwrap_or_else(|| group.clone());
+    tracing::info!(plugin = plugin.name(), digest = plugin.digest(), group, job, topics = ?args.topics, "starting");
+    let progress_mode = if std::io::stderr().is_terminal() {
+        ProgressMode::Terminal
+    } else if args.progress_interval_s == 0 {
+        ProgressMode::Off
+    } else {
+        ProgressMode::Log(Duration::from_secs(args.progress_interval_s))
+    };
+    let config = JobConfig {
+        plugin: PluginSlot::new(plugin),
+        kafka_commit: !args.no_kafka_commit,
+        metrics: None,
+        progress_mode,
+        progress: Default::default(),
+        ready: Arc::new(AtomicBool::new(false)),
+        plugin_config: args.plugin.config,
+        topics: args.topics,
+        brokers: args.brokers,
+        group,
+        job,
+        redis: args.redis,
+        limits: BatchLimits {
+            max_records: args.batch_max_records as usize,
+            max_bytes: args.batch_max_bytes as usize,
+            linger: Duration::from_millis(args.batch_linger_ms),
+        },
+        reset: args.offset_reset,
+        output_topic: args.output_topic,
+        kafka: args.kafka,
+        max_inflight_mb: args.max_inflight_mb,
+        metrics_addr: args.metrics_addr,
+        partitions: args.partitions,
+        native,
+        policy: ErrorPolicy {
+            on_error: args.on_error,
+            max_retries: args.max_retries,
+            backoff_initial: Duration::from_millis(args.retry_backoff_ms),
+            backoff_max: Duration::from_millis(
+                args.retry_backoff_max_ms.max(args.retry_backoff_ms),
+            ),
+            dlq_topic: args.dlq_topic,
+            redis_give_up: Duration::from_millis(args.redis_give_up_ms),
+            kafka_give_up: Duration::from_millis(args.kafka_give_up_ms),
+        },
+    };
+    run(config, stop)
+}
+
 /// Runs the job until `stop` is raised (a signal) or a worker fails.
 pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
-    let store = Arc::new(
-        RedisStore::connect(&config.redis, &config.group, &config.job)
-            .with_context(|| format!("connecting to Redis at {}", config.redis))?,
-    );
+    crate::store::redis::wait_until_reachable(&config.redis, config.policy.redis_give_up, &stop)?;
+    if stop.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    let store = Arc::new(RedisStore::connect(
+        &config.redis,
+        &config.group,
+        &config.job,
+    )?);
     let sink = Arc::new(Sink::new(
         &config.brokers,
         &config.kafka,
@@ -322,12 +415,12 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let metrics = config
         .metrics
         .clone()
-        .unwrap_or_else(crate::metrics::Metrics::new);
+        .unwrap_or_else(crate::telemetry::metrics::Metrics::new);
     let ready = config.ready.clone();
     let progress_mode = config.progress_mode;
     let progress = config.progress.clone();
     if let Some(addr) = config.metrics_addr {
-        crate::metrics::serve(addr, metrics.clone(), ready.clone())?;
+        crate::telemetry::metrics::serve(addr, metrics.clone(), ready.clone())?;
     }
     let shared = Arc::new(Shared {
         metrics,
@@ -360,7 +453,7 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         let failures = shared
             .metrics
             .kafka_commit_failures
-            .get_or_create(&crate::metrics::JobLabels {
+            .get_or_create(&crate::telemetry::metrics::JobLabels {
                 job: shared.config.job.clone(),
             })
             .clone();
@@ -371,7 +464,9 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     } else {
         None
     };
-    store.heartbeat(&member, HEARTBEAT_TTL)?;
+    if let Err(e) = store.heartbeat(&member, HEARTBEAT_TTL) {
+        tracing::warn!(error = %e, "Redis heartbeat");
+    }
     match &partitions {
         Some(list) => {
             let mut tpl = TopicPartitionList::new();
@@ -397,8 +492,20 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     ready.store(true, Ordering::SeqCst);
     let mut last_beat = Instant::now();
     let mut reporter = Reporter::new(progress_mode);
+    let mut topic_check = Some(source::TopicCheck::new(
+        &topics,
+        &brokers,
+        shared.config.policy.kafka_give_up,
+    ));
     while !stop.load(Ordering::SeqCst) {
         reporter.tick(&shared.progress);
+        if let Some(check) = &mut topic_check {
+            match check.poll(&consumer) {
+                Ok(true) => topic_check = None,
+                Ok(false) => {}
+                Err(message) => shared.fail(message),
+            }
+        }
         // Serves rebalances and client events; records go to the partition queues.
         match consumer.poll(Duration::from_millis(100)) {
             Some(Err(e)) => tracing::warn!(error = %e, "kafka consumer"),

@@ -1,24 +1,24 @@
 //! streamhost: consume Kafka partitions, run each batch through a sandboxed WebAssembly
 //! plugin, commit offsets and state only after the plugin succeeded.
+//!
+//! The modules follow one batch through the host, in the order the data flows:
+//! * [`kafka`]: the consumer that fetches partitions, the producer that sends emits and
+//!   dead letters, the offset mirror, and the one place every Kafka client is configured;
+//! * [`pipeline`]: a partition worker cuts batches, runs them through the plugin, applies
+//!   the error policy and commits: the commit protocol, in `pipeline/worker.rs`;
+//! * [`runtime`]: wasmtime, the sandbox and the host imports a plugin calls;
+//! * [`store`]: where offsets and state become durable (Redis, or memory for `host test`);
+//! * [`job`]: one job: its consumer, its partition workers, its plugin slot;
+//! * [`admin`]: `host serve`, the HTTP API over jobs and the plugin registry;
+//! * [`tools`]: what a person runs by hand: `host test`, `offsets`, `produce`, `new`;
+//! * [`telemetry`]: metrics and progress, which every stage above reports to.
 
 pub mod admin;
-pub mod baseline;
-pub mod batch;
 pub mod cli;
-pub mod effects;
-pub mod input;
 pub mod job;
-pub mod metrics;
-pub mod mirror;
-pub mod offsets;
+pub mod kafka;
 pub mod pipeline;
-pub mod policy;
-pub mod produce;
-pub mod progress;
-pub mod registry;
 pub mod runtime;
-pub mod scaffold;
-pub mod sink;
-pub mod source;
 pub mod store;
-pub mod testrun;
+pub mod telemetry;
+pub mod tools;

@@ -1,16 +1,11 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use streamhost::admin::registry::{Reference, Registry};
 use streamhost::cli::{self, Cli, Command, LogFormat, OffsetsCommand};
-use streamhost::progress::ProgressMode;
-use streamhost::registry::{Reference, Registry};
 use streamhost::runtime::Runtime;
-use streamhost::testrun;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -30,21 +25,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => run_job(*args),
         Command::Offsets(cmd) => offsets(cmd),
         Command::Produce(a) => {
-            let n = streamhost::produce::produce(
-                &a.brokers,
-                &a.kafka,
-                &a.topic,
-                a.partition,
-                &a.input,
-                a.format,
-            )?;
-            eprintln!("produced {n} records to {}", a.topic);
+            let per_partition =
+                streamhost::tools::produce::produce(&streamhost::tools::produce::ProduceRequest {
+                    brokers: &a.brokers,
+                    overrides: &a.kafka,
+                    topic: &a.topic,
+                    partition: a.partition,
+                    input: &a.input,
+                    format: a.format,
+                    key_field: a.key_field.as_deref(),
+                })?;
+            let total: usize = per_partition.iter().map(|(_, n)| n).sum();
+            let spread: Vec<String> = per_partition
+                .iter()
+                .map(|(p, n)| format!("{p}:{n}"))
+                .collect();
+            eprintln!(
+                "produced {total} records to {} (partition:records {})",
+                a.topic,
+                spread.join(" ")
+            );
             Ok(())
         }
         Command::Plugin(cmd) => plugin_command(cmd),
         Command::Serve(args) => streamhost::admin::serve(args),
         Command::New(a) => {
-            let root = streamhost::scaffold::create(a.lang, &a.name, &a.dir)?;
+            let root = streamhost::tools::new::create(a.lang, &a.name, &a.dir)?;
             eprintln!(
                 "created {shown}; next: {shown}/build.sh, then host test --plugin {shown}/{name}.wasm --input {shown}/sample.txt",
                 shown = root.display(),
@@ -56,9 +62,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let runtime = Runtime::new(args.plugin.runtime_options())
                 .context("starting the WebAssembly runtime")?;
             let plugin = load_plugin(&runtime, &args.plugin.plugin, &args.redis)?;
-            let report = testrun::run(
+            let report = streamhost::tools::test::run(
                 plugin,
-                &testrun::TestRun {
+                &streamhost::tools::test::TestRun {
                     input: args.input,
                     format: args.format,
                     batch_size: args.batch_size as usize,
@@ -75,63 +81,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn run_job(args: cli::RunArgs) -> anyhow::Result<()> {
     let stop = streamhost::job::stop_on_signals()?;
-    let options = args.plugin.runtime_options();
-    let limits_plugin = options.limits.clone();
-    let runtime = Runtime::new(options).context("starting the WebAssembly runtime")?;
+    let runtime =
+        Runtime::new(args.plugin.runtime_options()).context("starting the WebAssembly runtime")?;
     let plugin = load_plugin(&runtime, &args.plugin.plugin, &args.redis)?;
-    let group = args
-        .group
-        .clone()
-        .unwrap_or_else(|| plugin.name().to_owned());
-    let job = args.job.clone().unwrap_or_else(|| group.clone());
-    tracing::info!(plugin = plugin.name(), digest = plugin.digest(), group, job, topics = ?args.topics, "starting");
-    let progress = if std::io::stderr().is_terminal() {
-        ProgressMode::Terminal
-    } else if args.progress_interval_s == 0 {
-        ProgressMode::Off
-    } else {
-        ProgressMode::Log(Duration::from_secs(args.progress_interval_s))
-    };
-    streamhost::job::run(
-        streamhost::job::JobConfig {
-            plugin: streamhost::pipeline::PluginSlot::new(plugin),
-            kafka_commit: !args.no_kafka_commit,
-            metrics: None,
-            progress_mode: progress,
-            progress: Default::default(),
-            ready: Arc::new(AtomicBool::new(false)),
-            plugin_config: args.plugin.config,
-            topics: args.topics,
-            brokers: args.brokers,
-            group,
-            job,
-            redis: args.redis,
-            limits: streamhost::pipeline::BatchLimits {
-                max_records: args.batch_max_records as usize,
-                max_bytes: args.batch_max_bytes as usize,
-                linger: Duration::from_millis(args.batch_linger_ms),
-            },
-            reset: args.offset_reset,
-            output_topic: args.output_topic,
-            kafka: args.kafka,
-            max_inflight_mb: args.max_inflight_mb,
-            metrics_addr: args.metrics_addr,
-            partitions: args.partitions,
-            native_wordcount: args.native_wordcount,
-            policy: streamhost::policy::ErrorPolicy {
-                on_error: args.on_error,
-                max_retries: args.max_retries,
-                backoff_initial: Duration::from_millis(args.retry_backoff_ms),
-                backoff_max: Duration::from_millis(
-                    args.retry_backoff_max_ms.max(args.retry_backoff_ms),
-                ),
-                dlq_topic: args.dlq_topic,
-                redis_give_up: Duration::from_millis(args.redis_give_up_ms),
-            },
-            limits_plugin,
-        },
-        stop,
-    )
+    streamhost::job::run_from_args(args, plugin, None, stop)
 }
 
 /// `--plugin`: a file, or else a registry reference (NAME, NAME@VERSION, NAME@sha256:…)
@@ -151,16 +104,19 @@ fn load_plugin(
     }
     let reference = Reference::parse(as_text)?;
     let registry = Registry::connect(redis)?;
-    let (entry, plugin) = registry
-        .load(runtime, &reference)
-        .with_context(|| format!("loading plugin {reference} from the registry at {redis}"))?;
+    let (entry, plugin) = registry.load(runtime, &reference).with_context(|| {
+        format!(
+            "loading plugin {reference} from the registry at {}",
+            streamhost::store::redis::shown_url(redis)
+        )
+    })?;
     tracing::info!(plugin = %reference, version = %entry.version, digest = %entry.digest, "plugin loaded from the registry");
     Ok(plugin)
 }
 
 fn plugin_command(cmd: cli::PluginCommand) -> anyhow::Result<()> {
     use cli::PluginCommand;
-    let show = |e: &streamhost::registry::Entry| {
+    let show = |e: &streamhost::admin::registry::Entry| {
         println!("{}@{}\t{}\t{} bytes", e.name, e.version, e.digest, e.size)
     };
     match cmd {
@@ -223,15 +179,15 @@ fn connect(
     t: &cli::OffsetsTarget,
 ) -> anyhow::Result<(
     streamhost::store::redis::RedisStore,
-    streamhost::offsets::Kafka,
+    streamhost::tools::offsets::Kafka,
 )> {
     let store = streamhost::store::redis::RedisStore::connect(&t.redis, &t.group, &t.group)?;
-    let kafka = streamhost::offsets::Kafka::connect(&t.brokers, &t.kafka)?;
+    let kafka = streamhost::tools::offsets::Kafka::connect(&t.brokers, &t.kafka)?;
     Ok((store, kafka))
 }
 
 fn offsets(cmd: OffsetsCommand) -> anyhow::Result<()> {
-    use streamhost::offsets::{self, SetRequest, Target};
+    use streamhost::tools::offsets::{self, SetRequest, Target};
 
     let move_offsets = |args: cli::MoveArgs, to: Target| {
         let (store, kafka) = connect(&args.target)?;

@@ -271,9 +271,14 @@ pub struct Host {
 
 impl Host {
     pub fn spawn(args: &[String], cache: &Path) -> Host {
+        Self::spawn_bin(&crate::host_bin(), args, cache)
+    }
+
+    /// Like `spawn`, for another binary that takes `host`'s flags.
+    pub fn spawn_bin(bin: &Path, args: &[String], cache: &Path) -> Host {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("host.log");
-        let child = Command::new(crate::host_bin())
+        let child = Command::new(bin)
             .args(args)
             .env("STREAMHOST_CACHE_DIR", cache)
             .env(

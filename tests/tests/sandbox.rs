@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use streamhost::batch::{Batch, BatchBuilder};
-use streamhost::effects::EffectError;
+use streamhost::pipeline::batch::{Batch, BatchBuilder};
+use streamhost::pipeline::effects::EffectError;
 use streamhost::runtime::{
     InstanceSettings, Limits, ProcessError, Runner, Runtime, RuntimeOptions,
 };
@@ -115,7 +115,7 @@ fn panic_is_reported_with_its_message() {
 fn flooding_emits_hits_the_effects_cap() {
     let err = fails_then_recovers("flood");
     assert!(
-        matches!(err, ProcessError::Effects { source: EffectError::TooLarge { limit }, .. } if limit == 8 << 20),
+        matches!(err, ProcessError::Effects { cause: EffectError::TooLarge { limit }, .. } if limit == 8 << 20),
         "{err:?}"
     );
 }

@@ -4,17 +4,17 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::effects::EffectError;
+use crate::pipeline::effects::EffectError;
 
 /// Why a plugin could not be loaded or instantiated.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("plugin file {path} does not exist; check --plugin, or build the plugin first")]
     NotFound { path: PathBuf },
-    #[error("cannot read plugin file {path}: {source}")]
+    #[error("cannot read plugin file {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
         "plugin {path} is not a WebAssembly file (it does not start with the `\\0asm` magic \
@@ -88,8 +88,8 @@ pub enum ProcessError {
         limit: usize,
         requested: usize,
     },
-    #[error("plugin {plugin}: {source}")]
-    Effects { plugin: String, source: EffectError },
+    #[error("plugin {plugin}: {cause}")]
+    Effects { plugin: String, cause: EffectError },
     #[error("plugin {plugin} trapped: {detail}")]
     Trap { plugin: String, detail: String },
     #[error(transparent)]

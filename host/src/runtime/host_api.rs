@@ -8,7 +8,7 @@ use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 use super::bindings::streamhost::plugin::types::{Level, OutputRecord, StateOp};
 use super::bindings::streamhost::plugin::{emit, log, state, types};
 use super::limits::Limiter;
-use crate::effects::Effects;
+use crate::pipeline::effects::Effects;
 use crate::store::StateStore;
 
 /// Per-instance data of a wasmtime `Store`.

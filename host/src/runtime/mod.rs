@@ -27,14 +27,14 @@ pub use self::bindings::streamhost::plugin::types::{Header, OutputRecord, Plugin
 pub use self::cache::default_cache_dir;
 pub use self::error::{LimitExceeded, LoadError, ProcessError};
 pub use self::limits::Limits;
-use crate::batch::Batch;
+use crate::pipeline::batch::Batch;
 
 use self::bindings::exports::streamhost::plugin::{handler, lifecycle};
 use self::cache::CompileCache;
 use self::host_api::HostState;
 use self::limits::Limiter;
 use self::stdio::{LogStream, Stream};
-use crate::effects::{EffectError, Effects};
+use crate::pipeline::effects::{EffectError, Effects};
 use crate::store::StateStore;
 
 /// The contract version this host implements (`package streamhost:plugin@...`).
@@ -100,13 +100,13 @@ impl Runtime {
 
     /// Loads, validates and pre-links the plugin at `path`.
     pub fn load_file(&self, path: &Path) -> Result<Plugin, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| match source.kind() {
+        let bytes = std::fs::read(path).map_err(|cause| match cause.kind() {
             std::io::ErrorKind::NotFound => LoadError::NotFound {
                 path: path.to_owned(),
             },
             _ => LoadError::Read {
                 path: path.to_owned(),
-                source,
+                cause,
             },
         })?;
         let name = path
@@ -441,7 +441,7 @@ fn describe_trap(
     }
     if e.downcast_ref::<EffectError>().is_some() {
         match e.downcast::<EffectError>() {
-            Ok(source) => return ProcessError::Effects { plugin, source },
+            Ok(cause) => return ProcessError::Effects { plugin, cause },
             Err(e) => {
                 return ProcessError::Trap {
                     plugin,

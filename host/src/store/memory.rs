@@ -3,8 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use super::{Commit, CommitOutcome, StateStore, StoreError, parse_counter};
-use crate::effects::PendingWrite;
+use super::{Commit, CommitOutcome, PendingWrite, StateStore, StoreError, parse_counter};
 
 #[derive(Default)]
 pub struct MemoryStore {

@@ -1,14 +1,56 @@
 //! Where a job's offsets and state live, and the commit step that makes a batch durable.
 //!
-//! One trait, one file per backend: `memory` (for `host test` and unit tests) and, later,
-//! Redis (production). Both implement the same fenced commit: the stored offset of the
+//! One trait, one file per backend: `memory` (for `host test` and unit tests) and `redis`
+//! (production). Both implement the same fenced commit: the stored offset of the
 //! partition must equal the batch's `from` offset, otherwise another worker owns the
 //! partition and nothing is applied.
 
 pub mod memory;
 pub mod redis;
 
-use crate::effects::StateWrites;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+/// The buffered write of one state key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PendingWrite {
+    Set(Vec<u8>),
+    Delete,
+    /// Add to whatever the store holds at commit time (absent = 0).
+    Add(i64),
+}
+
+/// A batch's state writes, one per key: what a commit applies besides the offset.
+#[derive(Debug, Default)]
+pub struct StateWrites {
+    writes: HashMap<String, PendingWrite>,
+}
+
+impl StateWrites {
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &PendingWrite)> {
+        self.writes.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.writes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    pub fn get(&self, key: &str) -> Option<&PendingWrite> {
+        self.writes.get(key)
+    }
+
+    pub fn insert(&mut self, key: String, write: PendingWrite) {
+        self.writes.insert(key, write);
+    }
+
+    pub fn entry(&mut self, key: String) -> Entry<'_, String, PendingWrite> {
+        self.writes.entry(key)
+    }
+}
 
 /// A batch ready to become durable: its offset range and its state writes.
 #[derive(Debug)]
@@ -53,6 +95,22 @@ pub enum StoreError {
          or pass --redis"
     )]
     Unavailable { url: String, detail: String },
+    #[error(
+        "Redis URL {url:?} is malformed ({detail}); expected \
+         redis://[USER:PASSWORD@]HOST:PORT[/DB], e.g. redis://127.0.0.1:6379"
+    )]
+    BadUrl { url: String, detail: String },
+    #[error(
+        "Redis at {url} could not be reached for {waited_s} s ({attempts} attempts; last error: \
+         {last}); check that it is running and reachable from this host and that --redis \
+         (STREAMHOST_REDIS) names it, or wait longer with --redis-give-up-ms"
+    )]
+    GaveUp {
+        url: String,
+        waited_s: u64,
+        attempts: u32,
+        last: String,
+    },
     #[error("Redis command failed on key {key}: {detail}")]
     Command { key: String, detail: String },
 }

@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use redis::{Client, Connection, Script, Value};
 
-use super::{Commit, CommitOutcome, StateStore, StoreError};
-use crate::effects::PendingWrite;
+use super::{Commit, CommitOutcome, PendingWrite, StateStore, StoreError};
 
 /// The commit, atomically: fence on the stored offset, validate increments, apply the
 /// state writes, move the offset. Returns {1} on success, {0, stored?} when fenced, and
@@ -24,6 +23,90 @@ const COMMIT_SCRIPT: &str = include_str!("commit.lua");
 
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `url` as it may be shown: the password, if any, replaced by `***`.
+pub fn shown_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Opens a client for `url`; a URL that does not parse is an error of its own, not an
+/// outage to wait out.
+pub fn client(url: &str) -> Result<Client, StoreError> {
+    Client::open(url).map_err(|e| StoreError::BadUrl {
+        url: shown_url(url),
+        detail: e.to_string(),
+    })
+}
+
+/// How often the start-up wait repeats its warning.
+const WAIT_WARN_EVERY: Duration = Duration::from_secs(5);
+
+/// Waits until Redis at `url` answers PING, as long as a commit would wait for it
+/// (`give_up`): a host started while Redis restarts rides it out. Warns every few
+/// seconds with the attempt count and the last error; returns early (Ok) when `stop`
+/// is raised, so a signal is not held up.
+pub fn wait_until_reachable(
+    url: &str,
+    give_up: Duration,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<(), StoreError> {
+    let client = client(url)?;
+    let started = std::time::Instant::now();
+    let mut last_warning: Option<std::time::Instant> = None;
+    let mut attempts: u32 = 0;
+    loop {
+        let attempt = client
+            .get_connection_with_timeout(CONNECT_TIMEOUT)
+            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+        let error = match attempt {
+            Ok(_) => {
+                if attempts > 0 {
+                    tracing::info!(redis = %shown_url(url), attempts, "Redis is reachable");
+                }
+                return Ok(());
+            }
+            Err(e) if !is_connection_error(&e) => {
+                // Reachable but refusing (e.g. NOAUTH, WRONGPASS): waiting will not help.
+                return Err(StoreError::Command {
+                    key: "PING".into(),
+                    detail: format!("Redis at {}: {e}", shown_url(url)),
+                });
+            }
+            Err(e) => e,
+        };
+        attempts += 1;
+        if started.elapsed() >= give_up {
+            return Err(StoreError::GaveUp {
+                url: shown_url(url),
+                waited_s: started.elapsed().as_secs(),
+                attempts,
+                last: error.to_string(),
+            });
+        }
+        if last_warning.is_none_or(|t| t.elapsed() >= WAIT_WARN_EVERY) {
+            let left = give_up.saturating_sub(started.elapsed()).as_secs();
+            tracing::warn!(redis = %shown_url(url), attempts, error = %error, "waiting for Redis; giving up in {left} s");
+            last_warning = Some(std::time::Instant::now());
+        }
+        let pause = Duration::from_millis(200 * u64::from(attempts.min(10)));
+        let until = std::time::Instant::now() + pause;
+        while std::time::Instant::now() < until {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
 
 pub fn offsets_key(group: &str, topic: &str) -> String {
     format!("streamhost:{group}:offsets:{topic}")
@@ -49,12 +132,9 @@ pub struct RedisStore {
 impl RedisStore {
     /// Connects (and pings) Redis at `url`.
     pub fn connect(url: &str, group: &str, job: &str) -> Result<Self, StoreError> {
-        let client = Client::open(url).map_err(|e| StoreError::Unavailable {
-            url: url.to_owned(),
-            detail: format!("bad URL: {e}"),
-        })?;
+        let client = client(url)?;
         let store = Self {
-            url: url.to_owned(),
+            url: shown_url(url),
             client,
             group: group.to_owned(),
             state_key: state_key(job),

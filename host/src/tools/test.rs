@@ -8,12 +8,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use serde_json::{Map, Value, json};
 
-use crate::batch::BatchBuilder;
-use crate::effects::stamped_emits;
-use crate::input::{InputFormat, bytes_to_json, read_records};
+use crate::pipeline::batch::BatchBuilder;
+use crate::pipeline::effects::stamped_emits;
 use crate::runtime::{InstanceSettings, Plugin, Runner};
 use crate::store::memory::MemoryStore;
 use crate::store::{Commit, CommitOutcome, StateStore};
+use crate::tools::input::{InputFormat, bytes_to_json, read_records};
 
 pub struct TestRun {
     pub input: PathBuf,

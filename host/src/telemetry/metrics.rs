@@ -138,6 +138,24 @@ impl Metrics {
         Arc::new(Metrics { registry, ..m })
     }
 
+    /// Registers a partition's counters at zero when its worker starts, as exporters do:
+    /// a counter that appears only once something happened makes `rate()` and alerts on
+    /// retries or dead letters miss the first occurrence.
+    pub fn partition_started(&self, labels: &PartitionLabels) {
+        drop(self.records_in.get_or_create(labels));
+        drop(self.records_out.get_or_create(labels));
+        drop(self.retries.get_or_create(labels));
+        drop(self.dead_lettered.get_or_create(labels));
+        for outcome in ["ok", "failed", "skipped", "dead_lettered"] {
+            drop(self.batches.get_or_create(&OutcomeLabels {
+                job: labels.job.clone(),
+                topic: labels.topic.clone(),
+                partition: labels.partition.clone(),
+                outcome: outcome.to_owned(),
+            }));
+        }
+    }
+
     /// The Prometheus text format.
     pub fn encode(&self) -> String {
         let mut out = String::new();

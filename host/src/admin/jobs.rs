@@ -1,48 +1,35 @@
-//! `host serve`: the admin HTTP API. Plugins go into the registry (Redis), jobs are
-//! defined, inspected, hot-swapped and deleted over `/v1`; `/metrics`, `/healthz` and
-//! `/readyz` sit beside it. The API is described in docs/openapi.json.
-//!
-//! Each job runs as in `host run` (its own consumer, producer, Redis connections and
-//! partition threads) on a thread of its own: one job failing does not touch another.
-//! Job definitions live in Redis (`streamhost:serve:jobs`, id → JSON), so a restarted
-//! server resumes its jobs; their offsets and state are in Redis anyway.
+//! `/v1/jobs`: a job's definition (kept in Redis so a restarted server resumes it), its
+//! start on a thread of its own, its view (status, plugin, records, offsets, lag), the
+//! hot swap of its plugin, and its removal.
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use anyhow::Context;
-use axum::Router;
-use axum::body::Body;
-use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
 use clap::ValueEnum;
-use futures::StreamExt;
 use redis::Commands;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::cli::ServeArgs;
+use super::api::{ApiError, bad_request, blocking, redis_down};
+use super::registry::{Entry, Reference};
+use super::{Admin, Shared};
 use crate::job::JobConfig;
-use crate::metrics::Metrics;
-use crate::pipeline::{BatchLimits, PluginSlot};
-use crate::policy::{ErrorPolicy, OnError};
-use crate::progress::{Progress, ProgressMode};
-use crate::registry::{Entry, Reference, Registry, RegistryError};
+use crate::kafka::consumer::ResetPolicy;
+use crate::pipeline::policy::{ErrorPolicy, OnError};
+use crate::pipeline::slot::PluginSlot;
+use crate::pipeline::worker::BatchLimits;
 use crate::runtime::{InstanceSettings, Limits, Plugin, Runtime, RuntimeOptions};
-use crate::source::ResetPolicy;
 use crate::store::memory::MemoryStore;
+use crate::telemetry::progress::{Progress, ProgressMode};
 
-const JOBS_KEY: &str = "streamhost:serve:jobs";
-
-/// How far past the upload limit a body is still read (and discarded) to answer cleanly.
-const DRAIN_CAP: u64 = 16 << 20;
+/// Where job definitions live: HASH, job id → the JobSpec as JSON.
+pub const JOBS_KEY: &str = "streamhost:serve:jobs";
 
 /// A job as clients define it. Unknown fields are refused, so a typo is an error, not a
 /// silently ignored setting.
@@ -86,6 +73,7 @@ pub struct JobSettings {
     pub retry_backoff_max_ms: u64,
     pub dlq_topic: Option<String>,
     pub redis_give_up_ms: u64,
+    pub kafka_give_up_ms: u64,
     pub max_inflight_mb: u32,
     /// The sandbox of this job's plugin instances.
     pub plugin_memory_mb: u32,
@@ -109,6 +97,7 @@ impl Default for JobSettings {
             retry_backoff_max_ms: 10_000,
             dlq_topic: None,
             redis_give_up_ms: 300_000,
+            kafka_give_up_ms: 300_000,
             max_inflight_mb: 16,
             plugin_memory_mb: 64,
             plugin_timeout_ms: 10_000,
@@ -133,7 +122,7 @@ enum JobState {
     Stopped,
 }
 
-struct JobHandle {
+pub(super) struct JobHandle {
     spec: JobSpec,
     entry: Entry,
     /// `None` when the job could not start (it is shown as failed).
@@ -146,6 +135,27 @@ struct JobHandle {
 }
 
 impl JobHandle {
+    /// A job that could not start: shown with its reason until it is swapped or deleted.
+    fn failed(spec: JobSpec, reason: String) -> Self {
+        let entry = Entry {
+            name: String::new(),
+            version: String::new(),
+            digest: String::new(),
+            size: 0,
+            pushed_at_ms: 0,
+        };
+        JobHandle {
+            slot: None,
+            progress: Arc::default(),
+            spec,
+            entry,
+            stop: Arc::new(AtomicBool::new(true)),
+            ready: Arc::new(AtomicBool::new(false)),
+            state: Arc::new(Mutex::new(JobState::Failed(reason))),
+            thread: None,
+        }
+    }
+
     fn view(&self) -> serde_json::Value {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let (status, error) = match state {
@@ -182,75 +192,6 @@ impl JobHandle {
     }
 }
 
-/// An API error: a status and a JSON body `{"error": message, "reason": code}`.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    reason: &'static str,
-    message: String,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            reason,
-            message: message.into(),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = json!({ "error": self.message, "reason": self.reason });
-        (self.status, axum::Json(body)).into_response()
-    }
-}
-
-impl From<RegistryError> for ApiError {
-    fn from(e: RegistryError) -> Self {
-        let status = match &e {
-            RegistryError::BadName(_)
-            | RegistryError::BadVersion(_)
-            | RegistryError::BadReference(_) => StatusCode::BAD_REQUEST,
-            RegistryError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            RegistryError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            RegistryError::Conflict { .. } => StatusCode::CONFLICT,
-            RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
-            RegistryError::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            RegistryError::Redis(_) => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        ApiError::new(status, e.reason(), e.to_string())
-    }
-}
-
-fn redis_down(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "redis_unavailable",
-        format!("Redis: {e}"),
-    )
-}
-
-struct Admin {
-    /// Validates uploads; jobs with the default sandbox run on it too.
-    runtime: Arc<Runtime>,
-    /// One runtime per distinct sandbox setting of the jobs (they share the disk cache).
-    runtimes: Mutex<HashMap<Limits, Arc<Runtime>>>,
-    cache_dir: std::path::PathBuf,
-    registry: Registry,
-    redis: redis::Client,
-    redis_url: String,
-    brokers: String,
-    kafka: Vec<(String, String)>,
-    upload_limit: u64,
-    token: Option<String>,
-    metrics: Arc<Metrics>,
-    jobs: Mutex<HashMap<String, JobHandle>>,
-}
-
-type Shared = Arc<Admin>;
-
 fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
@@ -260,11 +201,47 @@ fn valid_id(id: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
 }
 
-fn bad_request(reason: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, reason, message)
-}
-
 impl Admin {
+    /// Starts the jobs defined before a restart. One that cannot start is shown as failed.
+    pub(super) fn resume_stored_jobs(&self) -> Result<(), ApiError> {
+        for spec in self.stored_specs()? {
+            let id = spec.id.clone();
+            let handle = self
+                .prepare(&spec)
+                .and_then(|(entry, plugin)| self.start(spec.clone(), entry, plugin));
+            let handle = handle.unwrap_or_else(|e| {
+                tracing::error!(job = %id, error = %e.message, "cannot resume job");
+                JobHandle::failed(spec, e.message)
+            });
+            self.jobs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id, handle);
+        }
+        Ok(())
+    }
+
+    /// The ids of the jobs that run `entry`'s plugin version.
+    pub(super) fn jobs_using(&self, entry: &Entry) -> Vec<String> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|j| j.entry.name == entry.name && j.entry.version == entry.version)
+            .map(|j| j.spec.id.clone())
+            .collect()
+    }
+
+    pub(super) fn stop_all_jobs(&self) {
+        let mut jobs = std::mem::take(&mut *self.jobs.lock().unwrap_or_else(|p| p.into_inner()));
+        for job in jobs.values() {
+            job.stop.store(true, Ordering::SeqCst);
+        }
+        for job in jobs.values_mut() {
+            job.stop_and_join();
+        }
+    }
+
     fn stored_specs(&self) -> Result<Vec<JobSpec>, ApiError> {
         let mut conn = self.redis.get_connection().map_err(redis_down)?;
         let all: Vec<(String, String)> = conn.hgetall(JOBS_KEY).map_err(redis_down)?;
@@ -380,7 +357,6 @@ impl Admin {
                 max_bytes: s.batch_max_bytes.max(1) as usize,
                 linger: Duration::from_millis(s.batch_linger_ms),
             },
-            limits_plugin: limits_of(s),
             reset,
             output_topic: spec.output_topic.clone(),
             kafka,
@@ -392,10 +368,11 @@ impl Admin {
                 backoff_max: Duration::from_millis(s.retry_backoff_max_ms.max(s.retry_backoff_ms)),
                 dlq_topic: s.dlq_topic.clone(),
                 redis_give_up: Duration::from_millis(s.redis_give_up_ms.max(1)),
+                kafka_give_up: Duration::from_millis(s.kafka_give_up_ms.max(1)),
             },
             max_inflight_mb: s.max_inflight_mb.max(1),
             metrics_addr: None,
-            native_wordcount: false,
+            native: None,
             kafka_commit: s.kafka_commit,
             metrics: Some(self.metrics.clone()),
             progress_mode: ProgressMode::Off,
@@ -486,132 +463,7 @@ fn parse_settings(s: &JobSettings) -> Result<(ResetPolicy, OnError), ApiError> {
     Ok((reset, on_error))
 }
 
-/// Runs blocking work (Redis, compiling a plugin) off the async runtime.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
-        Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("handler failed: {e}"),
-        ))
-    })
-}
-
-// ---------------------------------------------------------------------------------------
-// Handlers
-
-async fn put_plugin(
-    State(admin): State<Shared>,
-    Path((name, version)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let limit = admin.upload_limit;
-    let too_large = |size: String| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!(
-                "the upload is {size} bytes, over the limit of {limit} bytes (--max-upload-mb)"
-            ),
-        )
-    };
-    // Far too large by its announced length: refuse before reading. Slightly too large:
-    // read it to the end (discarding) before answering, so the client is not cut off
-    // mid-upload and sees the JSON answer.
-    let announced = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(len) = announced
-        && len > limit + DRAIN_CAP
-    {
-        return Err(too_large(len.to_string()));
-    }
-    let mut bytes = Vec::new();
-    let mut seen: u64 = 0;
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| bad_request("bad_body", format!("reading the upload: {e}")))?;
-        seen += chunk.len() as u64;
-        if seen > limit + DRAIN_CAP {
-            return Err(too_large(format!("more than {seen}")));
-        }
-        if seen <= limit {
-            bytes.extend_from_slice(&chunk);
-        }
-    }
-    if seen > limit {
-        return Err(too_large(seen.to_string()));
-    }
-    if bytes.is_empty() {
-        return Err(bad_request(
-            "empty",
-            "the request body is empty: send the component's bytes",
-        ));
-    }
-    let entry = blocking(move || {
-        Ok(admin
-            .registry
-            .push(&admin.runtime, &name, Some(&version), &bytes, limit)?)
-    })
-    .await?;
-    Ok((StatusCode::CREATED, axum::Json(entry)).into_response())
-}
-
-async fn list_plugins(State(admin): State<Shared>) -> Result<Response, ApiError> {
-    let list = blocking(move || Ok(admin.registry.list()?)).await?;
-    Ok(axum::Json(json!({ "plugins": list })).into_response())
-}
-
-async fn get_plugin(
-    State(admin): State<Shared>,
-    Path((name, version)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    let entry = blocking(move || {
-        let reference = Reference::parse(&format!("{name}@{version}"))?;
-        Ok(admin.registry.resolve(&reference)?)
-    })
-    .await?;
-    Ok(axum::Json(entry).into_response())
-}
-
-async fn delete_plugin(
-    State(admin): State<Shared>,
-    Path((name, version)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    blocking(move || {
-        let reference = Reference::parse(&format!("{name}@{version}"))?;
-        let entry = admin.registry.resolve(&reference)?;
-        let users: Vec<String> = admin
-            .jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .filter(|j| j.entry.name == entry.name && j.entry.version == entry.version)
-            .map(|j| j.spec.id.clone())
-            .collect();
-        if !users.is_empty() {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "in_use",
-                format!(
-                    "{name}@{version} is used by job(s) {}; swap or delete them first",
-                    users.join(", ")
-                ),
-            ));
-        }
-        admin.registry.remove(&entry.name, &entry.version)?;
-        Ok(())
-    })
-    .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-async fn create_job(
+pub async fn create_job(
     State(admin): State<Shared>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -653,7 +505,7 @@ async fn create_job(
     Ok((StatusCode::CREATED, axum::Json(view)).into_response())
 }
 
-async fn list_jobs(State(admin): State<Shared>) -> Response {
+pub async fn list_jobs(State(admin): State<Shared>) -> Response {
     let jobs = admin.jobs.lock().unwrap_or_else(|p| p.into_inner());
     let mut views: Vec<serde_json::Value> = jobs.values().map(JobHandle::view).collect();
     views.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
@@ -668,7 +520,7 @@ fn job_not_found(id: &str) -> ApiError {
     )
 }
 
-async fn get_job(
+pub async fn get_job(
     State(admin): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -678,7 +530,7 @@ async fn get_job(
 }
 
 /// Swaps the job's plugin: running partitions switch at their next batch boundary.
-async fn patch_job(
+pub async fn patch_job(
     State(admin): State<Shared>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
@@ -720,7 +572,7 @@ async fn patch_job(
     Ok(axum::Json(view).into_response())
 }
 
-async fn delete_job(
+pub async fn delete_job(
     State(admin): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -741,179 +593,4 @@ async fn delete_job(
     })
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// Mutating calls need `Authorization: Bearer <token>` when a token is configured.
-async fn authorize(State(admin): State<Shared>, request: Request, next: Next) -> Response {
-    let mutating = !matches!(*request.method(), Method::GET | Method::HEAD);
-    if let (true, Some(token)) = (mutating, &admin.token) {
-        let presented = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes())) {
-            let mut response = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "this call needs the header `Authorization: Bearer <token>` with the server's --admin-token",
-            )
-            .into_response();
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-            return response;
-        }
-    }
-    next.run(request).await
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn router(admin: Shared, ready: Arc<AtomicBool>) -> Router {
-    let v1 = Router::new()
-        .route("/v1/plugins", get(list_plugins))
-        .route(
-            "/v1/plugins/{name}/{version}",
-            put(put_plugin).get(get_plugin).delete(delete_plugin),
-        )
-        .route("/v1/jobs", get(list_jobs).post(create_job))
-        .route(
-            "/v1/jobs/{id}",
-            get(get_job).patch(patch_job).delete(delete_job),
-        )
-        // The upload handler enforces its own limit with a JSON answer.
-        .layer(axum::extract::DefaultBodyLimit::disable())
-        .layer(middleware::from_fn_with_state(admin.clone(), authorize))
-        .with_state(admin.clone());
-    v1.merge(crate::metrics::routes(admin.metrics.clone(), ready))
-        .fallback(|| async {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "no_route",
-                "no such route; the API is described in docs/openapi.json",
-            )
-        })
-}
-
-/// Runs the admin server until SIGINT/SIGTERM, then stops every job cleanly.
-pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let addr: SocketAddr = args.admin_addr;
-    let token = args.admin_token.filter(|t| !t.is_empty());
-    if token.is_none() && !addr.ip().is_loopback() {
-        anyhow::bail!(
-            "refusing to serve the admin API on {addr} without a token: set --admin-token \
-             (or STREAMHOST_ADMIN_TOKEN), or bind to a loopback address such as 127.0.0.1"
-        );
-    }
-    // The first signal stops every job cleanly; a second one exits at once.
-    let stop = crate::job::stop_on_signals()?;
-    let cache_dir = args
-        .cache_dir
-        .clone()
-        .unwrap_or_else(crate::runtime::default_cache_dir);
-    let runtime = Runtime::new(RuntimeOptions {
-        cache_dir: Some(cache_dir.clone()),
-        ..RuntimeOptions::default()
-    })
-    .context("starting the WebAssembly runtime")?;
-    let admin = Arc::new(Admin {
-        runtime: Arc::new(runtime),
-        runtimes: Mutex::new(HashMap::new()),
-        cache_dir,
-        registry: Registry::connect(&args.redis)?,
-        redis: redis::Client::open(args.redis.as_str())
-            .with_context(|| format!("Redis URL {}", args.redis))?,
-        redis_url: args.redis.clone(),
-        brokers: args.brokers,
-        kafka: args.kafka,
-        upload_limit: args.max_upload_mb << 20,
-        token,
-        metrics: Metrics::new(),
-        jobs: Mutex::new(HashMap::new()),
-    });
-
-    // Resume the jobs defined before a restart. One that cannot start is shown as failed.
-    let specs = admin
-        .stored_specs()
-        .map_err(|e| anyhow::anyhow!("reading job definitions from {JOBS_KEY}: {}", e.message))?;
-    for spec in specs {
-        let id = spec.id.clone();
-        let handle = admin
-            .prepare(&spec)
-            .and_then(|(entry, plugin)| admin.start(spec.clone(), entry, plugin));
-        match handle {
-            Ok(h) => {
-                admin
-                    .jobs
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(id, h);
-            }
-            Err(e) => {
-                tracing::error!(job = %id, error = %e.message, "cannot resume job");
-                let entry = Entry {
-                    name: String::new(),
-                    version: String::new(),
-                    digest: String::new(),
-                    size: 0,
-                    pushed_at_ms: 0,
-                };
-                admin.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(
-                    id,
-                    JobHandle {
-                        slot: None,
-                        progress: Arc::default(),
-                        spec,
-                        entry,
-                        stop: Arc::new(AtomicBool::new(true)),
-                        ready: Arc::new(AtomicBool::new(false)),
-                        state: Arc::new(Mutex::new(JobState::Failed(e.message))),
-                        thread: None,
-                    },
-                );
-            }
-        }
-    }
-
-    let listener = std::net::TcpListener::bind(addr)
-        .with_context(|| format!("cannot listen on --admin-addr {addr}"))?;
-    listener.set_nonblocking(true)?;
-    let bound = listener.local_addr()?;
-    if admin.token.is_none() {
-        tracing::warn!(addr = %bound, "no --admin-token: serving on loopback only; any local user can change plugins and jobs");
-    }
-    tracing::info!(addr = %bound, "admin API on http://{bound}/v1, metrics on /metrics");
-    let ready = Arc::new(AtomicBool::new(true));
-    let app = router(admin.clone(), ready);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
-        .context("starting the HTTP runtime")?;
-    let wait_stop = stop.clone();
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                while !wait_stop.load(Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            })
-            .await
-    })
-    .context("admin HTTP server")?;
-
-    tracing::info!("stopping every job");
-    let mut jobs = std::mem::take(&mut *admin.jobs.lock().unwrap_or_else(|p| p.into_inner()));
-    for job in jobs.values() {
-        job.stop.store(true, Ordering::SeqCst);
-    }
-    for job in jobs.values_mut() {
-        job.stop_and_join();
-    }
-    Ok(())
 }

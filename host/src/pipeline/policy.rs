@@ -27,6 +27,8 @@ pub struct ErrorPolicy {
     pub dlq_topic: Option<String>,
     /// How long the worker keeps retrying a Redis it cannot reach before it gives up.
     pub redis_give_up: Duration,
+    /// How long the job waits for a topic that does not exist before it gives up.
+    pub kafka_give_up: Duration,
 }
 
 impl Default for ErrorPolicy {
@@ -38,6 +40,7 @@ impl Default for ErrorPolicy {
             backoff_max: Duration::from_secs(10),
             dlq_topic: None,
             redis_give_up: Duration::from_secs(300),
+            kafka_give_up: Duration::from_secs(300),
         }
     }
 }

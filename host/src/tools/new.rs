@@ -19,21 +19,21 @@ pub enum ScaffoldError {
     BadName(String),
     #[error("{0} already exists; pick another name or --dir")]
     Exists(PathBuf),
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {cause}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
-const WIT: &str = include_str!("../../wit/streamhost.wit");
+const WIT: &str = include_str!("../../../wit/streamhost.wit");
 const SAMPLE: &str = "hello world\nstreamhost runs this plugin\n\nthe last line\n";
 
 /// The files of a language's template: (path in the project, contents).
 fn template(lang: Lang) -> &'static [(&'static str, &'static str)] {
     macro_rules! files {
         ($lang:literal: $($file:literal),*) => {
-            &[$(($file, include_str!(concat!("../templates/", $lang, "/", $file)))),*]
+            &[$(($file, include_str!(concat!("../../templates/", $lang, "/", $file)))),*]
         };
     }
     match lang {
@@ -78,9 +78,9 @@ pub fn create(lang: Lang, name: &str, dir: &Path) -> Result<PathBuf, ScaffoldErr
     for (path, text) in files {
         let exec = path.ends_with(".sh");
         let path = root.join(path);
-        write(&path, &text, exec).map_err(|source| ScaffoldError::Write {
+        write(&path, &text, exec).map_err(|cause| ScaffoldError::Write {
             path: path.clone(),
-            source,
+            cause,
         })?;
     }
     Ok(root)

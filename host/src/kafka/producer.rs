@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use futures::future::join_all;
-use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -22,8 +21,8 @@ pub enum SinkError {
          topic; pass --output-topic or emit to a named topic"
     )]
     NoOutputTopic { count: usize },
-    #[error("producing to topic {topic}: {source}")]
-    Produce { topic: String, source: KafkaError },
+    #[error("producing to topic {topic}: {cause}")]
+    Produce { topic: String, cause: KafkaError },
     #[error("the producer was closed before topic {topic} acknowledged a record")]
     Canceled { topic: String },
     #[error("cannot create the Kafka producer: {0}")]
@@ -41,16 +40,16 @@ impl Sink {
         overrides: &[(String, String)],
         output_topic: Option<String>,
     ) -> Result<Self, SinkError> {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("message.timeout.ms", "60000");
-        for (k, v) in overrides {
-            config.set(k, v);
-        }
+        let config = super::config::client_config(
+            brokers,
+            &[
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+                ("linger.ms", "5"),
+                ("message.timeout.ms", "60000"),
+            ],
+            overrides,
+        );
         let producer = config.create().map_err(SinkError::Config)?;
         Ok(Self {
             producer,
@@ -101,10 +100,10 @@ impl Sink {
                         self.producer.poll(Duration::from_millis(50));
                         kafka = back;
                     }
-                    Err((source, _)) => {
+                    Err((cause, _)) => {
                         return Err(SinkError::Produce {
                             topic: topic.to_owned(),
-                            source,
+                            cause,
                         });
                     }
                 }
@@ -115,10 +114,10 @@ impl Sink {
         for (topic, result) in topics.into_iter().zip(results) {
             match result {
                 Ok(Ok(_)) => {}
-                Ok(Err((source, _))) => {
+                Ok(Err((cause, _))) => {
                     return Err(SinkError::Produce {
                         topic: topic.to_owned(),
-                        source,
+                        cause,
                     });
                 }
                 Err(_) => {

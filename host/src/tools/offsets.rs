@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::kafka::config::client_config;
 use anyhow::{Context, bail};
-use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::json;
 
@@ -43,12 +43,7 @@ pub struct Kafka {
 
 impl Kafka {
     pub fn connect(brokers: &str, overrides: &[(String, String)]) -> anyhow::Result<Self> {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", brokers)
-            .set("enable.auto.commit", "false");
-        for (k, v) in overrides {
-            c.set(k, v);
-        }
+        let c = client_config(brokers, &[("enable.auto.commit", "false")], overrides);
         Ok(Self {
             consumer: c.create().context("creating a Kafka client")?,
             brokers: brokers.to_owned(),
@@ -119,13 +114,18 @@ pub fn show(
             });
         }
     }
+    // An end offset below the committed one is not "no lag": the broker answered wrong
+    // (tansu's ListOffsets(latest) does for batches of several records) or the topic was
+    // recreated. The lag is shown as unknown, and said why.
+    let lag = |r: &Row| r.committed.filter(|&c| c <= r.end).map(|c| r.end - c);
+    let behind = |r: &Row| r.committed.is_some_and(|c| c > r.end);
     if as_json {
         let out: Vec<_> = rows
             .iter()
             .map(|r| {
                 json!({
                     "topic": r.topic, "partition": r.partition, "committed": r.committed,
-                    "end": r.end, "lag": r.committed.map(|c| (r.end - c).max(0)),
+                    "end": r.end, "lag": lag(r), "end_below_committed": behind(r),
                 })
             })
             .collect();
@@ -138,12 +138,21 @@ pub fn show(
     );
     for r in &rows {
         let committed = r.committed.map_or("-".to_owned(), |c| c.to_string());
-        let lag = r
-            .committed
-            .map_or("-".to_owned(), |c| (r.end - c).max(0).to_string());
+        let shown_lag = match (r.committed, lag(r)) {
+            (None, _) => "-".to_owned(),
+            (Some(_), Some(l)) => l.to_string(),
+            (Some(_), None) => "?".to_owned(),
+        };
         println!(
             "{:<24} {:>9} {:>12} {:>12} {:>10}",
-            r.topic, r.partition, committed, r.end, lag
+            r.topic, r.partition, committed, r.end, shown_lag
+        );
+    }
+    if rows.iter().any(behind) {
+        println!(
+            "LAG ?: the broker reports an end offset below the committed one, so the lag is \
+             unknown. Some brokers answer the end offset wrongly (tansu does for batches of \
+             several records); or the topic was deleted and created again."
         );
     }
     Ok(())
@@ -172,14 +181,39 @@ pub fn set(store: &RedisStore, kafka: &Kafka, req: &SetRequest<'_>) -> anyhow::R
     } else {
         req.partitions.to_vec()
     };
+    let committed = store.offsets(req.topic)?;
     let mut new = BTreeMap::new();
+    let mut backwards = Vec::new();
     for p in partitions {
         let offset = match req.to {
             Target::Offset(n) => n,
             Target::Earliest => kafka.watermarks(req.topic, p)?.0,
             Target::Latest => kafka.watermarks(req.topic, p)?.1,
         };
+        if let (Target::Latest, Some(&c)) = (&req.to, committed.get(&p))
+            && offset < c
+        {
+            backwards.push(format!("{}/{p}: end {offset} < committed {c}", req.topic));
+        }
         new.insert(p, offset);
+    }
+    // "latest" should never re-read: an end offset below the committed one means the broker
+    // answered wrong (tansu does) or the topic was recreated. Moving back silently would
+    // re-process records into exactly-once state.
+    if !backwards.is_empty() {
+        if !req.force {
+            bail!(
+                "--to latest would move offsets backwards ({}): the broker reports an end offset \
+                 below the committed one, so the records in between would be processed again. \
+                 Some brokers answer the end offset wrongly (tansu does). Nothing was changed; \
+                 pass --force to move anyway, or --to OFFSET",
+                backwards.join(", ")
+            );
+        }
+        eprintln!(
+            "warning: moving offsets backwards although --to latest was asked ({}); --force given",
+            backwards.join(", ")
+        );
     }
     store.set_offsets(req.topic, &new)?;
     for (p, o) in &new {

@@ -5,40 +5,10 @@
 //! increments symbolic (`Add`) so that counters from several partitions of one job add up
 //! at commit time instead of overwriting each other.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use crate::runtime::bindings::streamhost::plugin::types::{Header, OutputRecord, StateOp};
-use crate::store::{StateStore, StoreError, parse_counter};
-
-/// The buffered write of one state key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PendingWrite {
-    Set(Vec<u8>),
-    Delete,
-    /// Add to whatever the store holds at commit time (absent = 0).
-    Add(i64),
-}
-
-/// A batch's state writes, one per key.
-#[derive(Debug, Default)]
-pub struct StateWrites {
-    writes: HashMap<String, PendingWrite>,
-}
-
-impl StateWrites {
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &PendingWrite)> {
-        self.writes.iter()
-    }
-
-    pub fn len(&self) -> usize {
-        self.writes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.writes.is_empty()
-    }
-}
+use crate::store::{PendingWrite, StateStore, StateWrites, StoreError, parse_counter};
 
 /// Why buffering an effect failed. Each fails the batch.
 #[derive(Debug, thiserror::Error)]
@@ -102,18 +72,18 @@ impl Effects {
 
     pub fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), EffectError> {
         self.account(key.len() + value.len() + 32)?;
-        self.state.writes.insert(key, PendingWrite::Set(value));
+        self.state.insert(key, PendingWrite::Set(value));
         Ok(())
     }
 
     pub fn delete(&mut self, key: String) -> Result<(), EffectError> {
         self.account(key.len() + 32)?;
-        self.state.writes.insert(key, PendingWrite::Delete);
+        self.state.insert(key, PendingWrite::Delete);
         Ok(())
     }
 
     pub fn add(&mut self, key: String, delta: i64) -> Result<(), EffectError> {
-        match self.state.writes.entry(key) {
+        match self.state.entry(key) {
             Entry::Vacant(slot) => {
                 let size = slot.key().len() + 32;
                 slot.insert(PendingWrite::Add(delta));
@@ -161,7 +131,7 @@ impl Effects {
         let mut out: Vec<Option<Vec<u8>>> = Vec::with_capacity(keys.len());
         let mut from_store = Vec::new();
         for (i, key) in keys.iter().enumerate() {
-            match self.state.writes.get(*key) {
+            match self.state.get(*key) {
                 Some(PendingWrite::Set(v)) => out.push(Some(v.clone())),
                 Some(PendingWrite::Delete) => out.push(None),
                 Some(PendingWrite::Add(_)) | None => {
@@ -177,7 +147,7 @@ impl Effects {
         let stored = store.get_many(&wanted)?;
         for (i, value) in from_store.into_iter().zip(stored) {
             let key = keys[i];
-            out[i] = match self.state.writes.get(key) {
+            out[i] = match self.state.get(key) {
                 Some(PendingWrite::Add(delta)) => {
                     let base = match &value {
                         None => 0,

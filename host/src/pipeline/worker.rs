@@ -14,8 +14,8 @@
 //! A crash anywhere before step 4 leaves Redis untouched, so the batch is read again
 //! after a restart: state is exactly-once, emits at-least-once.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::Message;
@@ -24,19 +24,19 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Headers;
 use rdkafka::{Offset, Timestamp};
 
-use crate::baseline::NativeWordcount;
-use crate::batch::{Batch, BatchBuilder};
-use crate::effects::stamped_emits;
-use crate::effects::{EffectError, Effects};
-use crate::metrics::{Metrics, OutcomeLabels, PartitionLabels, PluginLabels};
-use crate::mirror::MirrorHandle;
-use crate::policy::{ErrorPolicy, OnError};
-use crate::progress::Progress;
-use crate::runtime::{Header, OutputRecord, Plugin, ProcessError, Runner};
-use crate::sink::Sink;
-use crate::source::{ResetPolicy, SourceContext};
+use crate::kafka::consumer::{ResetPolicy, SourceContext};
+use crate::kafka::mirror::MirrorHandle;
+use crate::kafka::producer::Sink;
+use crate::pipeline::batch::{Batch, BatchBuilder};
+use crate::pipeline::effects::stamped_emits;
+use crate::pipeline::effects::{EffectError, Effects};
+use crate::pipeline::policy::{ErrorPolicy, OnError};
+use crate::pipeline::slot::PluginSlot;
+use crate::runtime::{Header, OutputRecord, ProcessError, Runner};
 use crate::store::redis::RedisStore;
 use crate::store::{Commit, CommitOutcome, StateStore, StoreError};
+use crate::telemetry::metrics::{Metrics, OutcomeLabels, PartitionLabels, PluginLabels};
+use crate::telemetry::progress::Progress;
 
 /// When to cut a batch.
 #[derive(Debug, Clone)]
@@ -52,32 +52,43 @@ const POLL_SLICE: Duration = Duration::from_millis(100);
 /// Why a worker stopped the job.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    #[error("job {job}: batch {topic}/{partition} offsets [{from}, {until}) failed: {source:#}")]
+    #[error("job {job}: batch {topic}/{partition} offsets [{from}, {until}) failed: {cause:#}")]
     Batch {
         job: String,
         topic: String,
         partition: i32,
         from: i64,
         until: i64,
-        source: anyhow::Error,
+        cause: anyhow::Error,
     },
     #[error(
         "{topic}/{partition}: the stored offset is out of range and --offset-reset is none; \
          set a valid one with `host offsets set`, or use --offset-reset earliest|latest"
     )]
     OutOfRange { topic: String, partition: i32 },
-    #[error("{topic}/{partition}: consuming failed: {source}")]
+    #[error("{topic}/{partition}: consuming failed: {cause}")]
     Consume {
         topic: String,
         partition: i32,
-        source: KafkaError,
+        cause: KafkaError,
     },
 }
 
-/// What turns a batch into effects: the plugin, or the native baseline of the benchmarks.
+/// Batch logic compiled into the process instead of a plugin: the benchmarks measure the
+/// sandbox's cost by running the same word count natively through the same pipeline.
+pub trait NativeLogic: Send {
+    /// Shown where a plugin's name would be (logs, dead-letter headers).
+    fn name(&self) -> &str;
+    fn process(&mut self, batch: &Batch) -> Result<Effects, ProcessError>;
+}
+
+/// Makes one [`NativeLogic`] per partition worker.
+pub type NativeFactory = Arc<dyn Fn() -> Box<dyn NativeLogic> + Send + Sync>;
+
+/// What turns a batch into effects: the plugin, or native logic (benchmarks).
 pub enum Processor {
     Plugin(Runner),
-    Native(NativeWordcount),
+    Native(Box<dyn NativeLogic>),
 }
 
 impl Processor {
@@ -86,34 +97,6 @@ impl Processor {
             Processor::Plugin(runner) => runner.process(batch),
             Processor::Native(native) => native.process(batch),
         }
-    }
-}
-
-/// The job's current plugin and its generation. `host serve` replaces it to hot-swap a
-/// running job's plugin; each worker picks the new one up between two batches.
-#[derive(Clone)]
-pub struct PluginSlot(Arc<Mutex<(u64, Plugin)>>);
-
-impl PluginSlot {
-    pub fn new(plugin: Plugin) -> Self {
-        Self(Arc::new(Mutex::new((0, plugin))))
-    }
-
-    pub fn current(&self) -> (u64, Plugin) {
-        let slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        (slot.0, slot.1.clone())
-    }
-
-    /// Installs `plugin`; returns its generation.
-    pub fn swap(&self, plugin: Plugin) -> u64 {
-        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        slot.0 += 1;
-        slot.1 = plugin;
-        slot.0
-    }
-
-    fn generation(&self) -> u64 {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).0
     }
 }
 
@@ -154,6 +137,7 @@ impl PartitionWorker {
 
     pub fn run(mut self) -> Result<(), WorkerError> {
         tracing::info!(topic = %self.topic, partition = self.partition, expected = ?self.expected, "partition worker started");
+        self.metrics.partition_started(&self.labels());
         while let Some((batch, expected)) = self.collect()? {
             self.pick_up_new_plugin();
             self.handle(batch, expected)?;
@@ -339,7 +323,7 @@ impl PartitionWorker {
     fn plugin_identity(&self) -> (String, String) {
         match &self.processor {
             Processor::Plugin(r) => (r.plugin().name().to_owned(), r.plugin().digest().to_owned()),
-            Processor::Native(_) => ("native-wordcount".to_owned(), String::new()),
+            Processor::Native(native) => (native.name().to_owned(), String::new()),
         }
     }
 
@@ -356,7 +340,8 @@ impl PartitionWorker {
             anyhow::bail!("no --dlq-topic to send failed records to");
         };
         let (plugin, digest) = self.plugin_identity();
-        let bytes = |s: crate::batch::Span| crate::batch::slice(batch, s).to_vec();
+        let bytes =
+            |s: crate::pipeline::batch::Span| crate::pipeline::batch::slice(batch, s).to_vec();
         let records: Vec<OutputRecord> = indices
             .iter()
             .map(|&i| {
@@ -434,7 +419,7 @@ impl PartitionWorker {
             let redis_down = matches!(
                 &error,
                 ProcessError::Effects {
-                    source: EffectError::Store(StoreError::Unavailable { .. }),
+                    cause: EffectError::Store(StoreError::Unavailable { .. }),
                     ..
                 }
             );
@@ -525,13 +510,13 @@ impl PartitionWorker {
     fn handle(&mut self, mut batch: Batch, expected: Option<i64>) -> Result<(), WorkerError> {
         let (from, until) = (batch.from_offset, batch.until_offset);
         let (job, topic, partition) = (self.job.clone(), self.topic.clone(), self.partition);
-        let fail = |source: anyhow::Error| WorkerError::Batch {
+        let fail = |cause: anyhow::Error| WorkerError::Batch {
             job: job.clone(),
             topic: topic.clone(),
             partition,
             from,
             until,
-            source,
+            cause,
         };
         tracing::debug!(topic = %self.topic, partition = self.partition, from, until, records = batch.records.len(), "batch");
         let batch_started = Instant::now();

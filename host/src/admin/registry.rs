@@ -2,7 +2,7 @@
 //! versions pointing at them, so every host of a fleet loads the same bytes.
 //!
 //! Keys:
-//! - `streamhost:registry:blob:<sha256 hex>` — STRING, the component's bytes;
+//! - `streamhost:registry:blob:sha256:<hex>` — STRING, the component's bytes;
 //! - `streamhost:registry:versions:<name>` — HASH, version → JSON `{digest, size, pushed_at_ms}`;
 //! - `streamhost:registry:names` — SET of names.
 //!
@@ -61,7 +61,7 @@ pub enum RegistryError {
     BadReference(String),
     #[error("the component is {size} bytes, over the upload limit of {limit} bytes")]
     TooLarge { size: u64, limit: u64 },
-    #[error("{0}")]
+    #[error(transparent)]
     Invalid(#[from] LoadError),
     #[error(
         "{name}@{version} already exists with digest {existing}; versions are immutable: \
@@ -80,7 +80,15 @@ pub enum RegistryError {
     )]
     Corrupt { key: String, actual: String },
     #[error("Redis (plugin registry): {0}")]
-    Redis(#[from] redis::RedisError),
+    Redis(redis::RedisError),
+}
+
+// By hand rather than `#[from]`, which would also make the Redis error this one's
+// `source()`: its text is already in the message, and printing the chain would repeat it.
+impl From<redis::RedisError> for RegistryError {
+    fn from(e: redis::RedisError) -> Self {
+        RegistryError::Redis(e)
+    }
 }
 
 impl RegistryError {

@@ -27,15 +27,14 @@ pub enum InputFormat {
     Text,
     /// One JSON object per line with optional `key`, `value`, `headers`, `timestamp`.
     Jsonl,
+    /// `KEY<TAB>VALUE` per line; a line without a tab is a value with no key.
+    KeyValue,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
-    #[error("cannot read input file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot read input file {path}: {cause}")]
+    Read { path: String, cause: std::io::Error },
     #[error("{path}:{line}: {message}")]
     Line {
         path: String,
@@ -47,9 +46,9 @@ pub enum InputError {
 /// Reads every record of `path`, in order.
 pub fn read_records(path: &Path, format: InputFormat) -> Result<Vec<InputRecord>, InputError> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| InputError::Read {
+    let bytes = std::fs::read(path).map_err(|cause| InputError::Read {
         path: shown.clone(),
-        source,
+        cause,
     })?;
     let format = match format {
         InputFormat::Auto => match path.extension().and_then(|e| e.to_str()) {
@@ -60,6 +59,7 @@ pub fn read_records(path: &Path, format: InputFormat) -> Result<Vec<InputRecord>
     };
     match format {
         InputFormat::Jsonl => parse_jsonl(&shown, &bytes),
+        InputFormat::KeyValue => Ok(parse_key_value(&bytes)),
         _ => Ok(parse_text(&bytes)),
     }
 }
@@ -78,6 +78,23 @@ pub fn parse_text(bytes: &[u8]) -> Vec<InputRecord> {
         .map(|line| InputRecord {
             value: Some(line.to_vec()),
             ..InputRecord::default()
+        })
+        .collect()
+}
+
+/// `KEY<TAB>VALUE` lines: the first tab splits; bytes pass through untouched.
+pub fn parse_key_value(bytes: &[u8]) -> Vec<InputRecord> {
+    split_lines(bytes)
+        .map(|line| match line.iter().position(|b| *b == b'\t') {
+            Some(tab) => InputRecord {
+                key: Some(line[..tab].to_vec()),
+                value: Some(line[tab + 1..].to_vec()),
+                ..InputRecord::default()
+            },
+            None => InputRecord {
+                value: Some(line.to_vec()),
+                ..InputRecord::default()
+            },
         })
         .collect()
 }
@@ -203,6 +220,22 @@ mod tests {
             ]
         );
         assert!(parse_text(b"").is_empty());
+    }
+
+    #[test]
+    fn key_value_lines_split_at_the_first_tab() {
+        let r = parse_key_value(b"k1\tv 1\nno key\nk2\ta\tb\n\tempty key");
+        let pairs: Vec<_> = r.iter().map(|r| (r.key.clone(), r.value.clone())).collect();
+        let b = |s: &str| Some(s.as_bytes().to_vec());
+        assert_eq!(
+            pairs,
+            vec![
+                (b("k1"), b("v 1")),
+                (None, b("no key")),
+                (b("k2"), b("a\tb")),
+                (b(""), b("empty key")),
+            ]
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use prometheus_client::metrics::counter::Counter;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::source::SourceContext;
+use crate::kafka::consumer::SourceContext;
 
 const EVERY: Duration = Duration::from_millis(500);
 const WARN_EVERY: Duration = Duration::from_secs(30);

@@ -9,9 +9,9 @@
 //! starts at the earliest offset.
 
 use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::topic_partition_list::TopicPartitionList;
@@ -113,6 +113,95 @@ pub fn describe(tpl: &TopicPartitionList) -> String {
         .join(",")
 }
 
+/// Watches that every topic of a job exists until each has been seen once: a missing
+/// topic does not fail a subscription, it just delivers nothing, so without this a job
+/// whose topic was never created (or misspelt) would wait in silence.
+pub struct TopicCheck {
+    missing: Vec<String>,
+    brokers: String,
+    started: Instant,
+    give_up: Duration,
+    next_check: Instant,
+    last_warning: Option<Instant>,
+}
+
+/// How often a missing topic is looked up, and how often the warning repeats.
+const TOPIC_CHECK_EVERY: Duration = Duration::from_secs(1);
+const TOPIC_WARN_EVERY: Duration = Duration::from_secs(10);
+
+impl TopicCheck {
+    pub fn new(topics: &[String], brokers: &str, give_up: Duration) -> Self {
+        Self {
+            missing: topics.to_vec(),
+            brokers: brokers.to_owned(),
+            started: Instant::now(),
+            give_up,
+            next_check: Instant::now(),
+            last_warning: None,
+        }
+    }
+
+    /// Looks the missing topics up (at most once a second). `Ok(true)` once every topic
+    /// exists; `Err` with the message for the user once the wait is over.
+    pub fn poll<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<bool, String> {
+        if self.missing.is_empty() {
+            return Ok(true);
+        }
+        if Instant::now() < self.next_check {
+            return Ok(false);
+        }
+        self.next_check = Instant::now() + TOPIC_CHECK_EVERY;
+        let mut still = Vec::new();
+        for topic in std::mem::take(&mut self.missing) {
+            match consumer.fetch_metadata(Some(&topic), Duration::from_secs(5)) {
+                Ok(md) => {
+                    let exists = md.topics().iter().any(|t| {
+                        t.name() == topic && t.error().is_none() && !t.partitions().is_empty()
+                    });
+                    if !exists {
+                        still.push(topic);
+                    }
+                }
+                // The broker did not answer: not a missing topic; the consumer's own
+                // errors say why.
+                Err(_) => still.push(topic),
+            }
+        }
+        self.missing = still;
+        if self.missing.is_empty() {
+            if self.last_warning.is_some() {
+                tracing::info!("every topic exists now; consuming");
+            }
+            return Ok(true);
+        }
+        let list = self.missing.join(", ");
+        if self.started.elapsed() >= self.give_up {
+            return Err(format!(
+                "topic {list} does not exist on {}: waited {} s (--kafka-give-up-ms); create it, \
+                 or check --topic and --brokers",
+                self.brokers,
+                self.started.elapsed().as_secs()
+            ));
+        }
+        if self
+            .last_warning
+            .is_none_or(|t| t.elapsed() >= TOPIC_WARN_EVERY)
+        {
+            let left = self
+                .give_up
+                .saturating_sub(self.started.elapsed())
+                .as_secs();
+            tracing::warn!(
+                brokers = %self.brokers,
+                "topic {list} does not exist (yet); create it, or check --topic and --brokers; \
+                 waiting, giving up in {left} s"
+            );
+            self.last_warning = Some(Instant::now());
+        }
+        Ok(false)
+    }
+}
+
 pub struct SourceConfig<'a> {
     pub brokers: &'a str,
     pub group: &'a str,
@@ -129,9 +218,8 @@ pub fn consumer(
     config: &SourceConfig<'_>,
     assignments: Weak<dyn Assignments>,
 ) -> Result<Arc<BaseConsumer<SourceContext>>, KafkaError> {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", config.brokers)
-        .set("group.id", config.group)
+    let mut c = super::config::client_config(config.brokers, &[], &[]);
+    c.set("group.id", config.group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", config.reset.librdkafka())
@@ -161,6 +249,7 @@ pub fn consumer(
                 .clamp(1 << 20, 1 << 30)
                 .to_string(),
         );
+    // The user's properties win over the host's defaults above.
     for (k, v) in config.overrides {
         c.set(k, v);
     }

@@ -1,0 +1,59 @@
+//! `host run` with the word count compiled in instead of the WASM plugin: the
+//! benchmarks' native baseline, so that they measure what the sandbox costs with
+//! everything else (Kafka, batching, the Redis commit) the same. Takes `host run`'s
+//! flags; `--plugin` still names the wordcount component (its name becomes the default
+//! group) but it is never run.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use streamhost::cli::RunArgs;
+use streamhost::pipeline::batch::Batch;
+use streamhost::pipeline::effects::Effects;
+use streamhost::pipeline::worker::{NativeFactory, NativeLogic};
+use streamhost::runtime::{ProcessError, Runtime};
+
+#[derive(Parser)]
+#[command(name = "native-host")]
+struct Cli {
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+struct NativeWordcount;
+
+impl NativeLogic for NativeWordcount {
+    fn name(&self) -> &str {
+        "native-wordcount"
+    }
+
+    fn process(&mut self, batch: &Batch) -> Result<Effects, ProcessError> {
+        Ok(streamhost_bench::native_process(batch))
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STREAMHOST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let run = || -> anyhow::Result<()> {
+        let stop = streamhost::job::stop_on_signals()?;
+        let runtime = Runtime::new(cli.run.plugin.runtime_options())?;
+        let plugin = runtime.load_file(&cli.run.plugin.plugin)?;
+        let native: NativeFactory = Arc::new(|| Box::new(NativeWordcount));
+        streamhost::job::run_from_args(cli.run, plugin, Some(native), stop)
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

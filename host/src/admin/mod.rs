@@ -1,0 +1,171 @@
+//! `host serve`: the admin HTTP API. Plugins go into the registry (Redis), jobs are
+//! defined, inspected, hot-swapped and deleted over `/v1`; `/metrics`, `/healthz` and
+//! `/readyz` sit beside it. The API is described in docs/openapi.json.
+//!
+//! Each job runs as in `host run` (its own consumer, producer, Redis connections and
+//! partition threads) on a thread of its own: one job failing does not touch another.
+//! Job definitions live in Redis (`streamhost:serve:jobs`, id → JSON), so a restarted
+//! server resumes its jobs; their offsets and state are in Redis anyway.
+
+mod api;
+mod jobs;
+mod plugins;
+pub mod registry;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::routing::{get, put};
+
+use crate::cli::ServeArgs;
+use crate::runtime::{Limits, Runtime, RuntimeOptions};
+use crate::telemetry::metrics::Metrics;
+use api::ApiError;
+use jobs::{JOBS_KEY, JobHandle};
+use registry::Registry;
+
+pub use jobs::{JobSettings, JobSpec};
+
+struct Admin {
+    /// Validates uploads; jobs with the default sandbox run on it too.
+    runtime: Arc<Runtime>,
+    /// One runtime per distinct sandbox setting of the jobs (they share the disk cache).
+    runtimes: Mutex<HashMap<Limits, Arc<Runtime>>>,
+    cache_dir: std::path::PathBuf,
+    registry: Registry,
+    redis: redis::Client,
+    redis_url: String,
+    brokers: String,
+    kafka: Vec<(String, String)>,
+    upload_limit: u64,
+    token: Option<String>,
+    metrics: Arc<Metrics>,
+    jobs: Mutex<HashMap<String, JobHandle>>,
+}
+
+type Shared = Arc<Admin>;
+
+fn router(admin: Shared, ready: Arc<AtomicBool>) -> Router {
+    let v1 = Router::new()
+        .route("/v1/plugins", get(plugins::list_plugins))
+        .route(
+            "/v1/plugins/{name}/{version}",
+            put(plugins::put_plugin)
+                .get(plugins::get_plugin)
+                .delete(plugins::delete_plugin),
+        )
+        .route("/v1/jobs", get(jobs::list_jobs).post(jobs::create_job))
+        .route(
+            "/v1/jobs/{id}",
+            get(jobs::get_job)
+                .patch(jobs::patch_job)
+                .delete(jobs::delete_job),
+        )
+        // The upload handler enforces its own limit with a JSON answer.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(
+            admin.clone(),
+            api::authorize,
+        ))
+        .with_state(admin.clone());
+    v1.merge(crate::telemetry::metrics::routes(
+        admin.metrics.clone(),
+        ready,
+    ))
+    .fallback(|| async {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_route",
+            "no such route; the API is described in docs/openapi.json",
+        )
+    })
+}
+
+/// Runs the admin server until SIGINT/SIGTERM, then stops every job cleanly.
+///
+/// The order matters: bind the address first (a busy address fails before any job joins
+/// its group), then wait for Redis (as long as a commit would), then resume the stored
+/// jobs, then serve.
+pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let addr: SocketAddr = args.admin_addr;
+    let token = args.admin_token.filter(|t| !t.is_empty());
+    if token.is_none() && !addr.ip().is_loopback() {
+        anyhow::bail!(
+            "refusing to serve the admin API on {addr} without a token: set --admin-token \
+             (or STREAMHOST_ADMIN_TOKEN), or bind to a loopback address such as 127.0.0.1"
+        );
+    }
+    let listener = std::net::TcpListener::bind(addr).with_context(|| {
+        format!("cannot listen on --admin-addr {addr}; is another server using it?")
+    })?;
+    listener.set_nonblocking(true)?;
+    let bound = listener.local_addr()?;
+    // The first signal stops every job cleanly; a second one exits at once.
+    let stop = crate::job::stop_on_signals()?;
+    let redis_give_up = Duration::from_millis(args.redis_give_up_ms);
+    crate::store::redis::wait_until_reachable(&args.redis, redis_give_up, &stop)?;
+    if stop.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(crate::runtime::default_cache_dir);
+    let runtime = Runtime::new(RuntimeOptions {
+        cache_dir: Some(cache_dir.clone()),
+        ..RuntimeOptions::default()
+    })
+    .context("starting the WebAssembly runtime")?;
+    let admin = Arc::new(Admin {
+        runtime: Arc::new(runtime),
+        runtimes: Mutex::new(HashMap::new()),
+        cache_dir,
+        registry: Registry::connect(&args.redis)?,
+        redis: crate::store::redis::client(&args.redis)?,
+        redis_url: args.redis.clone(),
+        brokers: args.brokers,
+        kafka: args.kafka,
+        upload_limit: args.max_upload_mb << 20,
+        token,
+        metrics: Metrics::new(),
+        jobs: Mutex::new(HashMap::new()),
+    });
+    admin
+        .resume_stored_jobs()
+        .map_err(|e| anyhow::anyhow!("reading job definitions from {JOBS_KEY}: {}", e.message))?;
+
+    if admin.token.is_none() {
+        tracing::warn!(addr = %bound, "no --admin-token: serving on loopback only; any local user can change plugins and jobs");
+    }
+    tracing::info!(addr = %bound, "admin API on http://{bound}/v1, metrics on /metrics");
+    let ready = Arc::new(AtomicBool::new(true));
+    let app = router(admin.clone(), ready);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .context("starting the HTTP runtime")?;
+    let wait_stop = stop.clone();
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                while !wait_stop.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+            .await
+    })
+    .context("admin HTTP server")?;
+
+    tracing::info!("stopping every job");
+    admin.stop_all_jobs();
+    Ok(())
+}

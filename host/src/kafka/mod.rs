@@ -1,0 +1,12 @@
+//! The Kafka side of the host: where batches come from and where emits go.
+//!
+//! * `config`: one builder for every Kafka client the host makes (bootstrap servers,
+//!   the host's defaults, then the user's `-X` properties);
+//! * `consumer`: the job's consumer, partition assignment and per-partition queues;
+//! * `producer`: the emits and dead letters of committed batches;
+//! * `mirror`: copies offsets committed in Redis to the Kafka group, best effort.
+
+pub mod config;
+pub mod consumer;
+pub mod mirror;
+pub mod producer;

@@ -1,0 +1,13 @@
+//! The commands a person runs by hand, beside the jobs themselves.
+//!
+//! * `test`: `host test`, a plugin over a file, with no Kafka and no Redis;
+//! * `input`: the file formats `host test` and `host produce` read;
+//! * `offsets`: `host offsets show|set|reset`;
+//! * `produce`: `host produce`, a file's records to a topic;
+//! * `new`: `host new`, a plugin project from a template.
+
+pub mod input;
+pub mod new;
+pub mod offsets;
+pub mod produce;
+pub mod test;
