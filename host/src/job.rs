@@ -384,15 +384,24 @@ pub fn run_from_args(
 
 /// Runs the job until `stop` is raised (a signal) or a worker fails.
 pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
-    crate::store::redis::wait_until_reachable(&config.redis, config.policy.redis_give_up, &stop)?;
-    if stop.load(Ordering::SeqCst) {
-        return Ok(());
-    }
-    let store = Arc::new(RedisStore::connect(
-        &config.redis,
-        &config.group,
-        &config.job,
-    )?);
+    // Redis may be restarting as the host starts (or go again right after the wait):
+    // wait for it as long as a commit would.
+    let waiting_since = Instant::now();
+    let store = loop {
+        let left = config
+            .policy
+            .redis_give_up
+            .saturating_sub(waiting_since.elapsed());
+        crate::store::redis::wait_until_reachable(&config.redis, left, &stop)?;
+        if stop.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        match RedisStore::connect(&config.redis, &config.group, &config.job) {
+            Ok(store) => break Arc::new(store),
+            Err(StoreError::Unavailable { .. }) if !left.is_zero() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
     let sink = Arc::new(Sink::new(
         &config.brokers,
         &config.kafka,

@@ -12,6 +12,11 @@
 //! * [`admin`]: `host serve`, the HTTP API over jobs and the plugin registry;
 //! * [`tools`]: what a person runs by hand: `host test`, `offsets`, `produce`, `new`;
 //! * [`telemetry`]: metrics and progress, which every stage above reports to.
+//!
+//! Errors: library errors are `thiserror` enums whose message names its cause inline
+//! ("cannot read input file F: No such file or directory"); none hands that cause on again
+//! as its `source()`, so the chain the edges print (`error: {e:#}`, with `anyhow` context
+//! added there) says each cause once.
 
 pub mod admin;
 pub mod cli;

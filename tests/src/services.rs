@@ -64,6 +64,17 @@ impl Redis {
         Self::start_with(false)
     }
 
+    /// A port and data directory for a server that is not running yet: `restart` starts it
+    /// (for tests of a host that must wait for Redis).
+    pub fn not_started() -> Redis {
+        Redis {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("tempdir"),
+            durable: true,
+            process: None,
+        }
+    }
+
     fn start_with(durable: bool) -> Redis {
         let mut redis = Redis {
             port: free_port(),
@@ -108,7 +119,8 @@ impl Redis {
         self.process = None;
     }
 
-    /// Stops the server (SIGKILL) and starts it again on the same port, data kept.
+    /// Stops the server (SIGKILL) if it runs and starts it (again) on the same port, data
+    /// kept.
     pub fn restart(&mut self) {
         self.process = None;
         self.spawn();

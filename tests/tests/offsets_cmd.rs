@@ -124,3 +124,64 @@ fn show_set_and_reset() {
     let bad = env.offsets(&["set", "--topic", "words", "--to", "-3"]);
     assert_eq!(bad.status.code(), Some(2), "a bad offset is a usage error");
 }
+
+/// `--to latest` never moves a committed offset backwards without `--force`: an end offset
+/// below the committed one means the broker answered wrong (tansu does, for batches of
+/// several records) or the topic was recreated. `show` says the lag is unknown then.
+#[test]
+fn latest_below_the_committed_offset_is_refused_and_shown_as_unknown_lag() {
+    let kafka = streamhost_tests::services::Tansu::start();
+    streamhost_tests::services::create_topic(&kafka.brokers(), "words", 1);
+    produce(&producer(&kafka.brokers()), "words", 0, &text_values(3, 20));
+    let env = Env {
+        redis: Redis::start_in_memory(),
+        brokers: kafka.brokers(),
+        cache: tempfile::tempdir().unwrap(),
+    };
+    // Committed past the broker's end, as after a wrong end offset or a recreated topic.
+    let set = env.offsets(&["set", "--topic", "words", "--to", "1000"]);
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+
+    let refused = env.offsets(&["set", "--topic", "words", "--to", "latest"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("would move offsets backwards")
+            && err.contains("words/0: end")
+            && err.contains("committed 1000")
+            && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(
+        env.redis.offsets("g", "words"),
+        [(0, 1000)].into(),
+        "nothing moved"
+    );
+
+    let shown = env.offsets(&["show"]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("words"))
+        .unwrap_or_default();
+    assert!(
+        row.trim_end().ends_with('?'),
+        "lag shown as unknown: {text}"
+    );
+    assert!(text.contains("the lag is unknown"), "{text}");
+    let rows = env.show();
+    assert_eq!(
+        (rows[0].0, rows[0].2),
+        (1000, -1),
+        "JSON lag is null: {rows:?}"
+    );
+
+    let forced = env.offsets(&["set", "--topic", "words", "--to", "latest", "--force"]);
+    assert!(forced.status.success());
+    assert!(String::from_utf8_lossy(&forced.stderr).contains("warning: moving offsets backwards"));
+    assert!(env.redis.offsets("g", "words")[&0] < 1000);
+}

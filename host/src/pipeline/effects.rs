@@ -131,7 +131,7 @@ impl Effects {
         let mut out: Vec<Option<Vec<u8>>> = Vec::with_capacity(keys.len());
         let mut from_store = Vec::new();
         for (i, key) in keys.iter().enumerate() {
-            match self.state.get(*key) {
+            match self.state.get(key) {
                 Some(PendingWrite::Set(v)) => out.push(Some(v.clone())),
                 Some(PendingWrite::Delete) => out.push(None),
                 Some(PendingWrite::Add(_)) | None => {

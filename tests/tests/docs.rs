@@ -1,0 +1,124 @@
+//! What the operator's docs name exists: every Redis key pattern in README.md and
+//! docs/operating.md is found in a real Redis after a push and a running job, and every
+//! metric named there is on `/metrics` of a running server (and every metric family the
+//! server exports is named there).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use streamhost_tests::serve::serve;
+use streamhost_tests::services::{Redis, Tansu, create_topic, produce, producer};
+use streamhost_tests::{repo_root, text_values};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn docs() -> String {
+    ["README.md", "docs/operating.md"]
+        .iter()
+        .map(|f| std::fs::read_to_string(repo_root().join(f)).expect("read docs"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Backticked Redis key patterns (`streamhost:<group>:offsets:<topic>`): not the WIT
+/// package names (`streamhost:plugin@0.1.0`).
+fn documented_keys(text: &str) -> BTreeSet<String> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| s.starts_with("streamhost:") && !s.contains(['@', '/', ' ']))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Metric names (`streamhost_records_in_total`).
+fn documented_metrics(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("streamhost_") {
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+            .unwrap_or(tail.len());
+        out.insert(tail[..end].trim_end_matches('_').to_owned());
+        rest = &tail[end..];
+    }
+    out
+}
+
+/// A key matches a pattern when each `:` segment is equal, or the pattern's is `<...>`
+/// (names in keys hold no `:`: topics, groups, jobs and members cannot).
+fn matches(pattern: &str, key: &str) -> bool {
+    let p: Vec<&str> = pattern.split(':').collect();
+    let k: Vec<&str> = key.split(':').collect();
+    p.len() == k.len()
+        && p.iter()
+            .zip(&k)
+            .all(|(p, k)| (p.starts_with('<') && p.ends_with('>') && !k.is_empty()) || p == k)
+}
+
+#[test]
+fn every_documented_redis_key_and_metric_exists() {
+    let text = docs();
+    let keys = documented_keys(&text);
+    let metrics = documented_metrics(&text);
+    assert!(keys.len() >= 7, "{keys:?}");
+    assert!(metrics.len() >= 12, "{metrics:?}");
+
+    let (redis, kafka) = (Redis::start_in_memory(), Tansu::start());
+    create_topic(&kafka.brokers(), "words", 1);
+    produce(
+        &producer(&kafka.brokers()),
+        "words",
+        0,
+        &text_values(9, 200),
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let s = serve(&redis, &kafka.brokers(), Some("t0ken"), &[], cache.path());
+    assert_eq!(s.upload("wordcount", "1", "wordcount").status, 201);
+    let job = r#"{"id": "wc", "plugin": "wordcount@1", "topics": ["words"], "partitions": [0]}"#;
+    assert_eq!(
+        s.call("POST", "/v1/jobs", Some("t0ken"), job.as_bytes())
+            .status,
+        201
+    );
+    s.host
+        .wait_for(MINUTE, "the job to commit every record", || {
+            redis.offsets("wc", "words").get(&0) == Some(&200)
+        });
+
+    let present: Vec<String> = redis::cmd("KEYS")
+        .arg("streamhost:*")
+        .query(&mut redis.conn())
+        .expect("KEYS");
+    for pattern in &keys {
+        assert!(
+            present.iter().any(|k| matches(pattern, k)),
+            "the docs name {pattern}, which is not in Redis: {present:?}"
+        );
+    }
+
+    let body = s.call("GET", "/metrics", None, b"").text();
+    let exported: BTreeSet<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    for name in &metrics {
+        let family = name.strip_suffix("_total").unwrap_or(name);
+        assert!(
+            exported.contains(family),
+            "the docs name {name}, which /metrics does not export:\n{body}"
+        );
+        assert!(
+            body.lines().any(|l| l.starts_with(name.as_str())),
+            "{name} has no sample:\n{body}"
+        );
+    }
+    for family in &exported {
+        assert!(
+            metrics.contains(*family) || metrics.contains(&format!("{family}_total")),
+            "/metrics exports {family}, which the docs do not name"
+        );
+    }
+}
