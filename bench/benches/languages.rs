@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use streamhost::pipeline::batch::Batch;
-use streamhost::pipeline::effects::Effects;
+use streamhost::batch::Batch;
+use streamhost::batch::effects::Effects;
 use streamhost::runtime::{InstanceSettings, Limits, Runner, Runtime, RuntimeOptions};
 use streamhost::store::memory::MemoryStore;
 use streamhost_bench::{native_process, text_batch};

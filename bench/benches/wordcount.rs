@@ -47,7 +47,7 @@ fn main() {
         .records
         .iter()
         .map(|r| {
-            let value = streamhost::pipeline::batch::value(&batch, r).unwrap_or_default();
+            let value = streamhost::batch::value(&batch, r).unwrap_or_default();
             String::from_utf8_lossy(value).split_whitespace().count()
         })
         .sum();

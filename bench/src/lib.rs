@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
-use streamhost::pipeline::batch::{Batch, BatchBuilder};
-use streamhost::pipeline::effects::Effects;
-use streamhost::runtime::bindings::streamhost::plugin::types::{KeyDelta, StateOp};
+use streamhost::batch::effects::Effects;
+use streamhost::batch::{Batch, BatchBuilder};
+use streamhost::contract::streamhost::plugin::types::{KeyDelta, StateOp};
 
 /// The plugin's own counting code, compiled natively: the baseline is the same logic.
 #[path = "../../plugins/wordcount/src/count.rs"]
@@ -17,7 +17,7 @@ mod count;
 pub fn native_process(batch: &Batch) -> Effects {
     let mut counts = HashMap::new();
     for record in &batch.records {
-        if let Some(value) = streamhost::pipeline::batch::value(batch, record) {
+        if let Some(value) = streamhost::batch::value(batch, record) {
             count::count_words(value, &mut counts);
         }
     }

@@ -4,14 +4,17 @@
 //! The modules follow one batch through the host, in the order the data flows:
 //! * [`kafka`]: the consumer that fetches partitions, the producer that sends emits and
 //!   dead letters, the offset mirror, and the one place every Kafka client is configured;
-//! * [`pipeline`]: a partition worker cuts batches, runs them through the plugin, applies
-//!   the error policy and commits: the commit protocol, in `pipeline/worker.rs`;
+//! * [`batch`]: one partition's records `[from, until)` as the plugin sees them, and the
+//!   effects the batch produced, buffered until it commits;
 //! * [`runtime`]: wasmtime, the sandbox and the host imports a plugin calls;
 //! * [`store`]: where offsets and state become durable (Redis, or memory for `host test`);
+//! * [`pipeline`]: a partition worker cuts batches, runs them through the plugin, applies
+//!   the error policy and commits: the commit protocol, in `pipeline/worker.rs`;
 //! * [`job`]: one job: its consumer, its partition workers, its plugin slot;
 //! * [`admin`]: `host serve`, the HTTP API over jobs and the plugin registry;
 //! * [`tools`]: what a person runs by hand: `host test`, `offsets`, `produce`, `new`;
-//! * [`telemetry`]: metrics and progress, which every stage above reports to.
+//! * [`telemetry`]: metrics and progress, which every stage above reports to;
+//! * [`contract`]: the plugin contract's types, generated from `wit/`.
 //!
 //! Errors: library errors are `thiserror` enums whose message names its cause inline
 //! ("cannot read input file F: No such file or directory"); none hands that cause on again
@@ -19,7 +22,9 @@
 //! added there) says each cause once.
 
 pub mod admin;
+pub mod batch;
 pub mod cli;
+pub mod contract;
 pub mod job;
 pub mod kafka;
 pub mod pipeline;

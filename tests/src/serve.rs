@@ -16,6 +16,23 @@ pub struct Server {
     pub token: Option<String>,
 }
 
+/// The arguments of `host serve` on `addr` against these services.
+pub fn serve_args(addr: &str, redis_url: &str, brokers: &str, extra: &[&str]) -> Vec<String> {
+    [
+        "serve",
+        "--admin-addr",
+        addr,
+        "--redis",
+        redis_url,
+        "--brokers",
+        brokers,
+    ]
+    .iter()
+    .chain(extra)
+    .map(|s| s.to_string())
+    .collect()
+}
+
 /// Starts `host serve` on a free loopback port and waits until it answers.
 pub fn serve(
     redis: &Redis,
@@ -25,18 +42,7 @@ pub fn serve(
     cache: &Path,
 ) -> Server {
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut args: Vec<String> = [
-        "serve",
-        "--admin-addr",
-        &addr,
-        "--redis",
-        &redis.url(),
-        "--brokers",
-        brokers,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut args = serve_args(&addr, &redis.url(), brokers, &[]);
     if let Some(t) = token {
         args.extend(["--admin-token".to_owned(), t.to_owned()]);
     }

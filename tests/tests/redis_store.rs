@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use streamhost::pipeline::effects::Effects;
+use streamhost::batch::effects::Effects;
 use streamhost::store::redis::RedisStore;
 use streamhost::store::{Commit, CommitOutcome, StateStore, StoreError};
 use streamhost_tests::services::Redis;

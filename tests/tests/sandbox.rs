@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use streamhost::pipeline::batch::{Batch, BatchBuilder};
-use streamhost::pipeline::effects::EffectError;
+use streamhost::batch::effects::EffectError;
+use streamhost::batch::{Batch, BatchBuilder};
 use streamhost::runtime::{
     InstanceSettings, Limits, ProcessError, Runner, Runtime, RuntimeOptions,
 };

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use streamhost_tests::http::request;
+use streamhost_tests::serve::serve_args;
 use streamhost_tests::services::{
     FAST_GROUP, Host, Redis, Tansu, create_topic, free_port, produce, producer,
 };
@@ -93,22 +94,8 @@ fn serve_waits_for_redis_and_gives_up_after_its_give_up_time() {
     let mut redis = Redis::not_started();
     let url = redis.url();
     let addr = format!("127.0.0.1:{}", free_port());
-    let serve = |give_up: &str| -> Vec<String> {
-        [
-            "serve",
-            "--admin-addr",
-            &addr,
-            "--redis",
-            &url,
-            "--brokers",
-            "127.0.0.1:9",
-            "--redis-give-up-ms",
-            give_up,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
+    let serve =
+        |give_up: &str| serve_args(&addr, &url, "127.0.0.1:9", &["--redis-give-up-ms", give_up]);
     let mut gives_up = Host::spawn(&serve("3000"), cache.path());
     assert_eq!(gives_up.wait(MINUTE).code(), Some(1));
     let log = gives_up.log_text();
@@ -136,18 +123,9 @@ fn serve_on_a_busy_address_fails_before_it_touches_its_jobs() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = busy.local_addr().expect("addr").to_string();
     let cache = tempfile::tempdir().unwrap();
-    let out = host(
-        &[
-            "serve",
-            "--admin-addr",
-            &addr,
-            "--redis",
-            &redis.url(),
-            "--brokers",
-            "127.0.0.1:9",
-        ],
-        cache.path(),
-    );
+    let args = serve_args(&addr, &redis.url(), "127.0.0.1:9", &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = host(&args, cache.path());
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

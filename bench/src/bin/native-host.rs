@@ -8,9 +8,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use streamhost::batch::Batch;
+use streamhost::batch::effects::Effects;
 use streamhost::cli::RunArgs;
-use streamhost::pipeline::batch::Batch;
-use streamhost::pipeline::effects::Effects;
 use streamhost::pipeline::worker::{NativeFactory, NativeLogic};
 use streamhost::runtime::{ProcessError, Runtime};
 

@@ -2,7 +2,6 @@
 //! start on a thread of its own, its view (status, plugin, records, offsets, lag), the
 //! hot swap of its plugin, and its removal.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -11,17 +10,15 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use clap::ValueEnum;
 use redis::Commands;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::api::{ApiError, bad_request, blocking, redis_down};
 use super::registry::{Entry, Reference};
+use super::spec::{JobPatch, JobSpec, limits_of, parse_settings, valid_id};
 use super::{Admin, Shared};
 use crate::job::JobConfig;
-use crate::kafka::consumer::ResetPolicy;
-use crate::pipeline::policy::{ErrorPolicy, OnError};
+use crate::pipeline::policy::ErrorPolicy;
 use crate::pipeline::slot::PluginSlot;
 use crate::pipeline::worker::BatchLimits;
 use crate::runtime::{InstanceSettings, Limits, Plugin, Runtime, RuntimeOptions};
@@ -30,90 +27,6 @@ use crate::telemetry::progress::{Progress, ProgressMode};
 
 /// Where job definitions live: HASH, job id → the JobSpec as JSON.
 pub const JOBS_KEY: &str = "streamhost:serve:jobs";
-
-/// A job as clients define it. Unknown fields are refused, so a typo is an error, not a
-/// silently ignored setting.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct JobSpec {
-    /// a-z, 0-9, '-', '_', '.'; made up when not given.
-    #[serde(default)]
-    pub id: String,
-    /// A registry reference: NAME, NAME@VERSION or NAME@sha256:<hex>.
-    pub plugin: String,
-    pub topics: Vec<String>,
-    /// Consumer group and Redis offsets namespace [default: the job id].
-    #[serde(default)]
-    pub group: Option<String>,
-    #[serde(default)]
-    pub output_topic: Option<String>,
-    /// Passed to the plugin's `init`.
-    #[serde(default)]
-    pub config: BTreeMap<String, String>,
-    /// Static assignment instead of the consumer group.
-    #[serde(default)]
-    pub partitions: Option<Vec<i32>>,
-    #[serde(default)]
-    pub settings: JobSettings,
-}
-
-/// The `host run` settings a job may set; the defaults are `host run`'s.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct JobSettings {
-    pub batch_max_records: u64,
-    pub batch_max_bytes: u64,
-    pub batch_linger_ms: u64,
-    /// earliest | latest | none
-    pub offset_reset: String,
-    /// retry | dlq | skip | stop
-    pub on_error: String,
-    pub max_retries: u32,
-    pub retry_backoff_ms: u64,
-    pub retry_backoff_max_ms: u64,
-    pub dlq_topic: Option<String>,
-    pub redis_give_up_ms: u64,
-    pub kafka_give_up_ms: u64,
-    pub max_inflight_mb: u32,
-    /// The sandbox of this job's plugin instances.
-    pub plugin_memory_mb: u32,
-    pub plugin_timeout_ms: u64,
-    pub max_effects_mb: u32,
-    pub kafka_commit: bool,
-    /// librdkafka properties for this job (added to the server's -X).
-    pub kafka: BTreeMap<String, String>,
-}
-
-impl Default for JobSettings {
-    fn default() -> Self {
-        Self {
-            batch_max_records: 1000,
-            batch_max_bytes: 4 << 20,
-            batch_linger_ms: 100,
-            offset_reset: "earliest".into(),
-            on_error: "retry".into(),
-            max_retries: 5,
-            retry_backoff_ms: 200,
-            retry_backoff_max_ms: 10_000,
-            dlq_topic: None,
-            redis_give_up_ms: 300_000,
-            kafka_give_up_ms: 300_000,
-            max_inflight_mb: 16,
-            plugin_memory_mb: 64,
-            plugin_timeout_ms: 10_000,
-            max_effects_mb: 64,
-            kafka_commit: true,
-            kafka: BTreeMap::new(),
-        }
-    }
-}
-
-/// What a PATCH may change while the job runs.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JobPatch {
-    plugin: String,
-}
 
 #[derive(Debug, Clone)]
 enum JobState {
@@ -190,15 +103,6 @@ impl JobHandle {
             let _ = t.join();
         }
     }
-}
-
-fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
 }
 
 impl Admin {
@@ -415,52 +319,6 @@ impl Admin {
             thread: Some(thread),
         })
     }
-}
-
-fn limits_of(s: &JobSettings) -> Limits {
-    Limits {
-        memory_bytes: (s.plugin_memory_mb as usize) << 20,
-        call_timeout: Duration::from_millis(s.plugin_timeout_ms),
-        effects_bytes: (s.max_effects_mb as usize) << 20,
-    }
-}
-
-fn parse_settings(s: &JobSettings) -> Result<(ResetPolicy, OnError), ApiError> {
-    if !(1..=65536).contains(&s.plugin_memory_mb)
-        || !(1..=65536).contains(&s.max_effects_mb)
-        || s.plugin_timeout_ms == 0
-    {
-        return Err(bad_request(
-            "bad_settings",
-            "settings.plugin_memory_mb and settings.max_effects_mb must be 1-65536, \
-             settings.plugin_timeout_ms at least 1",
-        ));
-    }
-    let reset = ResetPolicy::from_str(&s.offset_reset, true).map_err(|_| {
-        bad_request(
-            "bad_settings",
-            format!(
-                "settings.offset_reset {:?}: use earliest, latest or none",
-                s.offset_reset
-            ),
-        )
-    })?;
-    let on_error = OnError::from_str(&s.on_error, true).map_err(|_| {
-        bad_request(
-            "bad_settings",
-            format!(
-                "settings.on_error {:?}: use retry, dlq, skip or stop",
-                s.on_error
-            ),
-        )
-    })?;
-    if on_error == OnError::Dlq && s.dlq_topic.is_none() {
-        return Err(bad_request(
-            "bad_settings",
-            "settings.on_error dlq needs settings.dlq_topic",
-        ));
-    }
-    Ok((reset, on_error))
 }
 
 pub async fn create_job(

@@ -11,6 +11,7 @@ mod api;
 mod jobs;
 mod plugins;
 pub mod registry;
+mod spec;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,7 +32,7 @@ use api::ApiError;
 use jobs::{JOBS_KEY, JobHandle};
 use registry::Registry;
 
-pub use jobs::{JobSettings, JobSpec};
+pub use spec::{JobSettings, JobSpec};
 
 struct Admin {
     /// Validates uploads; jobs with the default sandbox run on it too.

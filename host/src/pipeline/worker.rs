@@ -24,12 +24,12 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Headers;
 use rdkafka::{Offset, Timestamp};
 
+use crate::batch::effects::stamped_emits;
+use crate::batch::effects::{EffectError, Effects};
+use crate::batch::{Batch, BatchBuilder};
 use crate::kafka::consumer::{ResetPolicy, SourceContext};
 use crate::kafka::mirror::MirrorHandle;
 use crate::kafka::producer::Sink;
-use crate::pipeline::batch::{Batch, BatchBuilder};
-use crate::pipeline::effects::stamped_emits;
-use crate::pipeline::effects::{EffectError, Effects};
 use crate::pipeline::policy::{ErrorPolicy, OnError};
 use crate::pipeline::slot::PluginSlot;
 use crate::runtime::{Header, OutputRecord, ProcessError, Runner};
@@ -340,8 +340,7 @@ impl PartitionWorker {
             anyhow::bail!("no --dlq-topic to send failed records to");
         };
         let (plugin, digest) = self.plugin_identity();
-        let bytes =
-            |s: crate::pipeline::batch::Span| crate::pipeline::batch::slice(batch, s).to_vec();
+        let bytes = |s: crate::batch::Span| crate::batch::slice(batch, s).to_vec();
         let records: Vec<OutputRecord> = indices
             .iter()
             .map(|&i| {

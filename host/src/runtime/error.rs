@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::pipeline::effects::EffectError;
+use crate::batch::effects::EffectError;
 
 /// Why a plugin could not be loaded or instantiated.
 #[derive(Debug, thiserror::Error)]

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::streamhost::plugin::types::{Level, OutputRecord, StateOp};
-use super::bindings::streamhost::plugin::{emit, log, state, types};
 use super::limits::Limiter;
-use crate::pipeline::effects::Effects;
+use crate::batch::effects::Effects;
+use crate::contract::streamhost::plugin::types::{Level, OutputRecord, StateOp};
+use crate::contract::streamhost::plugin::{emit, log, state, types};
 use crate::store::StateStore;
 
 /// Per-instance data of a wasmtime `Store`.

@@ -5,7 +5,6 @@
 //! A trap, a deadline or an exhausted memory fails the batch in hand and poisons only
 //! that instance; `Runner` replaces it with a fresh one before the next batch.
 
-pub mod bindings;
 mod cache;
 mod error;
 mod host_api;
@@ -23,18 +22,18 @@ use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
 use wasmtime_wasi::{ResourceTable, WasiCtxBuilder};
 
-pub use self::bindings::streamhost::plugin::types::{Header, OutputRecord, PluginError};
 pub use self::cache::default_cache_dir;
 pub use self::error::{LimitExceeded, LoadError, ProcessError};
 pub use self::limits::Limits;
-use crate::pipeline::batch::Batch;
+use crate::batch::Batch;
+pub use crate::contract::streamhost::plugin::types::{Header, OutputRecord, PluginError};
 
-use self::bindings::exports::streamhost::plugin::{handler, lifecycle};
 use self::cache::CompileCache;
 use self::host_api::HostState;
 use self::limits::Limiter;
 use self::stdio::{LogStream, Stream};
-use crate::pipeline::effects::{EffectError, Effects};
+use crate::batch::effects::{EffectError, Effects};
+use crate::contract::exports::streamhost::plugin::{handler, lifecycle};
 use crate::store::StateStore;
 
 /// The contract version this host implements (`package streamhost:plugin@...`).
@@ -81,7 +80,10 @@ impl Runtime {
 
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        bindings::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+        crate::contract::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )?;
 
         let cache = options.cache_dir.map(|dir| CompileCache::new(&engine, dir));
         let ticker = EpochTicker::start(engine.clone());

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use serde_json::{Map, Value, json};
 
-use crate::pipeline::batch::BatchBuilder;
-use crate::pipeline::effects::stamped_emits;
+use crate::batch::BatchBuilder;
+use crate::batch::effects::stamped_emits;
 use crate::runtime::{InstanceSettings, Plugin, Runner};
 use crate::store::memory::MemoryStore;
 use crate::store::{Commit, CommitOutcome, StateStore};

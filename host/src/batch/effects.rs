@@ -7,7 +7,7 @@
 
 use std::collections::hash_map::Entry;
 
-use crate::runtime::bindings::streamhost::plugin::types::{Header, OutputRecord, StateOp};
+use crate::contract::streamhost::plugin::types::{Header, OutputRecord, StateOp};
 use crate::store::{PendingWrite, StateStore, StateWrites, StoreError, parse_counter};
 
 /// Why buffering an effect failed. Each fails the batch.

@@ -1,4 +1,5 @@
-//! Host-side bindings generated from `wit/streamhost.wit`.
+//! The plugin contract on the host's side: the types and traits generated from
+//! `wit/streamhost.wit`, which the batch, the runtime and the effects all speak.
 //!
 //! Imports are `trappable`: a host function returns `wasmtime::Result`, so a plugin that
 //! breaks a host rule (exceeds the effects cap, for example) fails its batch with a

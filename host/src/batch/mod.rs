@@ -1,9 +1,10 @@
 //! Batches as the plugin sees them: one partition's consecutive records, with all their
-//! bytes packed into one buffer (see `batch` in wit/streamhost.wit for why).
+//! bytes packed into one buffer (see `batch` in wit/streamhost.wit for why), and in
+//! `effects` what a batch produced (emits, state writes), buffered until it commits.
 
-pub use crate::runtime::bindings::streamhost::plugin::types::{
-    Batch, KafkaRecord, RecordHeader, Span,
-};
+pub mod effects;
+
+pub use crate::contract::streamhost::plugin::types::{Batch, KafkaRecord, RecordHeader, Span};
 
 /// A batch's byte buffer is addressed with 32-bit spans.
 #[derive(Debug, thiserror::Error)]
