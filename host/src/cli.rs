@@ -156,7 +156,8 @@ pub struct RunArgs {
     #[arg(
         long,
         default_value = "redis://127.0.0.1:6379",
-        env = "STREAMHOST_REDIS"
+        env = "STREAMHOST_REDIS",
+        hide_env_values = true
     )]
     pub redis: String,
 
@@ -201,7 +202,7 @@ pub struct RunArgs {
     /// A librdkafka property for the consumer and producer, as key=value (repeatable):
     /// security.protocol, sasl.*, ssl.*, ... (the environment variable takes several,
     /// separated by `;`).
-    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_key_value, env = "STREAMHOST_KAFKA_PROPERTIES", value_delimiter = ';')]
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_key_value, env = "STREAMHOST_KAFKA_PROPERTIES", hide_env_values = true, value_delimiter = ';')]
     pub kafka: Vec<(String, String)>,
 
     /// What to do when a batch fails: retry (then stop), dlq (retry, then send the
@@ -295,7 +296,8 @@ pub struct RegistryArgs {
     #[arg(
         long,
         default_value = "redis://127.0.0.1:6379",
-        env = "STREAMHOST_REDIS"
+        env = "STREAMHOST_REDIS",
+        hide_env_values = true
     )]
     pub redis: String,
 }
@@ -313,7 +315,8 @@ pub struct ServeArgs {
     #[arg(
         long,
         default_value = "redis://127.0.0.1:6379",
-        env = "STREAMHOST_REDIS"
+        env = "STREAMHOST_REDIS",
+        hide_env_values = true
     )]
     pub redis: String,
     /// Kafka bootstrap servers for the jobs.
@@ -348,7 +351,8 @@ pub struct OffsetsTarget {
     #[arg(
         long,
         default_value = "redis://127.0.0.1:6379",
-        env = "STREAMHOST_REDIS"
+        env = "STREAMHOST_REDIS",
+        hide_env_values = true
     )]
     pub redis: String,
 
@@ -459,7 +463,8 @@ pub struct TestArgs {
     #[arg(
         long,
         default_value = "redis://127.0.0.1:6379",
-        env = "STREAMHOST_REDIS"
+        env = "STREAMHOST_REDIS",
+        hide_env_values = true
     )]
     pub redis: String,
 

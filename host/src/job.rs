@@ -517,6 +517,20 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         }
         // Serves rebalances and client events; records go to the partition queues.
         match consumer.poll(Duration::from_millis(100)) {
+            // A missing topic is named by the topic check above, once every 10 s; the
+            // consumer's own repeats of it would only add noise.
+            Some(Err(e))
+                if topic_check.is_some()
+                    && matches!(
+                        e.rdkafka_error_code(),
+                        Some(
+                            rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition
+                                | rdkafka::types::RDKafkaErrorCode::UnknownTopic
+                        )
+                    ) =>
+            {
+                tracing::debug!(error = %e, "kafka consumer")
+            }
             Some(Err(e)) => tracing::warn!(error = %e, "kafka consumer"),
             Some(Ok(m)) => tracing::warn!(
                 topic = m.topic(),

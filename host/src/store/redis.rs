@@ -383,3 +383,22 @@ impl StateStore for RedisStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::shown_url;
+
+    #[test]
+    fn passwords_are_not_shown() {
+        assert_eq!(
+            shown_url("redis://app:s3cret@redis.example:6379/2"),
+            "redis://app:***@redis.example:6379/2"
+        );
+        assert_eq!(shown_url("rediss://:s3cret@h:6380"), "rediss://:***@h:6380");
+        assert_eq!(
+            shown_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(shown_url("localhost:6379"), "localhost:6379");
+    }
+}
