@@ -31,8 +31,9 @@ def main() -> int:
 
     r = redis.Redis.from_url(args.redis)
     commit = r.register_script(SCRIPT)
-    offsets_key = f"streamhost:{args.group}:offsets:{args.topic}"
-    state_key = f"streamhost:{args.group}:state"
+    # The host's key layout (docs/operating.md, "Redis keys"), state scope job.
+    offsets_key = f"streamhost:{{{args.group}}}:offsets:{args.group}:{args.topic}"
+    state_key = f"streamhost:{{{args.group}}}:state"
 
     stored = {int(k): int(v) for k, v in r.hgetall(offsets_key).items()}
     consumer = Consumer({

@@ -152,14 +152,25 @@ pub struct RunArgs {
     #[arg(long, env = "STREAMHOST_JOB", value_parser = parse_name)]
     pub job: Option<String>,
 
-    /// Redis URL (redis://[user:password@]host:port[/db]).
-    #[arg(
-        long,
-        default_value = "redis://127.0.0.1:6379",
-        env = "STREAMHOST_REDIS",
-        hide_env_values = true
-    )]
-    pub redis: String,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+
+    /// Where the job's state lives: job (one namespace all partitions share; one Redis
+    /// hash slot) or partition (each partition number its own state and offsets, each in
+    /// its own slot, so a job spreads over a Redis Cluster; for keyed, co-partitioned
+    /// input). Fixed when a job first runs.
+    #[arg(long, default_value = "job", env = "STREAMHOST_STATE_SCOPE")]
+    pub state_scope: crate::store::StateScope,
+
+    /// After each commit, wait until this many Redis replicas have it (Redis WAIT), so a
+    /// failover loses no committed batch; costs a replication round trip per commit.
+    #[arg(long, default_value_t = 0, env = "STREAMHOST_REDIS_WAIT_REPLICAS")]
+    pub redis_wait_replicas: u32,
+
+    /// How long a commit waits for --redis-wait-replicas, in milliseconds (then it warns
+    /// and goes on: the commit is applied, only its durability is in question).
+    #[arg(long, default_value_t = 1000, env = "STREAMHOST_REDIS_WAIT_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub redis_wait_timeout_ms: u64,
 
     /// Most records in one batch.
     #[arg(long, default_value_t = 1000, env = "STREAMHOST_BATCH_MAX_RECORDS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
@@ -293,13 +304,84 @@ pub enum PluginCommand {
 #[derive(Debug, Args)]
 pub struct RegistryArgs {
     /// Redis holding the registry.
+    #[command(flatten)]
+    pub redis: RedisArgs,
+}
+
+/// How to reach Redis; every command that uses Redis takes these.
+#[derive(Debug, Clone, Args)]
+pub struct RedisArgs {
+    /// Redis URL, redis://[USER:PASSWORD@]HOST:PORT[/DB] (rediss:// for TLS); several,
+    /// comma-separated, with --redis-cluster (seed nodes) or --redis-sentinel (Sentinels).
     #[arg(
-        long,
+        long = "redis",
         default_value = "redis://127.0.0.1:6379",
         env = "STREAMHOST_REDIS",
         hide_env_values = true
     )]
-    pub redis: String,
+    pub url: String,
+
+    /// --redis names seed nodes of a Redis Cluster.
+    #[arg(
+        long,
+        env = "STREAMHOST_REDIS_CLUSTER",
+        conflicts_with = "redis_sentinel"
+    )]
+    pub redis_cluster: bool,
+
+    /// --redis names Sentinels; use the master they know as MASTER_NAME.
+    #[arg(long, value_name = "MASTER_NAME", env = "STREAMHOST_REDIS_SENTINEL")]
+    pub redis_sentinel: Option<String>,
+
+    /// PEM file of the CA that signed the Redis server's certificate [default: the
+    /// system's roots].
+    #[arg(long, value_name = "FILE", env = "STREAMHOST_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+
+    /// PEM client certificate, for a Redis that asks for one (mutual TLS).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "STREAMHOST_REDIS_CERT_FILE",
+        requires = "redis_key_file"
+    )]
+    pub redis_cert_file: Option<PathBuf>,
+
+    /// PEM private key of --redis-cert-file.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "STREAMHOST_REDIS_KEY_FILE",
+        requires = "redis_cert_file"
+    )]
+    pub redis_key_file: Option<PathBuf>,
+
+    /// File whose first line is the Redis password (instead of one in the URL, which
+    /// `ps` would show); the user, if any, stays in the URL.
+    #[arg(long, value_name = "FILE", env = "STREAMHOST_REDIS_PASSWORD_FILE")]
+    pub redis_password_file: Option<PathBuf>,
+}
+
+impl RedisArgs {
+    pub fn config(&self) -> crate::store::redis::RedisConfig {
+        use crate::store::redis::Topology;
+        crate::store::redis::RedisConfig {
+            urls: self.url.clone(),
+            topology: match (&self.redis_sentinel, self.redis_cluster) {
+                (Some(master), _) => Topology::Sentinel {
+                    master: master.clone(),
+                },
+                (None, true) => Topology::Cluster,
+                (None, false) => Topology::Single,
+            },
+            ca_file: self.redis_ca_file.clone(),
+            cert_file: self.redis_cert_file.clone(),
+            key_file: self.redis_key_file.clone(),
+            password_file: self.redis_password_file.clone(),
+            wait_replicas: 0,
+            wait_timeout: Duration::from_secs(1),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -312,13 +394,8 @@ pub struct ServeArgs {
     #[arg(long, env = "STREAMHOST_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
     /// Redis: registry, job definitions, offsets and state.
-    #[arg(
-        long,
-        default_value = "redis://127.0.0.1:6379",
-        env = "STREAMHOST_REDIS",
-        hide_env_values = true
-    )]
-    pub redis: String,
+    #[command(flatten)]
+    pub redis: RedisArgs,
     /// Kafka bootstrap servers for the jobs.
     #[arg(long, default_value = "localhost:9092", env = "STREAMHOST_BROKERS")]
     pub brokers: String,
@@ -347,14 +424,12 @@ pub struct OffsetsTarget {
     #[arg(long, default_value = "localhost:9092", env = "STREAMHOST_BROKERS")]
     pub brokers: String,
 
-    /// Redis URL.
-    #[arg(
-        long,
-        default_value = "redis://127.0.0.1:6379",
-        env = "STREAMHOST_REDIS",
-        hide_env_values = true
-    )]
-    pub redis: String,
+    /// Job name, the namespace of the state and offsets in Redis [default: the group].
+    #[arg(long, env = "STREAMHOST_JOB", value_parser = parse_name)]
+    pub job: Option<String>,
+
+    #[command(flatten)]
+    pub redis: RedisArgs,
 
     /// A librdkafka property, as key=value (repeatable).
     #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_key_value)]
@@ -460,13 +535,13 @@ pub struct TestArgs {
     pub plugin: PluginArgs,
 
     /// Redis holding the plugin registry, when --plugin names a registry plugin.
-    #[arg(
-        long,
-        default_value = "redis://127.0.0.1:6379",
-        env = "STREAMHOST_REDIS",
-        hide_env_values = true
-    )]
-    pub redis: String,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+
+    /// The state scope to run with (see `host run --help`): under `partition` the plugin
+    /// sees only the state its partition wrote.
+    #[arg(long, default_value = "job")]
+    pub state_scope: crate::store::StateScope,
 
     /// Input file: text (one record per line) or JSON Lines.
     #[arg(long)]

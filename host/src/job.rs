@@ -25,7 +25,7 @@ use crate::pipeline::policy::ErrorPolicy;
 use crate::pipeline::slot::PluginSlot;
 use crate::pipeline::worker::{BatchLimits, NativeFactory, PartitionWorker, Processor};
 use crate::runtime::{InstanceSettings, Plugin, Runner};
-use crate::store::redis::RedisStore;
+use crate::store::redis::{Redis, RedisStore};
 use crate::store::{StateStore, StoreError};
 use crate::telemetry::progress::{Progress, ProgressMode, Reporter};
 
@@ -37,7 +37,8 @@ pub struct JobConfig {
     pub brokers: String,
     pub group: String,
     pub job: String,
-    pub redis: String,
+    pub redis: crate::store::redis::RedisConfig,
+    pub state_scope: crate::store::StateScope,
     pub limits: BatchLimits,
     pub reset: ResetPolicy,
     pub output_topic: Option<String>,
@@ -99,8 +100,13 @@ impl Shared {
     }
 
     /// Where a partition starts, and the stored offset its first commit is fenced on.
-    fn start_of(&self, topic: &str, partition: i32) -> Result<(Offset, Option<i64>), String> {
-        let stored = self.stored_offsets(topic)?;
+    fn start_of(
+        &self,
+        consumer: &BaseConsumer<SourceContext>,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(Offset, Option<i64>), String> {
+        let stored = self.stored_offsets(consumer, topic, partition)?;
         if let Some(&offset) = stored.get(&partition) {
             return Ok((Offset::Offset(offset), Some(offset)));
         }
@@ -119,18 +125,35 @@ impl Shared {
                 "no offset stored for group {} topic {topic} partition {partition} (Redis key {}) and \
                  --offset-reset is none; set one with `host offsets set`, or use --offset-reset earliest|latest",
                 self.config.group,
-                crate::store::redis::offsets_key(&self.config.group, topic),
+                self.store.keys().offsets(topic, partition),
             )),
         }
     }
 
-    /// The topic's stored offsets; an unreachable Redis is waited for as a commit waits
-    /// (up to --redis-give-up-ms), so an assignment during a Redis restart does not fail.
-    fn stored_offsets(&self, topic: &str) -> Result<std::collections::BTreeMap<i32, i64>, String> {
+    /// The topic's stored offsets (under the partition scope, of the partitions Kafka
+    /// knows, each in a hash of its own); an unreachable Redis is waited for as a commit
+    /// waits (up to --redis-give-up-ms), so an assignment during a Redis restart does not
+    /// fail.
+    fn stored_offsets(
+        &self,
+        consumer: &BaseConsumer<SourceContext>,
+        topic: &str,
+        partition: i32,
+    ) -> Result<std::collections::BTreeMap<i32, i64>, String> {
+        let partitions = match self.store.scope() {
+            crate::store::StateScope::Job => Vec::new(),
+            crate::store::StateScope::Partition => {
+                let mut known = topic_partitions(consumer, topic);
+                if !known.contains(&partition) {
+                    known.push(partition);
+                }
+                known
+            }
+        };
         let started = Instant::now();
         let mut attempt = 0;
         loop {
-            match self.store.offsets(topic) {
+            match self.store.offsets(topic, &partitions) {
                 Ok(stored) => return Ok(stored),
                 Err(e @ StoreError::Unavailable { .. })
                     if started.elapsed() < self.config.policy.redis_give_up
@@ -152,7 +175,7 @@ impl Shared {
         topic: &str,
         partition: i32,
     ) -> Result<Offset, String> {
-        let (offset, expected) = self.start_of(topic, partition)?;
+        let (offset, expected) = self.start_of(consumer, topic, partition)?;
         let queue = consumer
             .split_partition_queue(topic, partition)
             .ok_or_else(|| format!("cannot split off the queue of {topic}/{partition}"))?;
@@ -354,7 +377,12 @@ pub fn run_from_args(
         brokers: args.brokers,
         group,
         job,
-        redis: args.redis,
+        redis: crate::store::redis::RedisConfig {
+            wait_replicas: args.redis_wait_replicas,
+            wait_timeout: Duration::from_millis(args.redis_wait_timeout_ms),
+            ..args.redis.config()
+        },
+        state_scope: args.state_scope,
         limits: BatchLimits {
             max_records: args.batch_max_records as usize,
             max_bytes: args.batch_max_bytes as usize,
@@ -382,26 +410,51 @@ pub fn run_from_args(
     run(config, stop)
 }
 
+/// The topic's partitions as the consumer's metadata has them (empty if unknown).
+fn topic_partitions(consumer: &BaseConsumer<SourceContext>, topic: &str) -> Vec<i32> {
+    match consumer.fetch_metadata(Some(topic), Duration::from_secs(10)) {
+        Ok(md) => md
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic)
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(topic, error = %e, "reading the topic's partitions");
+            Vec::new()
+        }
+    }
+}
+
 /// Runs the job until `stop` is raised (a signal) or a worker fails.
 pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     // Redis may be restarting as the host starts (or go again right after the wait):
     // wait for it as long as a commit would.
     let waiting_since = Instant::now();
+    let redis = Arc::new(Redis::new(&config.redis)?);
     let store = loop {
         let left = config
             .policy
             .redis_give_up
             .saturating_sub(waiting_since.elapsed());
-        crate::store::redis::wait_until_reachable(&config.redis, left, &stop)?;
+        crate::store::redis::wait_until_reachable(&redis, left, &stop)?;
         if stop.load(Ordering::SeqCst) {
             return Ok(());
         }
-        match RedisStore::connect(&config.redis, &config.group, &config.job) {
+        let opened = RedisStore::open(
+            redis.clone(),
+            &config.group,
+            &config.job,
+            Some(config.state_scope),
+        )
+        .and_then(|store| store.register_topics(&config.topics).map(|()| store));
+        match opened {
             Ok(store) => break Arc::new(store),
             Err(StoreError::Unavailable { .. }) if !left.is_zero() => continue,
             Err(e) => return Err(e.into()),
         }
     };
+    tracing::info!(redis = %redis.shown(), scope = %store.scope(), state = ?store.keys().state(Some(0)).ok(), "store ready");
     let sink = Arc::new(Sink::new(
         &config.brokers,
         &config.kafka,

@@ -61,7 +61,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Test(args) => {
             let runtime = Runtime::new(args.plugin.runtime_options())
                 .context("starting the WebAssembly runtime")?;
-            let plugin = load_plugin(&runtime, &args.plugin.plugin, &args.redis)?;
+            let plugin = load_plugin(&runtime, &args.plugin.plugin, &args.redis.config())?;
             let report = streamhost::tools::test::run(
                 plugin,
                 &streamhost::tools::test::TestRun {
@@ -71,6 +71,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     topic: args.topic,
                     partition: args.partition,
                     config: args.plugin.config,
+                    state_scope: args.state_scope,
                 },
             )?;
             println!("{}", serde_json::to_string_pretty(&report)?);
@@ -83,7 +84,7 @@ fn run_job(args: cli::RunArgs) -> anyhow::Result<()> {
     let stop = streamhost::job::stop_on_signals()?;
     let runtime =
         Runtime::new(args.plugin.runtime_options()).context("starting the WebAssembly runtime")?;
-    let plugin = load_plugin(&runtime, &args.plugin.plugin, &args.redis)?;
+    let plugin = load_plugin(&runtime, &args.plugin.plugin, &args.redis.config())?;
     streamhost::job::run_from_args(args, plugin, None, stop)
 }
 
@@ -92,7 +93,7 @@ fn run_job(args: cli::RunArgs) -> anyhow::Result<()> {
 fn load_plugin(
     runtime: &Runtime,
     plugin: &std::path::Path,
-    redis: &str,
+    redis: &streamhost::store::redis::RedisConfig,
 ) -> anyhow::Result<streamhost::runtime::Plugin> {
     let as_text = plugin.to_str().unwrap_or_default();
     let looks_like_file = plugin.exists()
@@ -107,7 +108,7 @@ fn load_plugin(
     let (entry, plugin) = registry.load(runtime, &reference).with_context(|| {
         format!(
             "loading plugin {reference} from the registry at {}",
-            streamhost::store::redis::shown_url(redis)
+            redis.shown()
         )
     })?;
     tracing::info!(plugin = %reference, version = %entry.version, digest = %entry.digest, "plugin loaded from the registry");
@@ -131,7 +132,7 @@ fn plugin_command(cmd: cli::PluginCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("reading plugin file {}", file.display()))?;
             let runtime =
                 Runtime::new(Default::default()).context("starting the WebAssembly runtime")?;
-            let entry = Registry::connect(&registry.redis)?.push(
+            let entry = Registry::connect(&registry.redis.config())?.push(
                 &runtime,
                 &name,
                 version.as_deref(),
@@ -146,7 +147,7 @@ fn plugin_command(cmd: cli::PluginCommand) -> anyhow::Result<()> {
             );
             println!("{}", entry.digest);
         }
-        PluginCommand::List { registry } => Registry::connect(&registry.redis)?
+        PluginCommand::List { registry } => Registry::connect(&registry.redis.config())?
             .list()?
             .iter()
             .for_each(show),
@@ -155,7 +156,7 @@ fn plugin_command(cmd: cli::PluginCommand) -> anyhow::Result<()> {
             registry,
         } => {
             let r = Reference::parse(&reference)?;
-            let registry = Registry::connect(&registry.redis)?;
+            let registry = Registry::connect(&registry.redis.config())?;
             match r {
                 Reference::Latest(name) => registry.show(&name)?.iter().for_each(show),
                 other => show(&registry.resolve(&other)?),
@@ -166,7 +167,7 @@ fn plugin_command(cmd: cli::PluginCommand) -> anyhow::Result<()> {
             registry,
         } => match Reference::parse(&reference)? {
             Reference::Version(name, version) => {
-                let e = Registry::connect(&registry.redis)?.remove(&name, &version)?;
+                let e = Registry::connect(&registry.redis.config())?.remove(&name, &version)?;
                 eprintln!("removed {}@{} ({})", e.name, e.version, e.digest);
             }
             _ => anyhow::bail!("name the version to remove: host plugin rm NAME@VERSION"),
@@ -181,7 +182,10 @@ fn connect(
     streamhost::store::redis::RedisStore,
     streamhost::tools::offsets::Kafka,
 )> {
-    let store = streamhost::store::redis::RedisStore::connect(&t.redis, &t.group, &t.group)?;
+    use streamhost::store::redis::{Redis, RedisStore};
+    let redis = std::sync::Arc::new(Redis::new(&t.redis.config())?);
+    let job = t.job.as_deref().unwrap_or(&t.group);
+    let store = RedisStore::open(redis, &t.group, job, None)?;
     let kafka = streamhost::tools::offsets::Kafka::connect(&t.brokers, &t.kafka)?;
     Ok((store, kafka))
 }

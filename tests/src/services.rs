@@ -32,11 +32,11 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn port_open(port: u16) -> bool {
+pub(crate) fn port_open(port: u16) -> bool {
     TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
 
-struct Process(Child);
+pub(crate) struct Process(pub(crate) Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
@@ -143,9 +143,10 @@ impl Redis {
             .expect("HGETALL")
     }
 
-    /// A group's committed offsets of a topic, by partition.
+    /// A group's committed offsets of a topic, by partition (the job named as the group,
+    /// state scope job).
     pub fn offsets(&self, group: &str, topic: &str) -> BTreeMap<i32, i64> {
-        self.hgetall(&format!("streamhost:{group}:offsets:{topic}"))
+        self.hgetall(&offsets_key(group, group, topic))
             .into_iter()
             .map(|(p, o)| (p.parse().expect("partition"), o.parse().expect("offset")))
             .collect()
@@ -153,11 +154,29 @@ impl Redis {
 
     /// A job's state, values parsed as integers.
     pub fn counts(&self, job: &str) -> BTreeMap<String, i64> {
-        self.hgetall(&format!("streamhost:{job}:state"))
+        self.hgetall(&state_key(job))
             .into_iter()
             .map(|(k, v)| (k, v.parse().expect("integer state")))
             .collect()
     }
+}
+
+/// Where a job's offsets of `topic` live (docs/operating.md, "Redis keys"; scope job).
+pub fn offsets_key(job: &str, group: &str, topic: &str) -> String {
+    format!("streamhost:{{{job}}}:offsets:{group}:{topic}")
+}
+
+/// Where a job's state lives (scope job).
+pub fn state_key(job: &str) -> String {
+    format!("streamhost:{{{job}}}:state")
+}
+
+/// Where partition `p`'s offsets of `topic` and its state live (scope partition).
+pub fn partition_keys(job: &str, group: &str, topic: &str, p: i32) -> (String, String) {
+    (
+        format!("streamhost:{{{job}:{p}}}:offsets:{group}:{topic}"),
+        format!("streamhost:{{{job}:{p}}}:state"),
+    )
 }
 
 /// The tansu broker binary (installed by scripts/install-tansu).

@@ -152,7 +152,7 @@ fn pipeline(
     drop(host);
 
     let state: serde_json::Map<String, Value> = redis
-        .hgetall(&format!("streamhost:{name}:state"))
+        .hgetall(&format!("streamhost:{{{name}}}:state"))
         .into_iter()
         .map(|(k, v)| (k, json!(v)))
         .collect();

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use streamhost_tests::serve::serve;
-use streamhost_tests::services::{Redis, Tansu, create_topic, produce, producer};
+use streamhost_tests::services::{Redis, Tansu, create_topic, partition_keys, produce, producer};
 use streamhost_tests::{repo_root, text_values};
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -47,14 +47,25 @@ fn documented_metrics(text: &str) -> BTreeSet<String> {
 }
 
 /// A key matches a pattern when each `:` segment is equal, or the pattern's is `<...>`
-/// (names in keys hold no `:`: topics, groups, jobs and members cannot).
+/// (names in keys hold no `:`: topics, groups, jobs and members cannot). Hash-tag braces
+/// around a segment (`{<job>}`, `{<job>`, `<p>}`) must be in both.
 fn matches(pattern: &str, key: &str) -> bool {
     let p: Vec<&str> = pattern.split(':').collect();
     let k: Vec<&str> = key.split(':').collect();
-    p.len() == k.len()
-        && p.iter()
-            .zip(&k)
-            .all(|(p, k)| (p.starts_with('<') && p.ends_with('>') && !k.is_empty()) || p == k)
+    let segment = |p: &str, k: &str| {
+        let (p_open, k_open) = (p.starts_with('{'), k.starts_with('{'));
+        let (p_close, k_close) = (p.ends_with('}'), k.ends_with('}'));
+        if p_open != k_open || p_close != k_close {
+            return false;
+        }
+        fn inner(s: &str, open: bool, close: bool) -> &str {
+            let s = if open { &s[1..] } else { s };
+            if close { &s[..s.len() - 1] } else { s }
+        }
+        let (p, k) = (inner(p, p_open, p_close), inner(k, p_open, p_close));
+        (p.starts_with('<') && p.ends_with('>') && !k.is_empty()) || p == k
+    };
+    p.len() == k.len() && p.iter().zip(&k).all(|(p, k)| segment(p, k))
 }
 
 #[test]
@@ -82,9 +93,19 @@ fn every_documented_redis_key_and_metric_exists() {
             .status,
         201
     );
+    // The same under the partition scope, whose keys differ.
+    let job = r#"{"id": "wcp", "plugin": "wordcount@1", "topics": ["words"], "partitions": [0],
+                  "settings": {"state_scope": "partition"}}"#;
+    assert_eq!(
+        s.call("POST", "/v1/jobs", Some("t0ken"), job.as_bytes())
+            .status,
+        201
+    );
+    let (wcp_offsets, _) = partition_keys("wcp", "wcp", "words", 0);
     s.host
-        .wait_for(MINUTE, "the job to commit every record", || {
+        .wait_for(MINUTE, "the jobs to commit every record", || {
             redis.offsets("wc", "words").get(&0) == Some(&200)
+                && redis.hgetall(&wcp_offsets).get("0").map(String::as_str) == Some("200")
         });
 
     let present: Vec<String> = redis::cmd("KEYS")

@@ -61,7 +61,7 @@ fn a_swapped_plugin_takes_over_at_a_batch_boundary_with_nothing_lost_or_repeated
         // Keep records coming until v2 has committed on both partitions.
         let at_swap = [committed(0), committed(1)];
         wait_until(MINUTE, "v2 to handle records on both partitions", || {
-            let v = redis.hgetall("streamhost:tags:state");
+            let v = redis.hgetall("streamhost:{tags}:state");
             (0..2).all(|p| {
                 v.get(&format!("{p}:{}", committed(p).saturating_sub(1)))
                     .map(String::as_str)
@@ -78,7 +78,7 @@ fn a_swapped_plugin_takes_over_at_a_batch_boundary_with_nothing_lost_or_repeated
         });
     }
 
-    let state = redis.hgetall("streamhost:tags:state");
+    let state = redis.hgetall("streamhost:{tags}:state");
     for (partition, count) in produced.iter().enumerate() {
         let n = count.load(Ordering::SeqCst);
         let versions: Vec<&str> = (0..n)

@@ -96,7 +96,7 @@ fn reset_none_without_an_offset_is_an_error_naming_the_partition() {
         "{log}"
     );
     assert!(
-        log.contains("streamhost:g:offsets:words"),
+        log.contains("streamhost:{g}:offsets:g:words"),
         "names the Redis key: {log}"
     );
     assert!(redis.offsets("g", "words").is_empty());
@@ -109,7 +109,7 @@ fn new_partitions_start_at_earliest_whatever_the_reset_policy() {
     let (redis, kafka) = (Redis::start(), Tansu::start());
     let (_a, b) = two_partitions(&kafka);
     let _: () = redis::cmd("HSET")
-        .arg("streamhost:g:offsets:words")
+        .arg("streamhost:{g}:offsets:g:words")
         .arg(0)
         .arg(200)
         .query(&mut redis.conn())
@@ -194,7 +194,7 @@ fn stored_offset_out_of_range_applies_the_reset_policy() {
     produce(&producer(&brokers), "words", 0, &values);
     // The stored offset points past the log (say, the topic was recreated).
     let _: () = redis::cmd("HSET")
-        .arg("streamhost:g:offsets:words")
+        .arg("streamhost:{g}:offsets:g:words")
         .arg(0)
         .arg(1_000_000)
         .query(&mut redis.conn())

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use streamhost::batch::effects::Effects;
 use streamhost::store::redis::RedisStore;
 use streamhost::store::{Commit, CommitOutcome, StateStore, StoreError};
-use streamhost_tests::services::Redis;
+use streamhost_tests::services::{Redis, offsets_key};
 
 fn commit(
     store: &RedisStore,
@@ -25,9 +25,14 @@ fn commit(
     })
 }
 
+/// Job `jb` reads topic `t` as group `grp`.
+fn offsets(redis: &Redis) -> std::collections::BTreeMap<String, String> {
+    redis.hgetall(&offsets_key("jb", "grp", "t"))
+}
+
 fn word(redis: &Redis) -> Option<String> {
     redis::cmd("HGET")
-        .arg("streamhost:jb:state")
+        .arg("streamhost:{jb}:state")
         .arg("word")
         .query(&mut redis.conn())
         .unwrap()
@@ -44,10 +49,10 @@ fn fenced_commits_apply_nothing() {
         commit(&store, &e, None, 0, 10).unwrap(),
         CommitOutcome::Committed
     );
-    assert_eq!(redis.offsets("grp", "t"), [(2, 10)].into());
+    assert_eq!(offsets(&redis), [("2".to_owned(), "10".to_owned())].into());
     assert_eq!(word(&redis), Some("3".to_owned()));
     assert_eq!(
-        store.get_many(&["bytes", "nope"]).unwrap(),
+        store.get_many(Some(0), &["bytes", "nope"]).unwrap(),
         vec![Some(vec![0, 255, 10]), None]
     );
 
@@ -61,7 +66,7 @@ fn fenced_commits_apply_nothing() {
         CommitOutcome::Fenced { stored: Some(10) }
     );
     assert_eq!(word(&redis), Some("3".to_owned()), "nothing applied");
-    assert_eq!(redis.offsets("grp", "t"), [(2, 10)].into());
+    assert_eq!(offsets(&redis), [("2".to_owned(), "10".to_owned())].into());
 
     assert_eq!(
         commit(&store, &e, Some(10), 10, 20).unwrap(),
@@ -86,12 +91,12 @@ fn an_increment_of_a_non_integer_fails_the_whole_commit() {
         matches!(&err, StoreError::NotAnInteger { key, .. } if key == "name"),
         "{err}"
     );
-    let state = redis.hgetall("streamhost:jb:state");
+    let state = redis.hgetall("streamhost:{jb}:state");
     assert!(
         !state.contains_key("other"),
         "no write of the failed commit landed: {state:?}"
     );
-    assert_eq!(redis.offsets("grp", "t"), [(2, 1)].into());
+    assert_eq!(offsets(&redis), [("2".to_owned(), "1".to_owned())].into());
 }
 
 #[test]
@@ -126,8 +131,8 @@ fn an_increment_that_would_overflow_fails_the_whole_commit() {
         "{err}"
     );
     assert!(
-        !redis.hgetall("streamhost:jb:state").contains_key("small"),
+        !redis.hgetall("streamhost:{jb}:state").contains_key("small"),
         "nothing of the commit landed"
     );
-    assert_eq!(redis.offsets("grp", "t"), [(2, 1)].into());
+    assert_eq!(offsets(&redis), [("2".to_owned(), "1".to_owned())].into());
 }

@@ -46,7 +46,7 @@ impl From<RegistryError> for ApiError {
             RegistryError::Conflict { .. } => StatusCode::CONFLICT,
             RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
             RegistryError::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            RegistryError::Redis(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RegistryError::Redis(_) | RegistryError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, e.reason(), e.to_string())
     }

@@ -147,7 +147,7 @@ impl Admin {
     }
 
     fn stored_specs(&self) -> Result<Vec<JobSpec>, ApiError> {
-        let mut conn = self.redis.get_connection().map_err(redis_down)?;
+        let mut conn = self.redis.connect().map_err(redis_down)?;
         let all: Vec<(String, String)> = conn.hgetall(JOBS_KEY).map_err(redis_down)?;
         Ok(all
             .into_iter()
@@ -162,7 +162,7 @@ impl Admin {
     }
 
     fn store_spec(&self, spec: &JobSpec, create: bool) -> Result<bool, ApiError> {
-        let mut conn = self.redis.get_connection().map_err(redis_down)?;
+        let mut conn = self.redis.connect().map_err(redis_down)?;
         let json = serde_json::to_string(spec).unwrap_or_default();
         if create {
             conn.hset_nx(JOBS_KEY, &spec.id, json).map_err(redis_down)
@@ -255,7 +255,12 @@ impl Admin {
             brokers: self.brokers.clone(),
             group: group.clone(),
             job: group,
-            redis: self.redis_url.clone(),
+            redis: crate::store::redis::RedisConfig {
+                wait_replicas: s.redis_wait_replicas,
+                wait_timeout: Duration::from_millis(s.redis_wait_timeout_ms.clamp(1, 60_000)),
+                ..self.redis_config.clone()
+            },
+            state_scope: s.state_scope,
             limits: BatchLimits {
                 max_records: s.batch_max_records.max(1) as usize,
                 max_bytes: s.batch_max_bytes.max(1) as usize,
@@ -444,7 +449,7 @@ pub async fn delete_job(
             return Err(job_not_found(&id));
         };
         job.stop_and_join();
-        let mut conn = admin.redis.get_connection().map_err(redis_down)?;
+        let mut conn = admin.redis.connect().map_err(redis_down)?;
         conn.hdel::<_, _, ()>(JOBS_KEY, &id).map_err(redis_down)?;
         tracing::info!(job = %id, "job deleted");
         Ok(())

@@ -41,8 +41,9 @@ struct Admin {
     runtimes: Mutex<HashMap<Limits, Arc<Runtime>>>,
     cache_dir: std::path::PathBuf,
     registry: Registry,
-    redis: redis::Client,
-    redis_url: String,
+    redis: Arc<crate::store::redis::Redis>,
+    /// How the jobs reach Redis (each job opens its own connections).
+    redis_config: crate::store::redis::RedisConfig,
     brokers: String,
     kafka: Vec<(String, String)>,
     upload_limit: u64,
@@ -111,7 +112,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // The first signal stops every job cleanly; a second one exits at once.
     let stop = crate::job::stop_on_signals()?;
     let redis_give_up = Duration::from_millis(args.redis_give_up_ms);
-    crate::store::redis::wait_until_reachable(&args.redis, redis_give_up, &stop)?;
+    let redis_config = args.redis.config();
+    let redis = Arc::new(crate::store::redis::Redis::new(&redis_config)?);
+    crate::store::redis::wait_until_reachable(&redis, redis_give_up, &stop)?;
     if stop.load(Ordering::SeqCst) {
         return Ok(());
     }
@@ -128,9 +131,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         runtime: Arc::new(runtime),
         runtimes: Mutex::new(HashMap::new()),
         cache_dir,
-        registry: Registry::connect(&args.redis)?,
-        redis: crate::store::redis::client(&args.redis)?,
-        redis_url: args.redis.clone(),
+        registry: Registry::new(redis.clone()),
+        redis,
+        redis_config,
         brokers: args.brokers,
         kafka: args.kafka,
         upload_limit: args.max_upload_mb << 20,

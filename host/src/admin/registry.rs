@@ -12,6 +12,8 @@
 use std::path::Path;
 
 use redis::Commands;
+
+use crate::store::redis::{Conn, Redis, RedisConfig};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -81,6 +83,8 @@ pub enum RegistryError {
     Corrupt { key: String, actual: String },
     #[error("Redis (plugin registry): {0}")]
     Redis(redis::RedisError),
+    #[error("plugin registry: {0}")]
+    Store(crate::store::StoreError),
 }
 
 // By hand rather than `#[from]`, which would also make the Redis error this one's
@@ -110,7 +114,7 @@ impl RegistryError {
             RegistryError::Conflict { .. } => "version_exists",
             RegistryError::NotFound(_) => "not_found",
             RegistryError::Corrupt { .. } => "corrupt",
-            RegistryError::Redis(_) => "redis_unavailable",
+            RegistryError::Redis(_) | RegistryError::Store(_) => "redis_unavailable",
         }
     }
 }
@@ -193,20 +197,23 @@ fn now_ms() -> u64 {
 }
 
 pub struct Registry {
-    client: redis::Client,
+    redis: std::sync::Arc<Redis>,
 }
 
 impl Registry {
-    pub fn connect(url: &str) -> Result<Registry, RegistryError> {
-        Ok(Registry {
-            client: redis::Client::open(url)?,
-        })
+    pub fn new(redis: std::sync::Arc<Redis>) -> Registry {
+        Registry { redis }
     }
 
-    fn conn(&self) -> Result<redis::Connection, RegistryError> {
-        Ok(self
-            .client
-            .get_connection_with_timeout(std::time::Duration::from_secs(5))?)
+    pub fn connect(config: &RedisConfig) -> Result<Registry, RegistryError> {
+        let redis = Redis::new(config).map_err(RegistryError::Store)?;
+        Ok(Registry::new(std::sync::Arc::new(redis)))
+    }
+
+    fn conn(&self) -> Result<Conn, RegistryError> {
+        self.redis
+            .connect()
+            .map_err(|e| RegistryError::Store(self.redis.error("(connect)", e)))
     }
 
     /// Validates `bytes` as a plugin of this host's contract, then stores it as
@@ -287,11 +294,7 @@ impl Registry {
         })
     }
 
-    fn versions(
-        &self,
-        conn: &mut redis::Connection,
-        name: &str,
-    ) -> Result<Vec<Entry>, RegistryError> {
+    fn versions(&self, conn: &mut Conn, name: &str) -> Result<Vec<Entry>, RegistryError> {
         let all: Vec<(String, String)> = conn.hgetall(versions_key(name))?;
         let mut out: Vec<Entry> = all
             .into_iter()
@@ -310,12 +313,7 @@ impl Registry {
         Ok(out)
     }
 
-    fn entry(
-        &self,
-        conn: &mut redis::Connection,
-        name: &str,
-        version: &str,
-    ) -> Result<Entry, RegistryError> {
+    fn entry(&self, conn: &mut Conn, name: &str, version: &str) -> Result<Entry, RegistryError> {
         self.versions(conn, name)?
             .into_iter()
             .find(|e| e.version == version)

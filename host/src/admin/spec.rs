@@ -11,6 +11,7 @@ use super::api::{ApiError, bad_request};
 use crate::kafka::consumer::ResetPolicy;
 use crate::pipeline::policy::OnError;
 use crate::runtime::Limits;
+use crate::store::StateScope;
 
 /// A job as clients define it. Unknown fields are refused, so a typo is an error, not a
 /// silently ignored setting.
@@ -55,6 +56,10 @@ pub struct JobSettings {
     pub dlq_topic: Option<String>,
     pub redis_give_up_ms: u64,
     pub kafka_give_up_ms: u64,
+    /// job | partition (`host run --state-scope`); fixed when the job first runs.
+    pub state_scope: StateScope,
+    pub redis_wait_replicas: u32,
+    pub redis_wait_timeout_ms: u64,
     pub max_inflight_mb: u32,
     /// The sandbox of this job's plugin instances.
     pub plugin_memory_mb: u32,
@@ -79,6 +84,9 @@ impl Default for JobSettings {
             dlq_topic: None,
             redis_give_up_ms: 300_000,
             kafka_give_up_ms: 300_000,
+            state_scope: StateScope::Job,
+            redis_wait_replicas: 0,
+            redis_wait_timeout_ms: 1000,
             max_inflight_mb: 16,
             plugin_memory_mb: 64,
             plugin_timeout_ms: 10_000,

@@ -126,6 +126,7 @@ impl Effects {
     pub fn get_many(
         &self,
         store: &dyn StateStore,
+        partition: Option<i32>,
         keys: &[&str],
     ) -> Result<Vec<Option<Vec<u8>>>, EffectError> {
         let mut out: Vec<Option<Vec<u8>>> = Vec::with_capacity(keys.len());
@@ -144,7 +145,7 @@ impl Effects {
             return Ok(out);
         }
         let wanted: Vec<&str> = from_store.iter().map(|&i| keys[i]).collect();
-        let stored = store.get_many(&wanted)?;
+        let stored = store.get_many(partition, &wanted)?;
         for (i, value) in from_store.into_iter().zip(stored) {
             let key = keys[i];
             out[i] = match self.state.get(key) {
@@ -255,7 +256,7 @@ mod tests {
         let mut second = Effects::new(1 << 20);
         second.add("a".into(), 2).unwrap();
         second.add("a".into(), 3).unwrap();
-        let seen = second.get_many(&store, &["a", "b"]).unwrap();
+        let seen = second.get_many(&store, Some(0), &["a", "b"]).unwrap();
         assert_eq!(seen, vec![Some(b"10".to_vec()), None]);
         assert_eq!(commit(&store, &second, 1, 2), CommitOutcome::Committed);
         assert_eq!(store.snapshot().get("a"), Some(&b"10".to_vec()));
@@ -269,7 +270,7 @@ mod tests {
         e.add("x".into(), 1).unwrap();
         e.delete("y".into()).unwrap();
         e.add("y".into(), 4).unwrap();
-        let seen = e.get_many(&store, &["x", "y"]).unwrap();
+        let seen = e.get_many(&store, Some(0), &["x", "y"]).unwrap();
         assert_eq!(seen, vec![Some(b"8".to_vec()), Some(b"4".to_vec())]);
         e.set("s".into(), b"text".to_vec()).unwrap();
         assert!(matches!(

@@ -600,10 +600,25 @@ impl PartitionWorker {
                 Ok(())
             }
             CommitOutcome::Fenced { stored } => {
-                tracing::warn!(
-                    topic = %self.topic, partition = self.partition, from, until, expected = ?expected, stored = ?stored,
-                    "commit fenced: another worker moved this partition; nothing applied, re-seeking to the stored offset"
-                );
+                let (topic, partition) = (&self.topic, self.partition);
+                match stored {
+                    // A retried commit whose first attempt was applied (its reply was lost).
+                    Some(s) if s == until => tracing::info!(
+                        topic = %topic, partition, from, until,
+                        "commit was already applied (a retry after a lost reply); going on"
+                    ),
+                    // Behind an asynchronous replica, a failover loses the newest commits,
+                    // offsets and state together: replaying from there is exact. Not a
+                    // zombie, so the worker goes on rather than stopping.
+                    Some(s) if expected.is_some_and(|e| s < e) => tracing::warn!(
+                        topic = %topic, partition, from, until, expected = ?expected, stored = s,
+                        "the stored offset moved backwards (a Redis failover lost recent commits, or an operator reset it); nothing applied, replaying from the stored offset"
+                    ),
+                    _ => tracing::warn!(
+                        topic = %topic, partition, from, until, expected = ?expected, stored = ?stored,
+                        "commit fenced: another worker moved this partition; nothing applied, re-seeking to the stored offset"
+                    ),
+                }
                 self.expected = stored;
                 let to = stored.map_or(Offset::Beginning, Offset::Offset);
                 self.consumer

@@ -42,13 +42,15 @@ impl emit::Host for HostState {
 
 impl state::Host for HostState {
     fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
-        let mut values = self.effects.get_many(&*self.store, &[key.as_str()])?;
+        let mut values = self
+            .effects
+            .get_many(&*self.store, self.partition, &[key.as_str()])?;
         Ok(values.pop().flatten())
     }
 
     fn get_many(&mut self, keys: Vec<String>) -> wasmtime::Result<Vec<Option<Vec<u8>>>> {
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-        Ok(self.effects.get_many(&*self.store, &keys)?)
+        Ok(self.effects.get_many(&*self.store, self.partition, &keys)?)
     }
 
     fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<()> {
@@ -64,7 +66,9 @@ impl state::Host for HostState {
     fn incr(&mut self, key: String, delta: i64) -> wasmtime::Result<Result<i64, String>> {
         // Validate against the current value first, so a non-integer is the plugin's error
         // to handle rather than a failed batch.
-        let current = self.effects.get_many(&*self.store, &[key.as_str()]);
+        let current = self
+            .effects
+            .get_many(&*self.store, self.partition, &[key.as_str()]);
         let base = match current {
             Ok(mut v) => match v.pop().flatten() {
                 None => 0,

@@ -1,15 +1,56 @@
 //! Where a job's offsets and state live, and the commit step that makes a batch durable.
 //!
-//! One trait, one file per backend: `memory` (for `host test` and unit tests) and `redis`
+//! One trait, one module per backend: `memory` (for `host test` and unit tests) and `redis`
 //! (production). Both implement the same fenced commit: the stored offset of the
 //! partition must equal the batch's `from` offset, otherwise another worker owns the
-//! partition and nothing is applied.
+//! partition (or the store lost its newest commits) and nothing is applied.
 
 pub mod memory;
 pub mod redis;
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+
+/// Where a job's state lives: one namespace for the whole job, or one per input partition.
+///
+/// `Job` lets every partition read every key (a global count); its state and offsets share
+/// one Redis hash slot, so one shard holds them. `Partition` gives each partition number
+/// its own state (and keeps its offsets beside it): a key is visible only to the
+/// partition that wrote it, which is right for keyed, co-partitioned input (Kafka
+/// Streams' model), and spreads a job over a Redis Cluster's shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateScope {
+    #[default]
+    Job,
+    Partition,
+}
+
+impl StateScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateScope::Job => "job",
+            StateScope::Partition => "partition",
+        }
+    }
+}
+
+impl std::fmt::Display for StateScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for StateScope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "job" => Ok(StateScope::Job),
+            "partition" => Ok(StateScope::Partition),
+            _ => Err(format!("expected job or partition, got {s:?}")),
+        }
+    }
+}
 
 /// The buffered write of one state key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,8 +113,10 @@ pub struct Commit<'a> {
 pub enum CommitOutcome {
     /// Offsets and state writes were applied atomically.
     Committed,
-    /// The stored offset was not the batch's `from`: another worker moved the partition.
-    /// Nothing was applied; the worker must re-seek to `stored`.
+    /// The stored offset was not the batch's `from`: another worker moved the partition,
+    /// an operator moved it, or (behind an asynchronous replica) a failover lost the
+    /// newest commits, state and offsets together. Nothing was applied; the worker must
+    /// re-seek to `stored` and go on from there.
     Fenced { stored: Option<i64> },
 }
 
@@ -111,6 +154,36 @@ pub enum StoreError {
         attempts: u32,
         last: String,
     },
+    #[error(
+        "Redis at {url} refused the host ({detail}); check the user and password (in the URL, \
+         or --redis-password-file) and that its ACL allows the commands and keys in \
+         docs/operating.md"
+    )]
+    Refused { url: String, detail: String },
+    #[error(
+        "Redis at {url}: the TLS handshake failed ({detail}); check that --redis-ca-file \
+         names the CA that signed the server's certificate, that the certificate is valid \
+         for the host name in the URL, and, if the server asks for client certificates, \
+         --redis-cert-file and --redis-key-file"
+    )]
+    Tls { url: String, detail: String },
+    #[error("Redis setting {what}: {detail}")]
+    Config { what: String, detail: String },
+    #[error(
+        "job {job}: its state is stored per {stored} (--state-scope {stored}) in Redis, but \
+         this host was started with --state-scope {wanted}; start it with --state-scope \
+         {stored}, or give the new layout its own job name (--job)"
+    )]
+    ScopeMismatch {
+        job: String,
+        stored: StateScope,
+        wanted: StateScope,
+    },
+    #[error(
+        "state is kept per partition (--state-scope partition), so it cannot be read outside \
+         a partition's batch (e.g. in init)"
+    )]
+    NoPartition,
     #[error("Redis command failed on key {key}: {detail}")]
     Command { key: String, detail: String },
 }
@@ -118,8 +191,13 @@ pub enum StoreError {
 /// A job's offsets and state. Reads are synchronous because plugins read state from inside
 /// a (synchronous) WebAssembly call; pipelines run plugins on blocking threads.
 pub trait StateStore: Send + Sync {
-    /// Current values of `keys`, in order; `None` where absent.
-    fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
+    /// Current values of `keys` as `partition` sees them (its own namespace under
+    /// `StateScope::Partition`), in order; `None` where absent.
+    fn get_many(
+        &self,
+        partition: Option<i32>,
+        keys: &[&str],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
 
     /// The next offset to read for a partition, if one was ever committed.
     fn committed_offset(&self, topic: &str, partition: i32) -> Result<Option<i64>, StoreError>;

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::json;
 
-use crate::store::redis::{RedisStore, offsets_key};
+use crate::store::redis::RedisStore;
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -96,8 +96,8 @@ pub fn show(
     };
     let mut rows = Vec::new();
     for topic in &topics {
-        let committed = store.offsets(topic)?;
         let mut partitions = kafka.partitions(topic)?;
+        let committed = store.offsets(topic, &partitions)?;
         for p in committed.keys() {
             if !partitions.contains(p) {
                 partitions.push(*p);
@@ -181,10 +181,10 @@ pub fn set(store: &RedisStore, kafka: &Kafka, req: &SetRequest<'_>) -> anyhow::R
     } else {
         req.partitions.to_vec()
     };
-    let committed = store.offsets(req.topic)?;
+    let committed = store.offsets(req.topic, &partitions)?;
     let mut new = BTreeMap::new();
     let mut backwards = Vec::new();
-    for p in partitions {
+    for &p in &partitions {
         let offset = match req.to {
             Target::Offset(n) => n,
             Target::Earliest => kafka.watermarks(req.topic, p)?.0,
@@ -219,6 +219,11 @@ pub fn set(store: &RedisStore, kafka: &Kafka, req: &SetRequest<'_>) -> anyhow::R
     for (p, o) in &new {
         println!("{}/{p} -> {o}", req.topic);
     }
-    println!("stored in Redis key {}", offsets_key(req.group, req.topic));
+    let mut keys: Vec<String> = new
+        .keys()
+        .map(|p| store.keys().offsets(req.topic, *p))
+        .collect();
+    keys.dedup();
+    println!("stored in Redis key {}", keys.join(", "));
     Ok(())
 }

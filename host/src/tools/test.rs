@@ -22,12 +22,13 @@ pub struct TestRun {
     pub topic: String,
     pub partition: i32,
     pub config: Vec<(String, String)>,
+    pub state_scope: crate::store::StateScope,
 }
 
 /// Runs the whole file through the plugin and returns the report printed on stdout.
 pub fn run(plugin: Plugin, spec: &TestRun) -> anyhow::Result<Value> {
     let records = read_records(&spec.input, spec.format)?;
-    let store = Arc::new(MemoryStore::new());
+    let store = Arc::new(MemoryStore::with_scope(spec.state_scope));
     let settings = InstanceSettings {
         store: store.clone(),
         partition: Some(spec.partition),
@@ -111,6 +112,7 @@ pub fn run(plugin: Plugin, spec: &TestRun) -> anyhow::Result<Value> {
         "digest": format!("sha256:{}", plugin.digest()),
         "records": total,
         "batches": batches,
+        "state_scope": spec.state_scope,
         "emits": emits,
         "state": state,
     }))

@@ -1,0 +1,455 @@
+//! The production store: offsets and state in Redis, committed by one Lua script.
+//!
+//! The key layout is in `keys`; how the host reaches Redis (one server, Cluster,
+//! Sentinel, TLS, ACL users) in `connect`; the move from the layout of older releases in
+//! `migrate`.
+
+pub mod connect;
+pub mod keys;
+mod migrate;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use redis::{Script, Value};
+
+pub use connect::{Conn, Redis, RedisConfig, Topology, shown_url};
+pub use keys::Keys;
+
+use super::{Commit, CommitOutcome, PendingWrite, StateScope, StateStore, StoreError};
+
+/// The commit, atomically: fence on the stored offset, validate increments, apply the
+/// state writes, move the offset. Returns {1} on success, {0, stored?} when fenced, and
+/// {2, key, value} when an increment targets a value that is not an integer (in which
+/// case nothing was written: a Redis script error would not roll back earlier writes,
+/// so every check happens before the first write).
+const COMMIT_SCRIPT: &str = include_str!("commit.lua");
+
+/// How often the start-up wait repeats its warning.
+const WAIT_WARN_EVERY: Duration = Duration::from_secs(5);
+
+/// Waits until Redis answers PING, as long as a commit would wait for it (`give_up`): a
+/// host started while Redis restarts rides it out. Warns every few seconds with the
+/// attempt count and the last error; returns early (Ok) when `stop` is raised, so a
+/// signal is not held up. A refusal (password, ACL) or a TLS failure returns at once:
+/// waiting does not fix configuration.
+pub fn wait_until_reachable(
+    redis: &Redis,
+    give_up: Duration,
+    stop: &AtomicBool,
+) -> Result<(), StoreError> {
+    let started = Instant::now();
+    let mut last_warning: Option<Instant> = None;
+    let mut attempts: u32 = 0;
+    loop {
+        let attempt = redis
+            .connect()
+            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+        let error = match attempt {
+            Ok(_) => {
+                if attempts > 0 {
+                    tracing::info!(redis = %redis.shown(), attempts, "Redis is reachable");
+                }
+                return Ok(());
+            }
+            Err(e) => match redis.error("PING", e) {
+                StoreError::Unavailable { detail, .. } => detail,
+                other => return Err(other),
+            },
+        };
+        attempts += 1;
+        if started.elapsed() >= give_up {
+            return Err(StoreError::GaveUp {
+                url: redis.shown().to_owned(),
+                waited_s: started.elapsed().as_secs(),
+                attempts,
+                last: error,
+            });
+        }
+        if last_warning.is_none_or(|t| t.elapsed() >= WAIT_WARN_EVERY) {
+            let left = give_up.saturating_sub(started.elapsed()).as_secs();
+            tracing::warn!(redis = %redis.shown(), attempts, error = %error, "waiting for Redis; giving up in {left} s");
+            last_warning = Some(Instant::now());
+        }
+        let pause = Duration::from_millis(200 * u64::from(attempts.min(10)));
+        let until = Instant::now() + pause;
+        while Instant::now() < until {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub struct RedisStore {
+    redis: std::sync::Arc<Redis>,
+    keys: Keys,
+    script: Script,
+    pool: Mutex<Vec<Conn>>,
+    /// Commits that fewer replicas than `--redis-wait-replicas` acknowledged in time.
+    unreplicated: AtomicU64,
+    last_unreplicated_warning: Mutex<Option<Instant>>,
+}
+
+impl RedisStore {
+    /// Opens the store of `job` (offsets under `group`) and settles its layout: the scope
+    /// the job's data was stored with wins, a different `wanted` scope is refused, data of
+    /// an older release is migrated first. With `wanted` = None (the offsets tool) the
+    /// stored scope is used, and nothing is recorded for a job that never ran.
+    pub fn open(
+        redis: std::sync::Arc<Redis>,
+        group: &str,
+        job: &str,
+        wanted: Option<StateScope>,
+    ) -> Result<Self, StoreError> {
+        let mut store = Self {
+            redis,
+            keys: Keys::new(job, group, StateScope::Job),
+            script: Script::new(COMMIT_SCRIPT),
+            pool: Mutex::new(Vec::new()),
+            unreplicated: AtomicU64::new(0),
+            last_unreplicated_warning: Mutex::new(None),
+        };
+        let meta = store.keys.meta();
+        let stored: Option<String> = store.with_conn(&meta, |c| {
+            redis::cmd("HGET").arg(&meta).arg("scope").query(c)
+        })?;
+        let stored = match stored {
+            Some(s) => Some(s.parse::<StateScope>().map_err(|e| StoreError::Command {
+                key: meta.clone(),
+                detail: format!("field scope: {e}"),
+            })?),
+            None if !store.redis.is_cluster() => {
+                migrate::from_layout_1(&store, group, job, wanted)?
+            }
+            None => None,
+        };
+        let scope = match (stored, wanted) {
+            (Some(s), Some(w)) if s != w => {
+                return Err(StoreError::ScopeMismatch {
+                    job: job.to_owned(),
+                    stored: s,
+                    wanted: w,
+                });
+            }
+            (Some(s), _) => s,
+            (None, Some(w)) => {
+                // Two hosts starting at once with different scopes: the first one wins.
+                let won: bool = store.with_conn(&meta, |c| {
+                    redis::cmd("HSETNX")
+                        .arg(&meta)
+                        .arg("scope")
+                        .arg(w.as_str())
+                        .query(c)
+                })?;
+                if !won {
+                    return Self::open(store.redis, group, job, wanted);
+                }
+                store.with_conn(&meta, |c| {
+                    redis::cmd("HSET")
+                        .arg(&meta)
+                        .arg("layout")
+                        .arg(2)
+                        .query::<()>(c)
+                })?;
+                w
+            }
+            (None, None) => StateScope::Job,
+        };
+        store.keys.scope = scope;
+        Ok(store)
+    }
+
+    /// The store of a job on the single server at `url`, state scope job (tests, tools).
+    pub fn connect(url: &str, group: &str, job: &str) -> Result<Self, StoreError> {
+        let redis = Redis::new(&RedisConfig::single(url))?;
+        Self::open(
+            std::sync::Arc::new(redis),
+            group,
+            job,
+            Some(StateScope::Job),
+        )
+    }
+
+    /// The deployment as it may be shown.
+    pub fn url(&self) -> &str {
+        self.redis.shown()
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub fn scope(&self) -> StateScope {
+        self.keys.scope
+    }
+
+    /// Commits that fewer replicas than asked acknowledged within the wait timeout.
+    pub fn unreplicated_commits(&self) -> u64 {
+        self.unreplicated.load(Ordering::Relaxed)
+    }
+
+    /// Runs `f` on a pooled connection; a connection that saw an error is dropped.
+    fn with_conn<T>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&mut Conn) -> redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => self.redis.connect().map_err(|e| self.redis.error(key, e))?,
+        };
+        match f(&mut conn) {
+            Ok(v) => {
+                self.pool
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(conn);
+                Ok(v)
+            }
+            Err(e) => Err(self.redis.error(key, e)),
+        }
+    }
+
+    /// Records the topics this job reads, so the offsets tool can list them.
+    pub fn register_topics(&self, topics: &[String]) -> Result<(), StoreError> {
+        if topics.is_empty() {
+            return Ok(());
+        }
+        let key = self.keys.topics();
+        self.with_conn(&key, |c| {
+            redis::cmd("SADD").arg(&key).arg(topics).query::<i64>(c)
+        })?;
+        Ok(())
+    }
+
+    /// Stored offsets of `topic` for this group: every partition's under the job scope;
+    /// `partitions`' under the partition scope (each lives in a hash of its own).
+    pub fn offsets(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<BTreeMap<i32, i64>, StoreError> {
+        let parse = |raw: Vec<(String, String)>| -> BTreeMap<i32, i64> {
+            raw.into_iter()
+                .filter_map(|(p, o)| Some((p.parse().ok()?, o.parse().ok()?)))
+                .collect()
+        };
+        match self.keys.scope {
+            StateScope::Job => {
+                let key = self.keys.offsets(topic, 0);
+                let raw = self.with_conn(&key, |c| redis::cmd("HGETALL").arg(&key).query(c))?;
+                Ok(parse(raw))
+            }
+            StateScope::Partition => {
+                let mut out = BTreeMap::new();
+                for &p in partitions {
+                    if let Some(o) = self.committed_offset(topic, p)? {
+                        out.insert(p, o);
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Overwrites stored offsets (the operator's `host offsets set`).
+    pub fn set_offsets(&self, topic: &str, offsets: &BTreeMap<i32, i64>) -> Result<(), StoreError> {
+        for (p, o) in offsets {
+            let key = self.keys.offsets(topic, *p);
+            self.with_conn(&key, |c| {
+                redis::cmd("HSET")
+                    .arg(&key)
+                    .arg(p.to_string())
+                    .arg(o.to_string())
+                    .query::<i64>(c)
+            })?;
+        }
+        self.register_topics(&[topic.to_owned()])
+    }
+
+    /// Topics this group has offsets for.
+    pub fn topics(&self) -> Result<Vec<String>, StoreError> {
+        let key = self.keys.topics();
+        let mut topics: Vec<String> =
+            self.with_conn(&key, |c| redis::cmd("SMEMBERS").arg(&key).query(c))?;
+        topics.sort();
+        Ok(topics)
+    }
+
+    /// Announces a live member of the group for `ttl`.
+    pub fn heartbeat(&self, member: &str, ttl: Duration) -> Result<(), StoreError> {
+        let key = self.keys.members();
+        let expires = now_ms() + ttl.as_millis() as u64;
+        self.with_conn(&key, |c| {
+            redis::cmd("ZADD")
+                .arg(&key)
+                .arg(expires)
+                .arg(member)
+                .query::<i64>(c)?;
+            redis::cmd("PEXPIRE")
+                .arg(&key)
+                .arg(4 * ttl.as_millis() as u64)
+                .query::<i64>(c)
+        })?;
+        Ok(())
+    }
+
+    pub fn leave(&self, member: &str) -> Result<(), StoreError> {
+        let key = self.keys.members();
+        self.with_conn(&key, |c| {
+            redis::cmd("ZREM").arg(&key).arg(member).query::<i64>(c)
+        })?;
+        Ok(())
+    }
+
+    /// Members whose heartbeat has not expired.
+    pub fn live_members(&self) -> Result<Vec<String>, StoreError> {
+        let key = self.keys.members();
+        self.with_conn(&key, |c| {
+            redis::cmd("ZRANGEBYSCORE")
+                .arg(&key)
+                .arg(now_ms())
+                .arg("+inf")
+                .query(c)
+        })
+    }
+
+    /// `--redis-wait-replicas`: the commit is applied on the master either way; a commit
+    /// the replicas did not confirm may be lost in a failover, and is then replayed.
+    fn wait_for_replicas(&self, key: &str, topic: &str, partition: i32, until: i64) {
+        let (wanted, timeout) = (self.redis.wait_replicas, self.redis.wait_timeout);
+        let acked = self.with_conn(key, |c| c.wait_replicas(key, wanted, timeout));
+        let problem = match acked {
+            Ok(n) if n >= wanted => return,
+            Ok(n) => format!("{n} of {wanted} replicas acknowledged it within {timeout:?}"),
+            Err(e) => format!("WAIT failed: {e}"),
+        };
+        let count = self.unreplicated.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut last = self
+            .last_unreplicated_warning
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= WAIT_WARN_EVERY) {
+            tracing::warn!(
+                redis = %self.redis.shown(), topic, partition, until, unreplicated_commits = count,
+                "commit applied but not confirmed by replicas ({problem}); a failover now may lose it, and the batch would be replayed"
+            );
+            *last = Some(Instant::now());
+        }
+    }
+}
+
+impl StateStore for RedisStore {
+    fn get_many(
+        &self,
+        partition: Option<i32>,
+        keys: &[&str],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let state = self.keys.state(partition)?;
+        self.with_conn(&state, |c| {
+            redis::cmd("HMGET")
+                .arg(&state)
+                .arg(keys)
+                .query::<Vec<Option<Vec<u8>>>>(c)
+        })
+    }
+
+    fn committed_offset(&self, topic: &str, partition: i32) -> Result<Option<i64>, StoreError> {
+        let key = self.keys.offsets(topic, partition);
+        let v: Option<String> = self.with_conn(&key, |c| {
+            redis::cmd("HGET").arg(&key).arg(partition).query(c)
+        })?;
+        Ok(v.and_then(|s| s.parse().ok()))
+    }
+
+    fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome, StoreError> {
+        let offsets = self.keys.offsets(commit.topic, commit.partition);
+        let state = self.keys.state(Some(commit.partition))?;
+        let (mut sets, mut dels, mut incrs) = (Vec::new(), Vec::new(), Vec::new());
+        for (key, write) in commit.writes.iter() {
+            match write {
+                PendingWrite::Set(v) => sets.push((key, v)),
+                PendingWrite::Delete => dels.push(key),
+                PendingWrite::Add(d) => incrs.push((key, d)),
+            }
+        }
+        let mut inv = self.script.key(&offsets);
+        inv.key(&state)
+            .arg(commit.partition)
+            .arg(commit.expected.map(|o| o.to_string()).unwrap_or_default())
+            .arg(commit.until_offset)
+            .arg(sets.len())
+            .arg(dels.len())
+            .arg(incrs.len());
+        for (k, v) in &sets {
+            inv.arg(k.as_bytes()).arg(v.as_slice());
+        }
+        for k in &dels {
+            inv.arg(k.as_bytes());
+        }
+        for (k, d) in &incrs {
+            inv.arg(k.as_bytes()).arg(**d);
+        }
+        let reply: Vec<Value> = self.with_conn(&offsets, |c| inv.invoke(c))?;
+        let text = |v: Option<&Value>| match v {
+            Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+            Some(Value::Int(i)) => i.to_string(),
+            _ => String::new(),
+        };
+        let delta_of = |key: &str| {
+            incrs
+                .iter()
+                .find(|(k, _)| k.as_str() == key)
+                .map_or(0, |(_, d)| **d)
+        };
+        match reply.first() {
+            Some(Value::Int(1)) => {
+                if self.redis.wait_replicas > 0 {
+                    self.wait_for_replicas(
+                        &offsets,
+                        commit.topic,
+                        commit.partition,
+                        commit.until_offset,
+                    );
+                }
+                Ok(CommitOutcome::Committed)
+            }
+            Some(Value::Int(0)) => Ok(CommitOutcome::Fenced {
+                stored: text(reply.get(1)).parse().ok(),
+            }),
+            Some(Value::Int(2)) => {
+                let key = text(reply.get(1));
+                Err(StoreError::NotAnInteger {
+                    delta: delta_of(&key),
+                    key,
+                    value: text(reply.get(2)),
+                })
+            }
+            Some(Value::Int(3)) => {
+                let key = text(reply.get(1));
+                Err(StoreError::Overflow {
+                    delta: delta_of(&key),
+                    key,
+                })
+            }
+            other => Err(StoreError::Command {
+                key: offsets,
+                detail: format!("unexpected reply from the commit script: {other:?}"),
+            }),
+        }
+    }
+}
