@@ -171,6 +171,9 @@ pub fn state_key(job: &str) -> String {
     format!("streamhost:{{{job}}}:state")
 }
 
+/// Counts by namespace: `None` for a job's one state, `Some(p)` for partition p's.
+pub type StateByPartition = BTreeMap<Option<i32>, BTreeMap<String, i64>>;
+
 /// Where partition `p`'s offsets of `topic` and its state live (scope partition).
 pub fn partition_keys(job: &str, group: &str, topic: &str, p: i32) -> (String, String) {
     (

@@ -1,18 +1,61 @@
 //! Chaos: 300,000 records over 4 partitions, two hosts in one group, 20 SIGKILLs at
 //! random points (each host restarted at once), and one Redis restart in the middle.
-//! The state must come out exact and the offsets at the partition ends.
+//! The state must come out exact and the offsets at the partition ends, under either
+//! state scope.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
-use streamhost_tests::services::{FAST_GROUP, Host, Redis, Tansu, create_topic, produce, producer};
+use streamhost_tests::services::{
+    FAST_GROUP, Host, Redis, StateByPartition, Tansu, create_topic, partition_keys, produce,
+    producer,
+};
 use streamhost_tests::{expected_counts, run_args, text_values};
 
 const PER_PARTITION: usize = 75_000;
 const KILLS: usize = 20;
 
+/// One chaos run at a time: two at once on a small machine would measure the machine.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 #[test]
 fn twenty_kills_and_a_redis_restart_keep_state_exact() {
+    chaos("job");
+}
+
+#[test]
+fn twenty_kills_and_a_redis_restart_keep_partitioned_state_exact() {
+    chaos("partition");
+}
+
+/// Stored offsets by partition, and state by partition (`None`: the job's one state).
+fn stored(redis: &Redis, scope: &str) -> (BTreeMap<i32, i64>, StateByPartition) {
+    if scope == "job" {
+        return (
+            redis.offsets("g", "words"),
+            [(None, redis.counts("g"))].into(),
+        );
+    }
+    let mut offsets = BTreeMap::new();
+    let mut state = BTreeMap::new();
+    for p in 0..4 {
+        let (offsets_key, state_key) = partition_keys("g", "g", "words", p);
+        if let Some(o) = redis.hgetall(&offsets_key).get(&p.to_string()) {
+            offsets.insert(p, o.parse().expect("offset"));
+        }
+        let counts = redis
+            .hgetall(&state_key)
+            .into_iter()
+            .map(|(k, v)| (k, v.parse().expect("integer state")))
+            .collect();
+        state.insert(Some(p), counts);
+    }
+    (offsets, state)
+}
+
+fn chaos(scope: &str) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let (mut redis, kafka) = (Redis::start(), Tansu::start());
     create_topic(&kafka.brokers(), "words", 4);
     let p = producer(&kafka.brokers());
@@ -23,14 +66,21 @@ fn twenty_kills_and_a_redis_restart_keep_state_exact() {
     let total = (4 * PER_PARTITION) as i64;
     let cache = tempfile::tempdir().unwrap();
     let mut extra = FAST_GROUP.to_vec();
-    extra.extend_from_slice(&["--batch-max-records", "100", "--retry-backoff-ms", "50"]);
+    extra.extend_from_slice(&[
+        "--batch-max-records",
+        "100",
+        "--retry-backoff-ms",
+        "50",
+        "--state-scope",
+        scope,
+    ]);
     let args = run_args(&kafka.brokers(), &redis.url(), "words", "g", &extra);
 
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64;
-    eprintln!("chaos seeded with {seed}");
+    eprintln!("chaos ({scope} scope) seeded with {seed}");
     let mut x = seed | 1;
     let mut random = move || {
         x ^= x << 13;
@@ -38,7 +88,7 @@ fn twenty_kills_and_a_redis_restart_keep_state_exact() {
         x ^= x << 17;
         x
     };
-    let committed = |r: &Redis| r.offsets("g", "words").values().sum::<i64>();
+    let committed = |r: &Redis| stored(r, scope).0.values().sum::<i64>();
     let mut hosts = [
         Host::spawn(&args, cache.path()),
         Host::spawn(&args, cache.path()),
@@ -69,11 +119,15 @@ fn twenty_kills_and_a_redis_restart_keep_state_exact() {
     hosts[0].wait_for(
         Duration::from_secs(240),
         "offsets at the partition ends",
-        || redis.offsets("g", "words") == ends,
+        || stored(&redis, scope).0 == ends,
     );
-    assert_eq!(
-        redis.counts("g"),
-        expected_counts(parts.iter().flatten()),
-        "exactly-once state"
-    );
+    let expected: StateByPartition = if scope == "job" {
+        [(None, expected_counts(parts.iter().flatten()))].into()
+    } else {
+        // Each partition's state holds the counts of its own records only.
+        (0..4)
+            .map(|p| (Some(p), expected_counts(parts[p as usize].iter())))
+            .collect()
+    };
+    assert_eq!(stored(&redis, scope).1, expected, "exactly-once state");
 }
