@@ -92,11 +92,8 @@ pub struct ProduceArgs {
     /// text lines that are JSON).
     #[arg(long)]
     pub key_field: Option<String>,
-    #[arg(long, default_value = "localhost:9092", env = "STREAMHOST_BROKERS")]
-    pub brokers: String,
-    /// A librdkafka property, as key=value (repeatable).
-    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_key_value)]
-    pub kafka: Vec<(String, String)>,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
 }
 
 /// The subcommands; anything else as the first argument means `run`.
@@ -140,9 +137,8 @@ pub struct RunArgs {
     )]
     pub topics: Vec<String>,
 
-    /// Kafka bootstrap servers.
-    #[arg(long, default_value = "localhost:9092", env = "STREAMHOST_BROKERS")]
-    pub brokers: String,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
 
     /// Consumer group, the namespace of the offsets in Redis [default: the plugin's file stem].
     #[arg(long, env = "STREAMHOST_GROUP", value_parser = parse_name)]
@@ -209,12 +205,6 @@ pub struct RunArgs {
     /// (comma-separated or repeated).
     #[arg(long, env = "STREAMHOST_PARTITIONS", value_delimiter = ',', value_parser = clap::value_parser!(i32).range(0..))]
     pub partitions: Option<Vec<i32>>,
-
-    /// A librdkafka property for the consumer and producer, as key=value (repeatable):
-    /// security.protocol, sasl.*, ssl.*, ... (the environment variable takes several,
-    /// separated by `;`).
-    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_key_value, env = "STREAMHOST_KAFKA_PROPERTIES", hide_env_values = true, value_delimiter = ';')]
-    pub kafka: Vec<(String, String)>,
 
     /// What to do when a batch fails: retry (then stop), dlq (retry, then send the
     /// records to --dlq-topic; poison records at once), skip (retry, then skip the batch;
@@ -308,6 +298,37 @@ pub struct RegistryArgs {
     pub redis: RedisArgs,
 }
 
+/// How to reach Kafka; every command that makes Kafka clients takes these, and every
+/// client it makes (consumer, producers, the offset mirror, metadata look-ups) gets them.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, default_value = "localhost:9092", env = "STREAMHOST_BROKERS")]
+    pub brokers: String,
+
+    /// A librdkafka properties file (key=value lines, `#` comments), as kcat -F or a Java
+    /// client.properties take; -X wins over it. Keeps secrets out of argv.
+    #[arg(long, value_name = "FILE", env = "STREAMHOST_KAFKA_CONFIG")]
+    pub kafka_config: Option<PathBuf>,
+
+    /// A librdkafka property, as key=value (repeatable): security.protocol, sasl.*, ssl.*,
+    /// compression.type, ... (the environment variable takes several, separated by `;`).
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_key_value, env = "STREAMHOST_KAFKA_PROPERTIES", hide_env_values = true, value_delimiter = ';')]
+    pub kafka: Vec<(String, String)>,
+}
+
+impl KafkaArgs {
+    /// The properties file's, then -X's (later wins).
+    pub fn properties(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let mut all = match &self.kafka_config {
+            Some(path) => crate::kafka::config::read_properties(path)?,
+            None => Vec::new(),
+        };
+        all.extend(self.kafka.iter().cloned());
+        Ok(all)
+    }
+}
+
 /// How to reach Redis; every command that uses Redis takes these.
 #[derive(Debug, Clone, Args)]
 pub struct RedisArgs {
@@ -396,12 +417,9 @@ pub struct ServeArgs {
     /// Redis: registry, job definitions, offsets and state.
     #[command(flatten)]
     pub redis: RedisArgs,
-    /// Kafka bootstrap servers for the jobs.
-    #[arg(long, default_value = "localhost:9092", env = "STREAMHOST_BROKERS")]
-    pub brokers: String,
-    /// A librdkafka property for every job, as key=value (repeatable).
-    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_key_value)]
-    pub kafka: Vec<(String, String)>,
+    /// Kafka for every job (a job's settings.kafka add to these).
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
     /// How long to wait for an unreachable Redis at start-up before giving up, in
     /// milliseconds (each job waits as long for its commits: settings.redis_give_up_ms).
     #[arg(long, default_value_t = 300_000, env = "STREAMHOST_REDIS_GIVE_UP_MS", value_parser = clap::value_parser!(u64).range(1..))]
@@ -420,9 +438,8 @@ pub struct OffsetsTarget {
     #[arg(long, env = "STREAMHOST_GROUP", value_parser = parse_name)]
     pub group: String,
 
-    /// Kafka bootstrap servers.
-    #[arg(long, default_value = "localhost:9092", env = "STREAMHOST_BROKERS")]
-    pub brokers: String,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
 
     /// Job name, the namespace of the state and offsets in Redis [default: the group].
     #[arg(long, env = "STREAMHOST_JOB", value_parser = parse_name)]
@@ -430,10 +447,6 @@ pub struct OffsetsTarget {
 
     #[command(flatten)]
     pub redis: RedisArgs,
-
-    /// A librdkafka property, as key=value (repeatable).
-    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_key_value)]
-    pub kafka: Vec<(String, String)>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -562,6 +575,53 @@ pub struct TestArgs {
     /// Partition number the plugin sees.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..))]
     pub partition: i32,
+}
+
+/// `host --version`: what this build can talk to, as `curl -V` says it. The Kafka lines
+/// come from the linked librdkafka itself (`builtin.features`), not from a list kept here.
+pub fn version_text() -> String {
+    let features = crate::kafka::config::builtin_features();
+    let has = |f: &str| features.iter().any(|x| x == f);
+    let pick = |pairs: &[(&str, &str)]| -> String {
+        let names: Vec<&str> = pairs
+            .iter()
+            .filter(|(f, _)| has(f))
+            .map(|(_, name)| *name)
+            .collect();
+        if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(" ")
+        }
+    };
+    let (_, librdkafka) = rdkafka::util::get_rdkafka_version();
+    format!(
+        "{version}\n\
+         Kafka: librdkafka {librdkafka}\n\
+         \x20 TLS: {tls}\n\
+         \x20 SASL: {sasl}\n\
+         \x20 compression: {codecs}\n\
+         \x20 librdkafka builtin.features: {all}\n\
+         Redis: single server, Cluster, Sentinel; TLS (rustls), client certificates, ACL users\n\
+         Plugins: WebAssembly components (wasmtime), WIT streamhost:plugin@{wit}",
+        version = env!("CARGO_PKG_VERSION"),
+        tls = if has("ssl") { "OpenSSL" } else { "none" },
+        sasl = pick(&[
+            ("sasl_plain", "PLAIN"),
+            ("sasl_scram", "SCRAM-SHA-256 SCRAM-SHA-512"),
+            ("sasl_oauthbearer", "OAUTHBEARER"),
+            ("oidc", "OAUTHBEARER-OIDC"),
+            ("sasl_gssapi", "GSSAPI"),
+        ]),
+        codecs = pick(&[
+            ("gzip", "gzip"),
+            ("snappy", "snappy"),
+            ("lz4", "lz4"),
+            ("zstd", "zstd")
+        ]),
+        all = features.join(","),
+        wit = crate::runtime::CONTRACT_VERSION,
+    )
 }
 
 /// Group and job names become parts of Redis keys: keep them to a safe set.

@@ -374,7 +374,7 @@ pub fn run_from_args(
         ready: Arc::new(AtomicBool::new(false)),
         plugin_config: args.plugin.config,
         topics: args.topics,
-        brokers: args.brokers,
+        brokers: args.kafka.brokers.clone(),
         group,
         job,
         redis: crate::store::redis::RedisConfig {
@@ -390,7 +390,7 @@ pub fn run_from_args(
         },
         reset: args.offset_reset,
         output_topic: args.output_topic,
-        kafka: args.kafka,
+        kafka: args.kafka.properties()?,
         max_inflight_mb: args.max_inflight_mb,
         metrics_addr: args.metrics_addr,
         partitions: args.partitions,
@@ -511,6 +511,15 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     )
     .context("creating the Kafka consumer")?;
 
+    source::wait_for_brokers(
+        &consumer,
+        &brokers,
+        shared.config.policy.kafka_give_up,
+        &stop,
+    )?;
+    if stop.load(Ordering::SeqCst) {
+        return Ok(());
+    }
     let mirror = if shared.config.kafka_commit {
         let failures = shared
             .metrics
@@ -561,6 +570,10 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     ));
     while !stop.load(Ordering::SeqCst) {
         reporter.tick(&shared.progress);
+        if let Some(cause) = consumer.context().diagnostics.configuration_error() {
+            shared.fail(format!("Kafka at {brokers}: {cause}"));
+            break;
+        }
         if let Some(check) = &mut topic_check {
             match check.poll(&consumer) {
                 Ok(true) => topic_check = None,
@@ -584,7 +597,12 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
             {
                 tracing::debug!(error = %e, "kafka consumer")
             }
-            Some(Err(e)) => tracing::warn!(error = %e, "kafka consumer"),
+            Some(Err(e)) => match crate::kafka::errors::unhealable_consume_error(&e) {
+                Some(fix) => {
+                    shared.fail(format!("consuming {topics:?} from {brokers}: {e}: {fix}"))
+                }
+                None => tracing::warn!(error = %e, "kafka consumer"),
+            },
             Some(Ok(m)) => tracing::warn!(
                 topic = m.topic(),
                 partition = m.partition(),

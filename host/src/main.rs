@@ -2,14 +2,22 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use streamhost::admin::registry::{Reference, Registry};
 use streamhost::cli::{self, Cli, Command, LogFormat, OffsetsCommand};
 use streamhost::runtime::Runtime;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(cli::with_default_command(std::env::args_os().collect()));
+    // Computed at run time (it asks librdkafka), and leaked once for clap's &'static str.
+    let version: &'static str = Box::leak(cli::version_text().into_boxed_str());
+    let matches = Cli::command()
+        .long_version(version)
+        .get_matches_from(cli::with_default_command(std::env::args_os().collect()));
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     init_logging(cli.log_format);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -27,8 +35,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Produce(a) => {
             let per_partition =
                 streamhost::tools::produce::produce(&streamhost::tools::produce::ProduceRequest {
-                    brokers: &a.brokers,
-                    overrides: &a.kafka,
+                    brokers: &a.kafka.brokers,
+                    overrides: &a.kafka.properties()?,
                     topic: &a.topic,
                     partition: a.partition,
                     input: &a.input,
@@ -186,7 +194,8 @@ fn connect(
     let redis = std::sync::Arc::new(Redis::new(&t.redis.config())?);
     let job = t.job.as_deref().unwrap_or(&t.group);
     let store = RedisStore::open(redis, &t.group, job, None)?;
-    let kafka = streamhost::tools::offsets::Kafka::connect(&t.brokers, &t.kafka)?;
+    let kafka =
+        streamhost::tools::offsets::Kafka::connect(&t.kafka.brokers, &t.kafka.properties()?)?;
     Ok((store, kafka))
 }
 

@@ -87,7 +87,7 @@ impl JobHandle {
             .collect();
         json!({
             "id": self.spec.id,
-            "spec": self.spec,
+            "spec": self.spec.shown(),
             "status": status,
             "error": error,
             "plugin_version": self.entry.version,

@@ -39,6 +39,28 @@ pub struct JobSpec {
     pub settings: JobSettings,
 }
 
+impl JobSpec {
+    /// The definition as API answers show it: the values of secret Kafka properties
+    /// (`sasl.password`, `ssl.key.password`, ...) and of secret-looking plugin settings
+    /// as `***`. The stored definition keeps them (a restarted server needs them); guard
+    /// `streamhost:serve:jobs` with the Redis ACL.
+    pub fn shown(&self) -> JobSpec {
+        let mut shown = self.clone();
+        let secret = crate::kafka::config::is_secret;
+        for (k, v) in shown.settings.kafka.iter_mut() {
+            if secret(k) {
+                *v = "***".into();
+            }
+        }
+        for (k, v) in shown.config.iter_mut() {
+            if secret(k) {
+                *v = "***".into();
+            }
+        }
+        shown
+    }
+}
+
 /// The `host run` settings a job may set; the defaults are `host run`'s.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]

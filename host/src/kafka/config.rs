@@ -4,7 +4,97 @@
 //! admin look-ups of `host offsets` are all made here, so a property such as
 //! `security.protocol` reaches each of them.
 
+use std::path::Path;
+
 use rdkafka::ClientConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the Kafka properties file {path} ({cause}); check --kafka-config")]
+    Unreadable { path: String, cause: String },
+    #[error(
+        "{path}:{line}: expected key=value (a librdkafka property such as \
+         security.protocol=SASL_SSL), got {text:?}"
+    )]
+    BadLine {
+        path: String,
+        line: usize,
+        text: String,
+    },
+}
+
+/// Reads a librdkafka properties file, the format kcat's `-F` and Java clients'
+/// `client.properties` use: `key=value` (or `key: value`) per line, `#` and `!` start a
+/// comment line, blank lines are skipped, whitespace around keys and values is trimmed.
+pub fn read_properties(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
+        path: shown.clone(),
+        cause: e.to_string(),
+    })?;
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let split = line.find(['=', ':']);
+        match split {
+            Some(at) if at > 0 => {
+                let (k, v) = (line[..at].trim(), line[at + 1..].trim());
+                out.push((k.to_owned(), v.to_owned()));
+            }
+            _ => {
+                // The line may hold a secret: show only its start.
+                let text: String = line.chars().take(12).collect();
+                return Err(ConfigError::BadLine {
+                    path: shown,
+                    line: i + 1,
+                    text: format!("{text}…"),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Properties whose values are secrets: never logged, never shown by the admin API.
+pub fn is_secret(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.contains("password")
+        || k.contains("secret")
+        || k.contains("jaas")
+        || k == "ssl.key.pem"
+        || k == "ssl_key"
+        || k == "sasl.oauthbearer.config"
+        || k.ends_with(".token")
+}
+
+/// `properties` with secret values replaced by `***`.
+pub fn redacted<'a>(
+    properties: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> Vec<(String, String)> {
+    properties
+        .into_iter()
+        .map(|(k, v)| {
+            let v = if is_secret(k) {
+                "***".to_owned()
+            } else {
+                v.clone()
+            };
+            (k.clone(), v)
+        })
+        .collect()
+}
+
+/// What the linked librdkafka was built with (`builtin.features`), as it reports it.
+pub fn builtin_features() -> Vec<String> {
+    ClientConfig::new()
+        .create_native_config()
+        .and_then(|c| c.get("builtin.features"))
+        .map(|f| f.split(',').map(|s| s.trim().to_owned()).collect())
+        .unwrap_or_default()
+}
 
 /// A client configuration: `bootstrap.servers`, `defaults`, then `overrides` (later wins).
 pub fn client_config(
@@ -25,7 +115,72 @@ pub fn client_config(
 
 #[cfg(test)]
 mod tests {
-    use super::client_config;
+    use super::{builtin_features, client_config, is_secret, read_properties};
+
+    #[test]
+    fn properties_files_read_as_kcat_and_java_clients_write_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("client.properties");
+        std::fs::write(
+            &path,
+            "# managed cluster\n\nsecurity.protocol = SASL_SSL\nsasl.mechanism: SCRAM-SHA-512\n! old comment\nsasl.password=a=b:c\n",
+        )
+        .unwrap();
+        let props = read_properties(&path).unwrap();
+        let want = [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.password", "a=b:c"),
+        ];
+        let got: Vec<(&str, &str)> = props
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(got, want);
+        std::fs::write(&path, "security.protocol=SSL\nsasl.passwordhunter2\n").unwrap();
+        let err = read_properties(&path).unwrap_err().to_string();
+        assert!(err.contains("client.properties:2"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_recognised() {
+        for k in [
+            "sasl.password",
+            "ssl.key.password",
+            "ssl.keystore.password",
+            "sasl.oauthbearer.client.secret",
+            "sasl.jaas.config",
+            "ssl.key.pem",
+        ] {
+            assert!(is_secret(k), "{k}");
+        }
+        for k in [
+            "sasl.username",
+            "security.protocol",
+            "ssl.ca.location",
+            "compression.type",
+        ] {
+            assert!(!is_secret(k), "{k}");
+        }
+    }
+
+    #[test]
+    fn librdkafka_is_built_with_tls_sasl_and_every_codec() {
+        let f = builtin_features();
+        for want in [
+            "ssl",
+            "sasl_plain",
+            "sasl_scram",
+            "sasl_oauthbearer",
+            "gzip",
+            "snappy",
+            "lz4",
+            "zstd",
+        ] {
+            assert!(f.iter().any(|x| x == want), "{want} missing from {f:?}");
+        }
+    }
 
     #[test]
     fn user_properties_win_over_the_hosts_defaults() {

@@ -12,10 +12,13 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::types::RDKafkaRespErr;
+
+use super::errors::Diagnostics;
 
 /// Where a partition without a stored offset starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -55,11 +58,16 @@ pub trait Assignments: Send + Sync {
 pub struct SourceContext {
     consumer: OnceLock<Weak<BaseConsumer<SourceContext>>>,
     assignments: OnceLock<Weak<dyn Assignments>>,
+    pub diagnostics: Diagnostics,
 }
 
 impl ClientContext for SourceContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(error = %error, "kafka: {reason}");
+        self.diagnostics.error(&error, reason);
+    }
+
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.diagnostics.log(level, fac, message);
     }
 }
 
@@ -211,6 +219,83 @@ pub struct SourceConfig<'a> {
     /// Records librdkafka tries to keep prefetched per partition.
     pub prefetch_records: usize,
     pub overrides: &'a [(String, String)],
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(
+        "Kafka at {brokers} could not be reached for {waited_s} s ({attempts} attempts; last \
+         error: {last}); check that the brokers run and are reachable from this host, that \
+         --brokers (STREAMHOST_BROKERS) names them, and that security.protocol matches their \
+         listener (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL); or wait longer with \
+         --kafka-give-up-ms"
+    )]
+    GaveUp {
+        brokers: String,
+        waited_s: u64,
+        attempts: u32,
+        last: String,
+    },
+    #[error("Kafka at {brokers}: {cause}")]
+    Configuration { brokers: String, cause: String },
+}
+
+/// How often the start-up wait repeats its warning.
+const BROKER_WARN_EVERY: Duration = Duration::from_secs(5);
+
+/// Waits until the brokers answer a metadata request, bounded by `give_up` (returns Ok
+/// early when `stop` is raised). One warning every few seconds with the attempt count
+/// and the last reason; a configuration problem (credentials, certificates) ends the
+/// wait at once.
+pub fn wait_for_brokers(
+    consumer: &BaseConsumer<SourceContext>,
+    brokers: &str,
+    give_up: Duration,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<(), ConnectError> {
+    let started = Instant::now();
+    let mut attempts: u32 = 0;
+    let mut last_warning: Option<Instant> = None;
+    loop {
+        // Errors reach the context through the consumer's queue: serve it (nothing is
+        // subscribed or assigned yet, so no record can come).
+        let _ = consumer.poll(Duration::ZERO);
+        let error = match consumer.fetch_metadata(None, Duration::from_secs(2)) {
+            Ok(_) => {
+                if attempts > 0 {
+                    tracing::info!(brokers, attempts, "Kafka is reachable");
+                }
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        attempts += 1;
+        let _ = consumer.poll(Duration::ZERO);
+        let context = &consumer.context().diagnostics;
+        if let Some(cause) = context.configuration_error() {
+            return Err(ConnectError::Configuration {
+                brokers: brokers.to_owned(),
+                cause: cause.to_owned(),
+            });
+        }
+        let last = context.last_error().unwrap_or_else(|| error.to_string());
+        if started.elapsed() >= give_up {
+            return Err(ConnectError::GaveUp {
+                brokers: brokers.to_owned(),
+                waited_s: started.elapsed().as_secs(),
+                attempts,
+                last,
+            });
+        }
+        if last_warning.is_none_or(|t| t.elapsed() >= BROKER_WARN_EVERY) {
+            let left = give_up.saturating_sub(started.elapsed()).as_secs();
+            tracing::warn!(brokers, attempts, error = %last, "waiting for Kafka; giving up in {left} s");
+            last_warning = Some(Instant::now());
+        }
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
+    }
 }
 
 /// Creates the consumer and ties its rebalance callbacks to `assignments`.

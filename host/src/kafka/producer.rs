@@ -12,6 +12,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
+use super::errors::QuietContext;
 use crate::runtime::OutputRecord;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +31,7 @@ pub enum SinkError {
 }
 
 pub struct Sink {
-    producer: FutureProducer,
+    producer: FutureProducer<QuietContext>,
     output_topic: Option<String>,
 }
 
@@ -50,7 +51,9 @@ impl Sink {
             ],
             overrides,
         );
-        let producer = config.create().map_err(SinkError::Config)?;
+        let producer = config
+            .create_with_context(QuietContext::default())
+            .map_err(SinkError::Config)?;
         Ok(Self {
             producer,
             output_topic,

@@ -66,6 +66,17 @@ pub enum WorkerError {
          set a valid one with `host offsets set`, or use --offset-reset earliest|latest"
     )]
     OutOfRange { topic: String, partition: i32 },
+    #[error(
+        "{topic}/{partition}: consuming failed after offset {committed:?} (the last \
+         committed): {cause}: {fix}"
+    )]
+    Unhealable {
+        topic: String,
+        partition: i32,
+        committed: Option<i64>,
+        cause: String,
+        fix: &'static str,
+    },
     #[error("{topic}/{partition}: consuming failed: {cause}")]
     Consume {
         topic: String,
@@ -256,6 +267,15 @@ impl PartitionWorker {
                 Err(WorkerError::OutOfRange { topic, partition })
             }
             Some(RDKafkaErrorCode::PartitionEOF) => Ok(()),
+            _ if crate::kafka::errors::unhealable_consume_error(&e).is_some() => {
+                Err(WorkerError::Unhealable {
+                    topic,
+                    partition,
+                    committed: self.expected,
+                    fix: crate::kafka::errors::unhealable_consume_error(&e).unwrap_or_default(),
+                    cause: e.to_string(),
+                })
+            }
             Some(RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange) => {
                 tracing::warn!(topic, partition, error = %e, "offset out of range; reset policy applied");
                 Ok(())
