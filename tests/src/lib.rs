@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: where the `host` binary and the built plugins are.
 
 pub mod http;
+pub mod kafka_secure;
+pub mod redis_topologies;
 pub mod serve;
 pub mod services;
 

@@ -64,8 +64,8 @@ fn parts(seed: u64, per_partition: usize) -> Vec<Vec<Vec<u8>>> {
 #[test]
 fn word_count_is_exact_over_tls_and_mutual_tls() {
     let certs = Certs::generate();
-    let data = parts(300, 5000);
-    let records = (2 * 5000) as f64;
+    let data = parts(300, 25_000);
+    let records = (2 * 25_000) as f64;
 
     // The same data and host over plaintext first, as the baseline.
     let plain = Tansu::start();

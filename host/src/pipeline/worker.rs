@@ -623,7 +623,8 @@ impl PartitionWorker {
                 let (topic, partition) = (&self.topic, self.partition);
                 match stored {
                     // A retried commit whose first attempt was applied (its reply was lost).
-                    Some(s) if s == until => tracing::info!(
+                    // Without a retry, stored == until is another worker's commit: fenced.
+                    Some(s) if s == until && attempt > 0 => tracing::info!(
                         topic = %topic, partition, from, until,
                         "commit was already applied (a retry after a lost reply); going on"
                     ),

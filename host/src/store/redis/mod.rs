@@ -327,9 +327,14 @@ impl RedisStore {
 
     /// `--redis-wait-replicas`: the commit is applied on the master either way; a commit
     /// the replicas did not confirm may be lost in a failover, and is then replayed.
-    fn wait_for_replicas(&self, key: &str, topic: &str, partition: i32, until: i64) {
+    fn report_unreplicated(
+        &self,
+        acked: redis::RedisResult<u32>,
+        topic: &str,
+        partition: i32,
+        until: i64,
+    ) {
         let (wanted, timeout) = (self.redis.wait_replicas, self.redis.wait_timeout);
-        let acked = self.with_conn(key, |c| c.wait_replicas(key, wanted, timeout));
         let problem = match acked {
             Ok(n) if n >= wanted => return,
             Ok(n) => format!("{n} of {wanted} replicas acknowledged it within {timeout:?}"),
@@ -404,7 +409,16 @@ impl StateStore for RedisStore {
         for (k, d) in &incrs {
             inv.arg(k.as_bytes()).arg(**d);
         }
-        let reply: Vec<Value> = self.with_conn(&offsets, |c| inv.invoke(c))?;
+        // WAIT counts the writes of its own connection: it must follow the script on the
+        // connection that ran it.
+        let (wanted, timeout) = (self.redis.wait_replicas, self.redis.wait_timeout);
+        let (reply, acked) = self.with_conn(&offsets, |c| {
+            let reply: Vec<Value> = inv.invoke(c)?;
+            let committed = matches!(reply.first(), Some(Value::Int(1)));
+            let acked =
+                (wanted > 0 && committed).then(|| c.wait_replicas(&offsets, wanted, timeout));
+            Ok((reply, acked))
+        })?;
         let text = |v: Option<&Value>| match v {
             Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
             Some(Value::Int(i)) => i.to_string(),
@@ -418,9 +432,9 @@ impl StateStore for RedisStore {
         };
         match reply.first() {
             Some(Value::Int(1)) => {
-                if self.redis.wait_replicas > 0 {
-                    self.wait_for_replicas(
-                        &offsets,
+                if let Some(acked) = acked {
+                    self.report_unreplicated(
+                        acked,
                         commit.topic,
                         commit.partition,
                         commit.until_offset,
