@@ -552,6 +552,14 @@ impl RedisCluster {
         masters
     }
 
+    /// A running master other than `than` (where to move a slot to).
+    pub fn other_master(&self, than: &ClusterNode) -> ClusterNode {
+        self.masters()
+            .into_iter()
+            .find(|m| m != than)
+            .expect("another master")
+    }
+
     pub fn master_of_slot(&self, slot: u16) -> ClusterNode {
         self.nodes_view()
             .into_iter()

@@ -108,9 +108,14 @@ impl Redis {
             .spawn()
             .expect("redis-server is installed (scripts/setup installs it)");
         self.process = Some(Process(child));
-        let port = self.port;
-        wait_until(Duration::from_secs(10), "redis-server to listen", || {
-            port_open(port)
+        // Listening is not serving: a restarted server answers LOADING while it reads its
+        // append-only file back.
+        let url = self.url();
+        wait_until(Duration::from_secs(20), "redis-server to serve", || {
+            redis::Client::open(url.as_str())
+                .and_then(|c| c.get_connection())
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                .is_ok()
         });
     }
 

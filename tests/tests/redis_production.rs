@@ -368,11 +368,7 @@ fn cluster_run(scope: StateScope) {
     let (offsets0, _) = keys_of(scope, 0);
     let slot = RedisCluster::slot_of(offsets0.as_bytes());
     let from = cluster.master_of_slot(slot);
-    let to = cluster
-        .masters()
-        .into_iter()
-        .find(|m| *m != from)
-        .expect("another master");
+    let to = cluster.other_master(&from);
     let migration = cluster.begin_migration(slot, &to);
     while cluster.move_keys(&migration, 100) > 0 {}
     words.produce_phase(1);
