@@ -30,8 +30,19 @@ pub fn plugin(name: &str) -> PathBuf {
     path
 }
 
-/// The `host` binary of this build (cargo puts test executables in `deps/` beside it).
+/// The `host` binary of this build (cargo puts test executables in `deps/` beside it), or
+/// the one `STREAMHOST_TEST_HOST` names (e.g. a release build: the tests then check what
+/// ships).
 pub fn host_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("STREAMHOST_TEST_HOST") {
+        let path = PathBuf::from(path);
+        assert!(
+            path.exists(),
+            "STREAMHOST_TEST_HOST={} is missing",
+            path.display()
+        );
+        return path;
+    }
     let exe = std::env::current_exe().expect("path of the test executable");
     let dir = exe
         .parent()
