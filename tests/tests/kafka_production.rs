@@ -91,7 +91,8 @@ fn word_count_is_exact_over_tls_and_mutual_tls() {
             &data,
         );
         eprintln!(
-            "word count of {records} records (debug host, start to last commit): plaintext {:.2} s ({:.0} records/s), {} {:.2} s ({:.0} records/s), ratio {:.2}",
+            "word count of {records} records ({}, start to last commit): plaintext {:.2} s ({:.0} records/s), {} {:.2} s ({:.0} records/s), ratio {:.2}",
+            streamhost_tests::host_bin().display(),
             took_plain.as_secs_f64(),
             records / took_plain.as_secs_f64(),
             if mutual { "mutual TLS" } else { "TLS" },
