@@ -22,9 +22,12 @@ use streamhost_tests::{expected_counts, repo_root, run_args, text_values};
 const MINUTE: Duration = Duration::from_secs(60);
 
 /// 300 commits of 20 counter increments each; prints p50 and p99.
-fn commit_latency(label: &str, config: &RedisConfig, scope: StateScope) {
+/// Returns how many commits the replicas did not confirm (with `--redis-wait-replicas`).
+fn commit_latency(label: &str, config: &RedisConfig, scope: StateScope) -> u64 {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let redis = Arc::new(Redis::new(config).expect("redis config"));
-    let job = format!("latency-{scope}");
+    let job = format!("latency-{scope}-{run}");
     let store = RedisStore::open(redis, "latency", &job, Some(scope)).expect("open store");
     let mut took = Vec::new();
     for i in 0..300i64 {
@@ -55,6 +58,7 @@ fn commit_latency(label: &str, config: &RedisConfig, scope: StateScope) {
         ms(took[took.len() / 2]),
         ms(took[took.len() * 99 / 100])
     );
+    store.unreplicated_commits()
 }
 
 fn config(urls: &str) -> RedisConfig {
@@ -347,6 +351,17 @@ fn cluster_view(
 /// SIGKILLed and its replica promoted. Counts are exact at the end.
 fn cluster_run(scope: StateScope) {
     let mut cluster = RedisCluster::start(3, 1);
+    // WAIT goes to the master of each commit's slot: with a replica per shard, every
+    // commit is confirmed.
+    let mut waiting = config(&cluster.seed_urls());
+    waiting.topology = Topology::Cluster;
+    waiting.wait_replicas = 1;
+    waiting.wait_timeout = Duration::from_secs(5);
+    assert_eq!(
+        commit_latency("Cluster, --redis-wait-replicas 1", &waiting, scope),
+        0,
+        "commits the replicas did not confirm"
+    );
     let words = Words::new(400, 4);
     let cache = tempfile::tempdir().unwrap();
     let seeds = cluster.seed_urls();
@@ -423,6 +438,23 @@ fn cluster_partition_scope_spreads_over_shards_and_survives_a_migration_and_a_fa
 #[test]
 fn sentinel_failover_that_loses_commits_is_replayed_exactly() {
     let mut sentinel = RedisSentinel::start();
+    let waiting = RedisConfig {
+        topology: Topology::Sentinel {
+            master: sentinel.master_name().to_owned(),
+        },
+        wait_replicas: 1,
+        wait_timeout: Duration::from_secs(5),
+        ..config(&sentinel.sentinel_urls())
+    };
+    assert_eq!(
+        commit_latency(
+            "Sentinel, --redis-wait-replicas 1",
+            &waiting,
+            StateScope::Job
+        ),
+        0,
+        "commits the replica did not confirm"
+    );
     let words = Words::new(300, 3);
     let cache = tempfile::tempdir().unwrap();
     let extra = [
