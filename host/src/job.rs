@@ -25,6 +25,7 @@ use crate::pipeline::policy::ErrorPolicy;
 use crate::pipeline::slot::PluginSlot;
 use crate::pipeline::worker::{BatchLimits, NativeFactory, PartitionWorker, Processor};
 use crate::runtime::{InstanceSettings, Plugin, Runner};
+use crate::store::redis::committer::Committer;
 use crate::store::redis::{Redis, RedisStore};
 use crate::store::{StateStore, StoreError};
 use crate::telemetry::progress::{Progress, ProgressMode, Reporter};
@@ -79,6 +80,7 @@ struct Shared {
     config: JobConfig,
     metrics: Arc<crate::telemetry::metrics::Metrics>,
     store: Arc<RedisStore>,
+    committer: Arc<Committer>,
     sink: Arc<Sink>,
     stop: Arc<AtomicBool>,
     failure: Mutex<Option<String>>,
@@ -179,6 +181,8 @@ impl Shared {
         let queue = consumer
             .split_partition_queue(topic, partition)
             .ok_or_else(|| format!("cannot split off the queue of {topic}/{partition}"))?;
+        let source = crate::kafka::bulk::BulkQueue::new(consumer, topic, partition)
+            .ok_or_else(|| format!("cannot open the queue of {topic}/{partition}"))?;
         let settings = InstanceSettings {
             store: self.store.clone() as Arc<dyn StateStore>,
             partition: Some(partition),
@@ -199,9 +203,12 @@ impl Shared {
                 topic: topic.to_owned(),
                 partition,
                 queue,
+                source,
+                pending: Default::default(),
+                in_flight: None,
                 consumer: consumer.clone(),
                 processor,
-                store: self.store.clone(),
+                committer: self.committer.clone(),
                 sink: self.sink.clone(),
                 limits: self.config.limits.clone(),
                 reset: self.config.reset,
@@ -487,6 +494,7 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let shared = Arc::new(Shared {
         metrics,
         config,
+        committer: Arc::new(Committer::start(store.clone())),
         store: store.clone(),
         sink: sink.clone(),
         stop: stop.clone(),

@@ -9,12 +9,14 @@ pub mod services;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The repository root.
+/// The repository root. Cargo names the package's directory at run time too; that one
+/// wins, because a shared target dir may hold binaries compiled in another checkout (the
+/// compile-time path would then point there).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    dir.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 /// A plugin component built by `scripts/build-plugins`.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use streamhost::batch::effects::Effects;
 use streamhost::store::redis::RedisStore;
+use streamhost::store::redis::committer::{CommitRequest, Committer};
 use streamhost::store::{Commit, CommitOutcome, StateStore, StoreError};
 use streamhost_tests::services::{Redis, offsets_key};
 
@@ -135,4 +136,198 @@ fn an_increment_that_would_overflow_fails_the_whole_commit() {
         "nothing of the commit landed"
     );
     assert_eq!(offsets(&redis), [("2".to_owned(), "1".to_owned())].into());
+}
+
+fn request(partition: i32, expected: Option<i64>, until: i64, e: Effects) -> CommitRequest {
+    CommitRequest {
+        topic: "t".to_owned(),
+        partition,
+        expected,
+        from_offset: expected.unwrap_or(0),
+        until_offset: until,
+        writes: e.state,
+    }
+}
+
+fn adds(pairs: &[(&str, i64)]) -> Effects {
+    let mut e = Effects::new(1 << 20);
+    for (k, d) in pairs {
+        e.add((*k).to_owned(), *d).unwrap();
+    }
+    e
+}
+
+fn state(redis: &Redis, key: &str) -> Option<String> {
+    redis::cmd("HGET")
+        .arg("streamhost:{jb}:state")
+        .arg(key)
+        .query(&mut redis.conn())
+        .unwrap()
+}
+
+#[test]
+fn batches_of_several_partitions_commit_in_one_run_each_fenced_on_its_own() {
+    let redis = Redis::start_in_memory();
+    let store = Arc::new(RedisStore::connect(&redis.url(), "grp", "jb").unwrap());
+    let committer = Committer::start(store.clone());
+    let first: Vec<CommitRequest> = (0..4)
+        .map(|p| request(p, None, 10, adds(&[("word", 1), (&format!("p{p}"), 5)])))
+        .collect();
+    let results = committer.commit_now(&first);
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Ok(CommitOutcome::Committed))),
+        "{results:?}"
+    );
+    assert_eq!(
+        state(&redis, "word").as_deref(),
+        Some("4"),
+        "increments of one key add up"
+    );
+
+    // Partition 2 comes from a stale position: it alone is fenced, the others apply.
+    let second = vec![
+        request(0, Some(10), 20, adds(&[("word", 10)])),
+        request(1, Some(10), 20, adds(&[("word", 10)])),
+        request(2, Some(3), 20, adds(&[("word", 1000), ("p2", 1000)])),
+        request(3, Some(10), 20, adds(&[("word", 10)])),
+    ];
+    let results = committer.commit_now(&second);
+    assert!(
+        matches!(results[2], Ok(CommitOutcome::Fenced { stored: Some(10) })),
+        "{results:?}"
+    );
+    for i in [0, 1, 3] {
+        assert!(
+            matches!(results[i], Ok(CommitOutcome::Committed)),
+            "{results:?}"
+        );
+    }
+    assert_eq!(state(&redis, "word").as_deref(), Some("34"));
+    assert_eq!(
+        state(&redis, "p2").as_deref(),
+        Some("5"),
+        "nothing of the fenced batch"
+    );
+    let stored = offsets(&redis);
+    assert_eq!(stored.get("2").map(String::as_str), Some("10"));
+    assert_eq!(stored.get("3").map(String::as_str), Some("20"));
+}
+
+#[test]
+fn a_bad_increment_fails_only_its_own_batch_of_a_run() {
+    let redis = Redis::start_in_memory();
+    let store = Arc::new(RedisStore::connect(&redis.url(), "grp", "jb").unwrap());
+    let committer = Committer::start(store.clone());
+    let mut text = Effects::new(1 << 20);
+    text.set("name".into(), b"abc".to_vec()).unwrap();
+    assert!(matches!(
+        committer.commit_now(&[request(0, None, 1, text)])[0],
+        Ok(CommitOutcome::Committed)
+    ));
+    let results = committer.commit_now(&[
+        request(0, Some(1), 2, adds(&[("name", 1), ("ok", 1)])),
+        request(1, None, 5, adds(&[("ok", 2)])),
+    ]);
+    assert!(
+        matches!(&results[0], Err(StoreError::NotAnInteger { key, .. }) if key == "name"),
+        "{results:?}"
+    );
+    assert!(
+        matches!(results[1], Ok(CommitOutcome::Committed)),
+        "{results:?}"
+    );
+    assert_eq!(state(&redis, "ok").as_deref(), Some("2"));
+    assert_eq!(state(&redis, "name").as_deref(), Some("abc"));
+    assert_eq!(offsets(&redis).get("0").map(String::as_str), Some("1"));
+}
+
+#[test]
+fn writes_of_one_key_in_several_batches_apply_in_order() {
+    let redis = Redis::start_in_memory();
+    let store = Arc::new(RedisStore::connect(&redis.url(), "grp", "jb").unwrap());
+    let committer = Committer::start(store.clone());
+    let mut seed = Effects::new(1 << 20);
+    seed.set("gone".into(), b"x".to_vec()).unwrap();
+    committer.commit_now(&[request(9, None, 1, seed)]);
+    let mut a = Effects::new(1 << 20);
+    a.set("k".into(), b"5".to_vec()).unwrap();
+    a.delete("gone".into()).unwrap();
+    let mut b = adds(&[("k", 2), ("gone", 3)]);
+    b.set("last".into(), b"b".to_vec()).unwrap();
+    let mut c = Effects::new(1 << 20);
+    c.set("last".into(), b"c".to_vec()).unwrap();
+    let results = committer.commit_now(&[
+        request(0, None, 1, a),
+        request(1, None, 1, b),
+        request(2, None, 1, c),
+    ]);
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Ok(CommitOutcome::Committed))),
+        "{results:?}"
+    );
+    assert_eq!(state(&redis, "k").as_deref(), Some("7"));
+    assert_eq!(state(&redis, "gone").as_deref(), Some("3"));
+    assert_eq!(state(&redis, "last").as_deref(), Some("c"));
+}
+
+#[test]
+fn counters_beyond_what_a_double_holds_stay_exact_and_big_batches_commit() {
+    let redis = Redis::start_in_memory();
+    let store = Arc::new(RedisStore::connect(&redis.url(), "grp", "jb").unwrap());
+    let committer = Committer::start(store.clone());
+    // 2^53 + 1: a Lua number would round it.
+    let mut big = Effects::new(1 << 20);
+    big.set("big".into(), b"9007199254740993".to_vec()).unwrap();
+    committer.commit_now(&[request(0, None, 1, big)]);
+    // More keys than one command may take from the script's stack.
+    let mut many = adds(&[("big", 2)]);
+    for i in 0..5000 {
+        many.add(format!("w{i}"), i).unwrap();
+    }
+    let results = committer.commit_now(&[
+        request(0, Some(1), 2, many),
+        request(1, None, 2, adds(&[("w4999", 1)])),
+    ]);
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Ok(CommitOutcome::Committed))),
+        "{results:?}"
+    );
+    assert_eq!(state(&redis, "big").as_deref(), Some("9007199254740995"));
+    assert_eq!(state(&redis, "w4999").as_deref(), Some("5000"));
+    assert_eq!(state(&redis, "w1234").as_deref(), Some("1234"));
+    let fields: i64 = redis::cmd("HLEN")
+        .arg("streamhost:{jb}:state")
+        .query(&mut redis.conn())
+        .unwrap();
+    assert_eq!(fields, 5001);
+}
+
+#[test]
+fn a_read_waits_for_its_partitions_commit_in_flight() {
+    let redis = Redis::start_in_memory();
+    let store = Arc::new(RedisStore::connect(&redis.url(), "grp", "jb").unwrap());
+    let committer = Committer::start(store.clone());
+    for round in 1..=50i64 {
+        let ticket = committer.submit(request(
+            3,
+            (round > 1).then_some(round - 1),
+            round,
+            adds(&[("n", 1)]),
+        ));
+        // The batch after it reads while the commit may still be on its way.
+        let seen = store.get_many(Some(3), &["n"]).unwrap();
+        assert_eq!(
+            seen,
+            vec![Some(round.to_string().into_bytes())],
+            "round {round}"
+        );
+        let (outcome, _, _) = ticket.wait();
+        assert!(matches!(outcome, Ok(CommitOutcome::Committed)));
+    }
 }

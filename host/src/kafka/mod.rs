@@ -8,6 +8,7 @@
 //! * `producer`: the emits and dead letters of committed batches;
 //! * `mirror`: copies offsets committed in Redis to the Kafka group, best effort.
 
+pub mod bulk;
 pub mod config;
 pub mod consumer;
 pub mod errors;

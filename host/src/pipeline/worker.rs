@@ -6,35 +6,42 @@
 //!    or until `linger` passed since the first record);
 //! 2. `process` it in the plugin; its emits and state writes are buffered, nothing is
 //!    visible yet. A failure stops here: nothing produced, nothing committed;
-//! 3. produce the emits and wait for the broker's acknowledgements;
-//! 4. commit in Redis, atomically: if the stored offset is still the one this worker
-//!    started the batch from, apply the state writes and store `until`. Otherwise another
-//!    worker owns the partition now (fenced): apply nothing, re-seek to the stored offset.
+//! 3. wait for the previous batch's commit (see below). If it was fenced, drop this
+//!    batch's effects and re-seek; if it needed a retry, process this batch again (its
+//!    reads may have missed the previous batch's writes);
+//! 4. produce the emits and wait for the broker's acknowledgements;
+//! 5. hand the commit to the committer (`store::redis::committer`), which applies it in
+//!    Redis atomically: if the stored offset is still the one this batch starts from, apply
+//!    the state writes and store `until`. Otherwise another worker owns the partition now
+//!    (fenced): apply nothing. The worker goes on to the next batch meanwhile.
 //!
-//! A crash anywhere before step 4 leaves Redis untouched, so the batch is read again
-//! after a restart: state is exactly-once, emits at-least-once.
+//! So batch N+1 is collected and processed while batch N commits, but it is produced and
+//! committed only after N's commit was acknowledged, and a state read during N+1 waits
+//! for N's commit (`RedisStore::get_many`). A crash anywhere before a commit is applied
+//! leaves Redis untouched, so the batch is read again after a restart: state is
+//! exactly-once, emits at-least-once.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rdkafka::Message;
+use rdkafka::Offset;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Headers;
-use rdkafka::{Offset, Timestamp};
 
 use crate::batch::effects::stamped_emits;
 use crate::batch::effects::{EffectError, Effects};
 use crate::batch::{Batch, BatchBuilder};
+use crate::kafka::bulk::{BulkQueue, RawMessage};
 use crate::kafka::consumer::{ResetPolicy, SourceContext};
 use crate::kafka::mirror::MirrorHandle;
 use crate::kafka::producer::Sink;
 use crate::pipeline::policy::{ErrorPolicy, OnError};
 use crate::pipeline::slot::PluginSlot;
 use crate::runtime::{Header, OutputRecord, ProcessError, Runner};
-use crate::store::redis::RedisStore;
-use crate::store::{Commit, CommitOutcome, StateStore, StoreError};
+use crate::store::redis::committer::{CommitRequest, Committer, Ticket};
+use crate::store::{CommitOutcome, StoreError};
 use crate::telemetry::metrics::{Metrics, OutcomeLabels, PartitionLabels, PluginLabels};
 use crate::telemetry::progress::Progress;
 
@@ -48,6 +55,9 @@ pub struct BatchLimits {
 
 /// How long a poll waits before looking at the stop flags again.
 const POLL_SLICE: Duration = Duration::from_millis(100);
+
+/// ...and before looking whether the previous batch's commit was answered.
+const IN_FLIGHT_POLL: Duration = Duration::from_millis(2);
 
 /// Why a worker stopped the job.
 #[derive(Debug, thiserror::Error)]
@@ -111,13 +121,51 @@ impl Processor {
     }
 }
 
+/// A batch whose commit is on its way to Redis.
+pub struct InFlight {
+    ticket: Ticket,
+    /// The stored offset its commit is fenced on.
+    expected: Option<i64>,
+    stats: BatchStats,
+}
+
+/// What is accounted once a batch's commit is applied.
+struct BatchStats {
+    started: Instant,
+    records_in: u64,
+    records_out: u64,
+    /// Skipped or dead-lettered: its offsets commit, its records do not count as processed.
+    set_aside: bool,
+    /// The records' Kafka timestamps (ms), for the produce-to-commit latency.
+    timestamps: Vec<i64>,
+}
+
+/// How the previous batch's commit ended, for the batch processed meanwhile.
+enum Settled {
+    Committed {
+        retried: bool,
+    },
+    /// Another worker owns the partition, or the offset moved: the worker re-seeked.
+    Fenced,
+    /// The job stopped while the commit waited for Redis: not committed.
+    Abandoned,
+}
+
 pub struct PartitionWorker {
     pub topic: String,
     pub partition: i32,
+    /// Detaches the partition's queue from the consumer's main queue while it lives.
     pub queue: rdkafka::consumer::base_consumer::PartitionQueue<SourceContext>,
+    /// The same queue, read in bulk.
+    pub source: BulkQueue,
+    /// Records taken from the queue that did not fit the batch being cut: the next
+    /// batch starts with them. Dropped on a re-seek.
+    pub pending: VecDeque<RawMessage>,
+    /// The previous batch, while its commit is on its way to Redis.
+    pub in_flight: Option<InFlight>,
     pub consumer: Arc<BaseConsumer<SourceContext>>,
     pub processor: Processor,
-    pub store: Arc<RedisStore>,
+    pub committer: Arc<Committer>,
     pub sink: Arc<Sink>,
     pub limits: BatchLimits,
     pub reset: ResetPolicy,
@@ -152,6 +200,9 @@ impl PartitionWorker {
         while let Some((batch, expected)) = self.collect()? {
             self.pick_up_new_plugin();
             self.handle(batch, expected)?;
+        }
+        if let Some(last) = self.in_flight.take() {
+            self.settle(last)?;
         }
         tracing::info!(topic = %self.topic, partition = self.partition, "partition worker stopped");
         Ok(())
@@ -193,54 +244,70 @@ impl PartitionWorker {
         let mut builder = BatchBuilder::new(&self.topic, self.partition);
         let mut cut_at: Option<Instant> = None;
         let mut last_offset = 0;
-        loop {
-            let wait = match cut_at {
-                None => POLL_SLICE,
-                Some(t) => t.saturating_duration_since(Instant::now()).min(POLL_SLICE),
-            };
-            let stopping = self.stopping();
-            let message = if stopping {
-                None
-            } else {
-                self.queue.poll(wait)
-            };
-            match message {
-                None => {
+        let mut full = false;
+        while !full {
+            // An idle partition must not leave its last commit unaccounted (or, should
+            // it have failed, unretried) until more records come.
+            if self
+                .in_flight
+                .as_ref()
+                .is_some_and(|f| f.ticket.is_answered())
+                && let Some(last) = self.in_flight.take()
+                && let Settled::Fenced = self.settle(last)?
+            {
+                // What was collected follows the fenced batch: start again from the
+                // stored offset the worker re-seeked to.
+                builder = BatchBuilder::new(&self.topic, self.partition);
+                cut_at = None;
+                continue;
+            }
+            if self.pending.is_empty() {
+                let stopping = self.stopping();
+                if stopping {
                     if builder.is_empty() {
-                        if stopping {
-                            return Ok(None);
-                        }
-                        continue;
+                        return Ok(None);
                     }
-                    if stopping || cut_at.is_some_and(|t| Instant::now() >= t) {
-                        break;
-                    }
+                    break;
                 }
-                Some(Err(e)) => self.consume_error(e)?,
-                Some(Ok(m)) => {
-                    let timestamp = match m.timestamp() {
-                        Timestamp::NotAvailable => None,
-                        Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
-                    };
-                    let headers = m.headers();
-                    let header_list: Vec<(&[u8], Option<&[u8]>)> = headers
-                        .map(|h| h.iter().map(|h| (h.key.as_bytes(), h.value)).collect())
-                        .unwrap_or_default();
-                    last_offset = m.offset();
-                    if builder
-                        .push(last_offset, timestamp, m.key(), m.payload(), header_list)
-                        .is_err()
-                    {
-                        break;
-                    }
-                    if cut_at.is_none() {
-                        cut_at = Some(Instant::now() + self.limits.linger);
-                    }
-                    if builder.len() >= self.limits.max_records
-                        || builder.data_len() >= self.limits.max_bytes
-                    {
-                        break;
-                    }
+                if cut_at.is_some_and(|t| Instant::now() >= t) {
+                    break;
+                }
+                let mut wait = match cut_at {
+                    None => POLL_SLICE,
+                    Some(t) => t.saturating_duration_since(Instant::now()).min(POLL_SLICE),
+                };
+                if self.in_flight.is_some() {
+                    wait = wait.min(IN_FLIGHT_POLL);
+                }
+                let room = self.limits.max_records.saturating_sub(builder.len()).max(1);
+                let mut taken = Vec::new();
+                self.source.consume(wait, room, &mut taken);
+                self.pending.extend(taken);
+                continue;
+            }
+            while let Some(m) = self.pending.pop_front() {
+                if let Some(e) = m.error() {
+                    self.consume_error(e)?;
+                    continue;
+                }
+                if builder
+                    .push(m.offset(), m.timestamp(), m.key(), m.payload(), m.headers())
+                    .is_err()
+                {
+                    // The batch's buffer is full: this record starts the next batch.
+                    self.pending.push_front(m);
+                    full = true;
+                    break;
+                }
+                last_offset = m.offset();
+                if cut_at.is_none() {
+                    cut_at = Some(Instant::now() + self.limits.linger);
+                }
+                if builder.len() >= self.limits.max_records
+                    || builder.data_len() >= self.limits.max_bytes
+                {
+                    full = true;
+                    break;
                 }
             }
         }
@@ -526,25 +593,39 @@ impl PartitionWorker {
         }
     }
 
-    fn handle(&mut self, mut batch: Batch, expected: Option<i64>) -> Result<(), WorkerError> {
-        let (from, until) = (batch.from_offset, batch.until_offset);
-        let (job, topic, partition) = (self.job.clone(), self.topic.clone(), self.partition);
-        let fail = |cause: anyhow::Error| WorkerError::Batch {
-            job: job.clone(),
-            topic: topic.clone(),
-            partition,
+    fn batch_error(&self, from: i64, until: i64, cause: anyhow::Error) -> WorkerError {
+        WorkerError::Batch {
+            job: self.job.clone(),
+            topic: self.topic.clone(),
+            partition: self.partition,
             from,
             until,
             cause,
-        };
+        }
+    }
+
+    /// Steps 2 to 5 for one batch; leaves its commit in flight.
+    fn handle(&mut self, mut batch: Batch, expected: Option<i64>) -> Result<(), WorkerError> {
+        let (from, until) = (batch.from_offset, batch.until_offset);
         tracing::debug!(topic = %self.topic, partition = self.partition, from, until, records = batch.records.len(), "batch");
         let batch_started = Instant::now();
-        let records_in = batch.records.len() as u64;
-        let processed = self.process_with_policy(&mut batch);
+        let mut processed = self.process_with_policy(&mut batch);
+        if let Some(previous) = self.in_flight.take() {
+            match self.settle(previous)? {
+                Settled::Committed { retried: false } => {}
+                // The previous commit failed at first and was applied only now: this
+                // batch may have read state without it. Run it again.
+                Settled::Committed { retried: true } => {
+                    processed = self.process_with_policy(&mut batch);
+                }
+                Settled::Fenced | Settled::Abandoned => return Ok(()),
+            }
+        }
         if processed.is_err() {
             self.count_batch("failed");
         }
-        let Some((effects, set_aside)) = processed.map_err(&fail)? else {
+        let Some((effects, set_aside)) = processed.map_err(|e| self.batch_error(from, until, e))?
+        else {
             return Ok(());
         };
         let records_out = effects.emits.len() as u64;
@@ -553,7 +634,9 @@ impl PartitionWorker {
         while let Err(e) = self.sink.send(&emits) {
             attempt += 1;
             if attempt > self.policy.max_retries {
-                return Err(fail(
+                return Err(self.batch_error(
+                    from,
+                    until,
                     anyhow::Error::from(e).context(format!("gave up after {attempt} attempts")),
                 ));
             }
@@ -563,71 +646,122 @@ impl PartitionWorker {
                 return Ok(());
             }
         }
-        let commit = Commit {
-            topic: &self.topic,
+        let ticket = self.committer.submit(CommitRequest {
+            topic: self.topic.clone(),
             partition: self.partition,
             expected,
             from_offset: from,
             until_offset: until,
-            writes: &effects.state,
-        };
-        // A commit whose reply was lost may have been applied: retrying it is safe, the
-        // retry is then fenced (stored == until) and the worker moves on from there.
+            writes: effects.state,
+        });
+        // The next batch starts where this one ends; should this commit be fenced, that
+        // batch is dropped and the worker re-seeks (`settle`).
+        self.expected = Some(until);
+        self.in_flight = Some(InFlight {
+            ticket,
+            expected,
+            stats: BatchStats {
+                started: batch_started,
+                records_in: batch.records.len() as u64,
+                records_out,
+                set_aside,
+                timestamps: batch.records.iter().filter_map(|r| r.timestamp).collect(),
+            },
+        });
+        Ok(())
+    }
+
+    /// A batch's commit was applied: metrics, progress, the Kafka mirror.
+    fn committed(&self, until: i64, stats: &BatchStats) {
+        let labels = self.labels();
+        let m = &self.metrics;
+        m.batch_seconds
+            .get_or_create(&labels)
+            .observe(stats.started.elapsed().as_secs_f64());
+        let latency = m.commit_latency.get_or_create(&labels);
+        let now = crate::telemetry::metrics::unix_ms();
+        for t in &stats.timestamps {
+            latency.observe((now - t).max(0) as f64 / 1000.0);
+        }
+        m.records_out
+            .get_or_create(&labels)
+            .inc_by(stats.records_out);
+        m.committed_offset.get_or_create(&labels).set(until);
+        let lag = self.cached_end_offset().map(|end| (end - until).max(0));
+        if let Some(lag) = lag {
+            m.lag.get_or_create(&labels).set(lag);
+        }
+        if !stats.set_aside {
+            m.records_in.get_or_create(&labels).inc_by(stats.records_in);
+            self.count_batch("ok");
+        }
+        self.progress
+            .committed(&self.topic, self.partition, until, lag, stats.records_in);
+        self.mirror.offer(&self.topic, self.partition, until);
+    }
+
+    /// Waits for a batch's commit (retrying it while Redis is unavailable, up to
+    /// --redis-give-up-ms) and accounts for it.
+    fn settle(&mut self, in_flight: InFlight) -> Result<Settled, WorkerError> {
+        let InFlight {
+            mut ticket,
+            expected,
+            stats,
+        } = in_flight;
         let started = Instant::now();
         let mut attempt = 0;
-        let commit_started = Instant::now();
-        let outcome = loop {
-            match self.store.commit(&commit) {
-                Ok(outcome) => break outcome,
+        let (outcome, took, request) = loop {
+            let (result, took, request) = ticket.wait();
+            match result {
+                Ok(outcome) => break (outcome, took, request),
+                // A commit whose reply was lost may have been applied: retrying it is safe,
+                // the retry is then fenced (stored == until) and the worker moves on.
                 Err(e @ StoreError::Unavailable { .. })
                     if started.elapsed() < self.policy.redis_give_up =>
                 {
                     attempt += 1;
                     let pause = self.policy.backoff(attempt);
-                    tracing::warn!(topic = %self.topic, partition = self.partition, from, until, error = %e, "commit failed; retrying in {pause:?}");
+                    tracing::warn!(topic = %self.topic, partition = self.partition, from = request.from_offset, until = request.until_offset, error = %e, "commit failed; retrying in {pause:?}");
                     if !self.pause(pause) {
-                        return Ok(());
+                        return Ok(Settled::Abandoned);
                     }
+                    ticket = self.committer.submit(request);
                 }
-                Err(e) => return Err(fail(e.into())),
+                Err(e) => {
+                    return Err(self.batch_error(
+                        request.from_offset,
+                        request.until_offset,
+                        e.into(),
+                    ));
+                }
             }
         };
+        let (from, until) = (request.from_offset, request.until_offset);
         let labels = self.labels();
         self.metrics
             .commit_seconds
             .get_or_create(&labels)
-            .observe(commit_started.elapsed().as_secs_f64());
+            .observe(took.as_secs_f64());
         match outcome {
             CommitOutcome::Committed => {
-                self.expected = Some(until);
-                let m = &self.metrics;
-                m.batch_seconds
-                    .get_or_create(&labels)
-                    .observe(batch_started.elapsed().as_secs_f64());
-                m.records_out.get_or_create(&labels).inc_by(records_out);
-                m.committed_offset.get_or_create(&labels).set(until);
-                let lag = self.cached_end_offset().map(|end| (end - until).max(0));
-                if let Some(lag) = lag {
-                    m.lag.get_or_create(&labels).set(lag);
-                }
-                if !set_aside {
-                    m.records_in.get_or_create(&labels).inc_by(records_in);
-                    self.count_batch("ok");
-                }
-                self.progress
-                    .committed(&self.topic, self.partition, until, lag, records_in);
-                self.mirror.offer(&self.topic, self.partition, until);
-                Ok(())
+                self.committed(until, &stats);
+                Ok(Settled::Committed {
+                    retried: attempt > 0,
+                })
             }
             CommitOutcome::Fenced { stored } => {
                 let (topic, partition) = (&self.topic, self.partition);
                 match stored {
                     // A retried commit whose first attempt was applied (its reply was lost).
                     // Without a retry, stored == until is another worker's commit: fenced.
-                    Some(s) if s == until && attempt > 0 => tracing::info!(
-                        topic = %topic, partition, from, until,
-                        "commit was already applied (a retry after a lost reply); going on"
-                    ),
+                    Some(s) if s == until && attempt > 0 => {
+                        tracing::info!(
+                            topic = %topic, partition, from, until,
+                            "commit was already applied (a retry after a lost reply); going on"
+                        );
+                        self.committed(until, &stats);
+                        return Ok(Settled::Committed { retried: true });
+                    }
                     // Behind an asynchronous replica, a failover loses the newest commits,
                     // offsets and state together: replaying from there is exact. Not a
                     // zombie, so the worker goes on rather than stopping.
@@ -641,11 +775,18 @@ impl PartitionWorker {
                     ),
                 }
                 self.expected = stored;
+                self.pending.clear();
                 let to = stored.map_or(Offset::Beginning, Offset::Offset);
                 self.consumer
                     .seek(&self.topic, self.partition, to, Duration::from_secs(10))
-                    .map_err(|e| fail(anyhow::anyhow!("re-seeking after a fenced commit: {e}")))?;
-                Ok(())
+                    .map_err(|e| {
+                        self.batch_error(
+                            from,
+                            until,
+                            anyhow::anyhow!("re-seeking after a fenced commit: {e}"),
+                        )
+                    })?;
+                Ok(Settled::Fenced)
             }
         }
     }

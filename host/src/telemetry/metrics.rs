@@ -45,6 +45,18 @@ fn latency() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.5, 16))
 }
 
+fn record_latency() -> Histogram {
+    // 1 ms .. ~2 min, 50% apart: fine enough for a p99 of produce-to-commit.
+    Histogram::new(exponential_buckets(0.001, 1.5, 30))
+}
+
+/// Milliseconds since the Unix epoch, the unit of Kafka timestamps.
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 pub struct Metrics {
     registry: Registry,
     pub records_in: Family<PartitionLabels, Counter>,
@@ -55,6 +67,7 @@ pub struct Metrics {
     pub batch_seconds: Family<PartitionLabels, Histogram, fn() -> Histogram>,
     pub plugin_seconds: Family<PartitionLabels, Histogram, fn() -> Histogram>,
     pub commit_seconds: Family<PartitionLabels, Histogram, fn() -> Histogram>,
+    pub commit_latency: Family<PartitionLabels, Histogram, fn() -> Histogram>,
     pub committed_offset: Family<PartitionLabels, Gauge>,
     pub lag: Family<PartitionLabels, Gauge>,
     pub plugin_memory: Family<PluginLabels, Gauge>,
@@ -73,6 +86,7 @@ impl Metrics {
             batch_seconds: Family::new_with_constructor(latency),
             plugin_seconds: Family::new_with_constructor(latency),
             commit_seconds: Family::new_with_constructor(latency),
+            commit_latency: Family::new_with_constructor(record_latency),
             committed_offset: Family::default(),
             lag: Family::default(),
             plugin_memory: Family::default(),
@@ -117,8 +131,14 @@ impl Metrics {
         );
         registry.register(
             "commit_duration_seconds",
-            "One Redis commit of a batch",
+            "A batch's commit, from its hand-over to Redis's answer",
             m.commit_seconds.clone(),
+        );
+        registry.register(
+            "commit_latency_seconds",
+            "From a record's Kafka timestamp (its producer's clock, or the broker's for \
+             LogAppendTime topics) to the commit of its batch, once per record",
+            m.commit_latency.clone(),
         );
         registry.register(
             "committed_offset",

@@ -4,13 +4,15 @@
 //! Sentinel, TLS, ACL users) in `connect`; the move from the layout of older releases in
 //! `migrate`.
 
+pub mod committer;
 pub mod connect;
 pub mod keys;
 mod migrate;
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::{Script, Value};
@@ -98,6 +100,7 @@ pub struct RedisStore {
     /// Commits that fewer replicas than `--redis-wait-replicas` acknowledged in time.
     unreplicated: AtomicU64,
     last_unreplicated_warning: Mutex<Option<Instant>>,
+    inflight: InFlight,
 }
 
 impl RedisStore {
@@ -118,6 +121,7 @@ impl RedisStore {
             pool: Mutex::new(Vec::new()),
             unreplicated: AtomicU64::new(0),
             last_unreplicated_warning: Mutex::new(None),
+            inflight: InFlight::default(),
         };
         let meta = store.keys.meta();
         let stored: Option<String> = store.with_conn(&meta, |c| {
@@ -355,6 +359,218 @@ impl RedisStore {
     }
 }
 
+/// The fence of one batch in a commit: its partition's offsets hash must hold `expected`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Head<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub expected: Option<i64>,
+    pub until: i64,
+}
+
+/// One key's write as the script applies it; borrowed from the batches' buffers where it
+/// can be, computed where several batches' writes of one key were combined.
+#[derive(Debug, Clone)]
+pub(crate) enum Write<'a> {
+    Set(Cow<'a, [u8]>),
+    Delete,
+    Add(i64),
+}
+
+impl<'a> From<&'a PendingWrite> for Write<'a> {
+    fn from(w: &'a PendingWrite) -> Self {
+        match w {
+            PendingWrite::Set(v) => Write::Set(Cow::Borrowed(v)),
+            PendingWrite::Delete => Write::Delete,
+            PendingWrite::Add(d) => Write::Add(*d),
+        }
+    }
+}
+
+/// The writes of several batches folded into one per key, as if applied in order. `None`
+/// when some key's writes do not combine (an increment of a value that is not an integer,
+/// an overflow): those batches then commit one by one, which names the failing one.
+pub(crate) fn merge_writes<'a>(
+    batches: impl IntoIterator<Item = &'a super::StateWrites>,
+) -> Option<Vec<(&'a str, Write<'a>)>> {
+    let mut merged: HashMap<&'a str, Write<'a>> = HashMap::new();
+    for writes in batches {
+        for (key, write) in writes.iter() {
+            let next = match (merged.remove(key.as_str()), write) {
+                (Some(Write::Add(a)), PendingWrite::Add(d)) => Write::Add(a.checked_add(*d)?),
+                (Some(Write::Delete), PendingWrite::Add(d)) => {
+                    Write::Set(Cow::Owned(d.to_string().into_bytes()))
+                }
+                (Some(Write::Set(v)), PendingWrite::Add(d)) => {
+                    let sum = super::parse_counter(&v)?.checked_add(*d)?;
+                    Write::Set(Cow::Owned(sum.to_string().into_bytes()))
+                }
+                (_, w) => Write::from(w),
+            };
+            merged.insert(key.as_str(), next);
+        }
+    }
+    Some(merged.into_iter().collect())
+}
+
+/// What the commit script answered.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ScriptReply {
+    Committed,
+    /// The `batch`-th head (0-based) did not match; nothing was written.
+    Fenced {
+        batch: usize,
+        stored: Option<i64>,
+    },
+}
+
+/// Partitions with a commit on its way to Redis: a batch reading state waits for its
+/// partition's previous commit, so it reads what that batch wrote.
+#[derive(Default)]
+struct InFlight {
+    partitions: Mutex<HashMap<i32, u32>>,
+    settled: Condvar,
+}
+
+impl RedisStore {
+    /// A commit of `partition` is on its way (see [`InFlight`]).
+    pub(crate) fn commit_started(&self, partition: i32) {
+        let mut p = self
+            .inflight
+            .partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *p.entry(partition).or_default() += 1;
+    }
+
+    /// ...and has been answered (or failed).
+    pub(crate) fn commit_settled(&self, partition: i32) {
+        let mut p = self
+            .inflight
+            .partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = p.get_mut(&partition) {
+            *n -= 1;
+            if *n == 0 {
+                p.remove(&partition);
+            }
+        }
+        self.inflight.settled.notify_all();
+    }
+
+    fn wait_for_commits_of(&self, partition: i32) {
+        let mut p = self
+            .inflight
+            .partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        while p.contains_key(&partition) {
+            p = self
+                .inflight
+                .settled
+                .wait(p)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Runs the commit script: every head fenced, then `writes` (of the state hash of the
+    /// heads' partition, or of the job) and the heads' offsets, atomically. With
+    /// `--redis-wait-replicas`, waits for the replicas on the connection that ran it.
+    pub(crate) fn run_commit(
+        &self,
+        heads: &[Head<'_>],
+        writes: &[(&str, Write<'_>)],
+    ) -> Result<ScriptReply, StoreError> {
+        let first = heads.first().ok_or_else(|| StoreError::Command {
+            key: self.keys.meta(),
+            detail: "a commit without a batch".to_owned(),
+        })?;
+        let offsets: Vec<String> = heads
+            .iter()
+            .map(|h| self.keys.offsets(h.topic, h.partition))
+            .collect();
+        let state = self.keys.state(Some(first.partition))?;
+        let (mut sets, mut dels, mut incrs) = (Vec::new(), Vec::new(), Vec::new());
+        for (key, write) in writes {
+            match write {
+                Write::Set(v) => sets.push((*key, v)),
+                Write::Delete => dels.push(*key),
+                Write::Add(d) => incrs.push((*key, *d)),
+            }
+        }
+        let mut inv = self.script.key(&state);
+        for key in &offsets {
+            inv.key(key);
+        }
+        inv.arg(heads.len());
+        for h in heads {
+            inv.arg(h.partition)
+                .arg(h.expected.map(|o| o.to_string()).unwrap_or_default())
+                .arg(h.until);
+        }
+        inv.arg(sets.len()).arg(dels.len()).arg(incrs.len());
+        for (k, v) in &sets {
+            inv.arg(k.as_bytes()).arg(v.as_ref());
+        }
+        for k in &dels {
+            inv.arg(k.as_bytes());
+        }
+        for (k, d) in &incrs {
+            inv.arg(k.as_bytes()).arg(*d);
+        }
+        // WAIT counts the writes of its own connection: it must follow the script on the
+        // connection that ran it.
+        let (wanted, timeout) = (self.redis.wait_replicas, self.redis.wait_timeout);
+        let (reply, acked) = self.with_conn(&state, |c| {
+            let reply: Vec<Value> = inv.invoke(c)?;
+            let committed = matches!(reply.first(), Some(Value::Int(1)));
+            let acked = (wanted > 0 && committed).then(|| c.wait_replicas(&state, wanted, timeout));
+            Ok((reply, acked))
+        })?;
+        let text = |v: Option<&Value>| match v {
+            Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+            Some(Value::Int(i)) => i.to_string(),
+            _ => String::new(),
+        };
+        let delta_of = |key: &str| incrs.iter().find(|(k, _)| *k == key).map_or(0, |(_, d)| *d);
+        match reply.first() {
+            Some(Value::Int(1)) => {
+                if let Some(acked) = acked {
+                    self.report_unreplicated(acked, first.topic, first.partition, first.until);
+                }
+                Ok(ScriptReply::Committed)
+            }
+            Some(Value::Int(0)) => Ok(ScriptReply::Fenced {
+                batch: text(reply.get(1))
+                    .parse::<usize>()
+                    .unwrap_or(1)
+                    .saturating_sub(1),
+                stored: text(reply.get(2)).parse().ok(),
+            }),
+            Some(Value::Int(2)) => {
+                let key = text(reply.get(1));
+                Err(StoreError::NotAnInteger {
+                    delta: delta_of(&key),
+                    key,
+                    value: text(reply.get(2)),
+                })
+            }
+            Some(Value::Int(3)) => {
+                let key = text(reply.get(1));
+                Err(StoreError::Overflow {
+                    delta: delta_of(&key),
+                    key,
+                })
+            }
+            other => Err(StoreError::Command {
+                key: offsets.join(" "),
+                detail: format!("unexpected reply from the commit script: {other:?}"),
+            }),
+        }
+    }
+}
+
 impl StateStore for RedisStore {
     fn get_many(
         &self,
@@ -363,6 +579,9 @@ impl StateStore for RedisStore {
     ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
+        }
+        if let Some(p) = partition {
+            self.wait_for_commits_of(p);
         }
         let state = self.keys.state(partition)?;
         self.with_conn(&state, |c| {
@@ -382,88 +601,20 @@ impl StateStore for RedisStore {
     }
 
     fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome, StoreError> {
-        let offsets = self.keys.offsets(commit.topic, commit.partition);
-        let state = self.keys.state(Some(commit.partition))?;
-        let (mut sets, mut dels, mut incrs) = (Vec::new(), Vec::new(), Vec::new());
-        for (key, write) in commit.writes.iter() {
-            match write {
-                PendingWrite::Set(v) => sets.push((key, v)),
-                PendingWrite::Delete => dels.push(key),
-                PendingWrite::Add(d) => incrs.push((key, d)),
-            }
-        }
-        let mut inv = self.script.key(&offsets);
-        inv.key(&state)
-            .arg(commit.partition)
-            .arg(commit.expected.map(|o| o.to_string()).unwrap_or_default())
-            .arg(commit.until_offset)
-            .arg(sets.len())
-            .arg(dels.len())
-            .arg(incrs.len());
-        for (k, v) in &sets {
-            inv.arg(k.as_bytes()).arg(v.as_slice());
-        }
-        for k in &dels {
-            inv.arg(k.as_bytes());
-        }
-        for (k, d) in &incrs {
-            inv.arg(k.as_bytes()).arg(**d);
-        }
-        // WAIT counts the writes of its own connection: it must follow the script on the
-        // connection that ran it.
-        let (wanted, timeout) = (self.redis.wait_replicas, self.redis.wait_timeout);
-        let (reply, acked) = self.with_conn(&offsets, |c| {
-            let reply: Vec<Value> = inv.invoke(c)?;
-            let committed = matches!(reply.first(), Some(Value::Int(1)));
-            let acked =
-                (wanted > 0 && committed).then(|| c.wait_replicas(&offsets, wanted, timeout));
-            Ok((reply, acked))
-        })?;
-        let text = |v: Option<&Value>| match v {
-            Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-            Some(Value::Int(i)) => i.to_string(),
-            _ => String::new(),
+        let head = Head {
+            topic: commit.topic,
+            partition: commit.partition,
+            expected: commit.expected,
+            until: commit.until_offset,
         };
-        let delta_of = |key: &str| {
-            incrs
-                .iter()
-                .find(|(k, _)| k.as_str() == key)
-                .map_or(0, |(_, d)| **d)
-        };
-        match reply.first() {
-            Some(Value::Int(1)) => {
-                if let Some(acked) = acked {
-                    self.report_unreplicated(
-                        acked,
-                        commit.topic,
-                        commit.partition,
-                        commit.until_offset,
-                    );
-                }
-                Ok(CommitOutcome::Committed)
-            }
-            Some(Value::Int(0)) => Ok(CommitOutcome::Fenced {
-                stored: text(reply.get(1)).parse().ok(),
-            }),
-            Some(Value::Int(2)) => {
-                let key = text(reply.get(1));
-                Err(StoreError::NotAnInteger {
-                    delta: delta_of(&key),
-                    key,
-                    value: text(reply.get(2)),
-                })
-            }
-            Some(Value::Int(3)) => {
-                let key = text(reply.get(1));
-                Err(StoreError::Overflow {
-                    delta: delta_of(&key),
-                    key,
-                })
-            }
-            other => Err(StoreError::Command {
-                key: offsets,
-                detail: format!("unexpected reply from the commit script: {other:?}"),
-            }),
+        let writes: Vec<(&str, Write<'_>)> = commit
+            .writes
+            .iter()
+            .map(|(k, w)| (k.as_str(), Write::from(w)))
+            .collect();
+        match self.run_commit(&[head], &writes)? {
+            ScriptReply::Committed => Ok(CommitOutcome::Committed),
+            ScriptReply::Fenced { stored, .. } => Ok(CommitOutcome::Fenced { stored }),
         }
     }
 }
