@@ -3,7 +3,7 @@
 The baseline of bench/benches/pipeline.rs. It does what `host` does, with the same
 guarantees: batches of one partition, word counts added up per batch, and the batch's
 increments and offset committed by the same fenced Redis script as the host's
-(host/src/store/commit.lua). Exits once `--records` records are committed.
+(host/src/store/redis/commit.lua). Exits once `--records` records are committed.
 """
 
 import argparse
@@ -15,7 +15,7 @@ import time
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-SCRIPT = (pathlib.Path(__file__).resolve().parents[2] / "host/src/store/commit.lua").read_text()
+SCRIPT = (pathlib.Path(__file__).resolve().parents[2] / "host/src/store/redis/commit.lua").read_text()
 
 
 def main() -> int:
