@@ -1,41 +1,102 @@
-//! Throughput of the whole pipeline, in one run: 1M records of ~40 bytes over 4
-//! partitions, read by
-//! * a raw rdkafka consumer (the ceiling: reading and nothing else),
-//! * `host` with the WASM wordcount and exactly-once commits to Redis,
-//! * `native-host` (bench/src/bin): the same pipeline, the count compiled in,
-//! * the same job in Python (confluent-kafka + redis-py, same batch size, same fenced
-//!   commit script): bench/python/wordcount.py,
+//! Throughput of the whole pipeline, in one run (issue 14). 1M records of ~40 bytes
+//! (`STREAMHOST_BENCH_RECORDS` changes the count), the host at its default settings:
 //!
-//! first against tansu, then against librdkafka's mock cluster (in this process), where
-//! the broker is not the bottleneck. Prints records/s and the ratios.
+//! * `tansu`: tansu, 16 partitions. A plain consumer (one rdkafka `BaseConsumer`,
+//!   librdkafka's defaults, one poll loop: what a new user writes), the raw per-partition
+//!   read (each partition's queue drained by its own thread: the ceiling), `host` with the
+//!   WASM wordcount and exactly-once commits to Redis, `native-host` (bench/src/bin: the
+//!   count compiled in) and the same job in Python (bench/python/wordcount.py).
+//! * `mock-process`: the same five against librdkafka's mock cluster running in a process
+//!   of its own (bench/src/bin/mock-cluster.rs).
+//! * `mock`: the mock cluster inside this process, 16 partitions: host WASM, native, and
+//!   native without state writes (what exactly-once state costs).
+//! * `latency`: produce-to-commit latency (the host's `streamhost_commit_latency_seconds`
+//!   histogram) at 10%, 50% and 90% of the `mock` section's WASM rate.
+//! * `scale`: host WASM at 1, 4, 16, 64 and 256 partitions: records/s and peak RSS.
 //!
-//! Run with `bench/run pipeline`; `STREAMHOST_BENCH_RECORDS` changes the record count.
+//! `STREAMHOST_BENCH_ONLY=tansu,mock-process,mock,latency,scale` picks sections (default
+//! all). Run with `bench/run pipeline`.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DefaultProducerContext, FutureProducer, FutureRecord, Producer,
+};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use streamhost_bench::TextGen;
-use streamhost_tests::services::{Host, Redis, Tansu, create_topic};
+use streamhost_bench::{TextGen, histogram_buckets, histogram_quantile, vm_hwm_kib};
+use streamhost_tests::http;
+use streamhost_tests::services::{Host, Redis, Tansu, create_topic, free_port};
 use streamhost_tests::{host_bin, plugin, repo_root};
 
 const TOPIC: &str = "bench";
+const PARTITIONS: i32 = 16;
 const TIMEOUT: Duration = Duration::from_secs(300);
+const SECTIONS: [&str; 5] = ["tansu", "mock-process", "mock", "latency", "scale"];
+const LATENCY_HISTOGRAM: &str = "streamhost_commit_latency_seconds";
+const SIGTERM: i32 = 15;
 
-fn records() -> usize {
-    std::env::var("STREAMHOST_BENCH_RECORDS")
+type Mock = MockCluster<'static, DefaultProducerContext>;
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000)
+        .unwrap_or(default)
 }
 
-fn produce_all(brokers: &str, partitions: i32, n: usize) -> Duration {
+/// The sections `STREAMHOST_BENCH_ONLY` names, in the order they run; all by default.
+fn selected_sections() -> Vec<&'static str> {
+    let Ok(list) = std::env::var("STREAMHOST_BENCH_ONLY") else {
+        return SECTIONS.to_vec();
+    };
+    let chosen: Vec<&str> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    for name in &chosen {
+        assert!(
+            SECTIONS.contains(name),
+            "STREAMHOST_BENCH_ONLY: unknown section {name:?}; known: {}",
+            SECTIONS.join(",")
+        );
+    }
+    SECTIONS
+        .into_iter()
+        .filter(|s| chosen.contains(s))
+        .collect()
+}
+
+/// Where the benchmark's data lives: a broker, a topic and its partition count.
+struct Target<'a> {
+    brokers: &'a str,
+    topic: &'a str,
+    partitions: i32,
+}
+
+impl Target<'_> {
+    /// How many of `n` records `produce_all` puts in partition `p` (round robin).
+    fn share(&self, n: usize, p: i32) -> usize {
+        let parts = self.partitions as usize;
+        n / parts + usize::from((p as usize) < n % parts)
+    }
+
+    fn partition_list(&self) -> String {
+        (0..self.partitions)
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+fn produce_all(t: &Target, n: usize) -> Duration {
     let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+        .set("bootstrap.servers", t.brokers)
         .set("linger.ms", "50")
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "1000000")
@@ -46,8 +107,8 @@ fn produce_all(brokers: &str, partitions: i32, n: usize) -> Duration {
     let mut pending = Vec::with_capacity(n);
     for i in 0..n {
         let line = g.line(40);
-        let partition = (i % partitions as usize) as i32;
-        let mut record = FutureRecord::<(), str>::to(TOPIC)
+        let partition = (i % t.partitions as usize) as i32;
+        let mut record = FutureRecord::<(), str>::to(t.topic)
             .partition(partition)
             .payload(&line);
         loop {
@@ -70,13 +131,48 @@ fn produce_all(brokers: &str, partitions: i32, n: usize) -> Duration {
     started.elapsed()
 }
 
+/// What a new user writes: one consumer with librdkafka's defaults, every partition
+/// assigned from the beginning, one poll loop. Returns the whole time and the time to
+/// the first record.
+fn plain_consume(t: &Target, n: usize) -> (Duration, Duration) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", t.brokers)
+        .set("group.id", "plain-consumer")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..t.partitions {
+        tpl.add_partition_offset(t.topic, p, Offset::Beginning)
+            .expect("tpl");
+    }
+    let started = Instant::now();
+    consumer.assign(&tpl).expect("assign");
+    let (mut seen, mut bytes) = (0usize, 0usize);
+    let mut first = None;
+    while seen < n {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            bytes += rdkafka::Message::payload(&m.expect("message")).map_or(0, <[u8]>::len);
+            seen += 1;
+            first.get_or_insert_with(|| started.elapsed());
+        }
+        assert!(
+            started.elapsed() < TIMEOUT,
+            "plain consumer stalled at {seen}"
+        );
+    }
+    std::hint::black_box(bytes);
+    (started.elapsed(), first.unwrap_or_default())
+}
+
 /// Reads all `n` records the way the host does, minus the work: each partition's queue
 /// split off and drained by its own thread. The ceiling for any consumer built on
 /// librdkafka's per-message API.
-fn raw_read(brokers: &str, partitions: i32, n: usize) -> Duration {
+fn raw_read(t: &Target, n: usize) -> Duration {
     let consumer: std::sync::Arc<BaseConsumer> = std::sync::Arc::new(
         ClientConfig::new()
-            .set("bootstrap.servers", brokers)
+            .set("bootstrap.servers", t.brokers)
             .set("group.id", "raw-read")
             .set("enable.auto.commit", "false")
             .create()
@@ -84,26 +180,31 @@ fn raw_read(brokers: &str, partitions: i32, n: usize) -> Duration {
     );
     let mut tpl = TopicPartitionList::new();
     let mut queues = Vec::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(TOPIC, p, Offset::Beginning)
+    for p in 0..t.partitions {
+        tpl.add_partition_offset(t.topic, p, Offset::Beginning)
             .expect("tpl");
-        queues.push(
+        queues.push((
+            t.share(n, p),
             consumer
-                .split_partition_queue(TOPIC, p)
+                .split_partition_queue(t.topic, p)
                 .expect("partition queue"),
-        );
+        ));
     }
+    // Connected before the clock starts: assigned before its broker connection is up, a
+    // consumer waits ~0.5 s for its first records (the plain consumer shows it).
+    consumer
+        .fetch_metadata(Some(t.topic), Duration::from_secs(30))
+        .expect("metadata");
     let started = Instant::now();
     consumer.assign(&tpl).expect("assign");
-    let per_partition = n / partitions as usize;
     let threads: Vec<_> = queues
         .into_iter()
-        .map(|queue| {
+        .map(|(expected, queue)| {
             std::thread::spawn(move || {
                 let mut seen = 0usize;
                 let mut bytes = 0usize;
                 let started = Instant::now();
-                while seen < per_partition {
+                while seen < expected {
                     if let Some(m) = queue.poll(Duration::from_millis(100)) {
                         bytes +=
                             rdkafka::Message::payload(&m.expect("message")).map_or(0, <[u8]>::len);
@@ -125,108 +226,113 @@ fn raw_read(brokers: &str, partitions: i32, n: usize) -> Duration {
     started.elapsed()
 }
 
-fn committed(redis: &Redis, group: &str) -> i64 {
-    redis.offsets(group, TOPIC).values().sum()
+fn committed(redis: &Redis, group: &str, topic: &str) -> i64 {
+    redis.offsets(group, topic).values().sum()
 }
 
-/// Runs the release `host` until it committed `n` records; returns the elapsed time.
-#[allow(clippy::too_many_arguments)]
-fn host_run(
-    brokers: &str,
-    partitions: i32,
-    batch: usize,
-    tuning: &[&str],
+#[derive(Clone, Copy)]
+enum Logic {
+    Wasm,
+    Native,
+    NativeStateless,
+}
+
+/// Starts the release `host` (or `native-host`) on `t` at its default settings plus
+/// `extra`. The partitions are assigned (`--partitions`), as the consumers above do:
+/// a group join takes seconds on tansu.
+fn spawn_host(
+    t: &Target,
+    logic: Logic,
     redis: &Redis,
     group: &str,
-    native: bool,
-    cache: &std::path::Path,
-    n: usize,
-) -> Duration {
+    extra: &[&str],
+    cache: &Path,
+) -> Host {
     let wasm = plugin("wordcount");
-    let list = (0..partitions)
-        .map(|p| p.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut args: Vec<String> = [
-        "run",
-        "--plugin",
-        wasm.to_str().unwrap_or_default(),
-        "--topic",
-        TOPIC,
-        "--brokers",
-        brokers,
-        "--redis",
-        &redis.url(),
-        "--group",
-        group,
-        "--partitions",
-        &list,
-        "--batch-max-records",
-        &batch.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(tuning.iter().map(|s| s.to_string()));
-    let started = Instant::now();
-    let mut host = if native {
-        // The same flags without the subcommand: native-host is `host run` only.
-        Host::spawn_bin(
-            std::path::Path::new(env!("CARGO_BIN_EXE_native-host")),
-            &args[1..],
-            cache,
-        )
-    } else {
-        Host::spawn(&args, cache)
-    };
-    host.wait_for(TIMEOUT, "the host to commit everything", || {
-        committed(redis, group) >= n as i64
-    });
-    let elapsed = started.elapsed();
-    host.signal(libc_sigterm());
+    let mut args: Vec<String> = vec![
+        "--plugin".into(),
+        wasm.to_string_lossy().into_owned(),
+        "--topic".into(),
+        t.topic.into(),
+        "--brokers".into(),
+        t.brokers.into(),
+        "--redis".into(),
+        redis.url(),
+        "--group".into(),
+        group.into(),
+        "--partitions".into(),
+        t.partition_list(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let native = Path::new(env!("CARGO_BIN_EXE_native-host"));
+    match logic {
+        Logic::Wasm => {
+            args.insert(0, "run".into());
+            Host::spawn(&args, cache)
+        }
+        // native-host is `host run` only: the same flags without the subcommand.
+        Logic::Native => Host::spawn_bin(native, &args, cache),
+        Logic::NativeStateless => {
+            args.push("--native-stateless".into());
+            Host::spawn_bin(native, &args, cache)
+        }
+    }
+}
+
+fn stop_host(mut host: Host) {
+    host.signal(SIGTERM);
+    let status = host.wait(Duration::from_secs(60));
     assert!(
-        host.wait(Duration::from_secs(60)).success(),
-        "{}",
+        status.success(),
+        "host exited {status}: {}",
         host.log_text()
     );
-    elapsed
 }
 
-fn libc_sigterm() -> i32 {
-    15
+struct HostRun {
+    /// From process start until Redis shows every offset committed.
+    elapsed: Duration,
+    /// `VmHWM` of the host process right before it was stopped.
+    peak_rss_kib: Option<u64>,
 }
 
-fn python_run(
-    brokers: &str,
-    partitions: i32,
-    batch: usize,
+/// Runs a host until it committed all `n` records of `t`.
+fn host_run(
+    t: &Target,
+    logic: Logic,
     redis: &Redis,
     group: &str,
     n: usize,
-) -> Option<Duration> {
+    extra: &[&str],
+    cache: &Path,
+) -> HostRun {
+    let started = Instant::now();
+    let host = spawn_host(t, logic, redis, group, extra, cache);
+    host.wait_for(TIMEOUT, "the host to commit everything", || {
+        committed(redis, group, t.topic) >= n as i64
+    });
+    let elapsed = started.elapsed();
+    let peak_rss_kib = std::fs::read_to_string(format!("/proc/{}/status", host.pid()))
+        .ok()
+        .as_deref()
+        .and_then(vm_hwm_kib);
+    stop_host(host);
+    HostRun {
+        elapsed,
+        peak_rss_kib,
+    }
+}
+
+fn python_run(t: &Target, batch: usize, redis: &Redis, group: &str, n: usize) -> Option<Duration> {
     let python = std::env::var_os("STREAMHOST_BENCH_PYTHON").map(PathBuf::from)?;
     let script = repo_root().join("bench/python/wordcount.py");
     let started = Instant::now();
     let status = Command::new(python)
         .arg(script)
-        .args([
-            "--brokers",
-            brokers,
-            "--redis",
-            &redis.url(),
-            "--topic",
-            TOPIC,
-            "--group",
-            group,
-        ])
-        .args([
-            "--partitions",
-            &partitions.to_string(),
-            "--batch",
-            &batch.to_string(),
-            "--records",
-            &n.to_string(),
-        ])
+        .args(["--brokers", t.brokers, "--redis", &redis.url()])
+        .args(["--topic", t.topic, "--group", group])
+        .args(["--partitions", &t.partitions.to_string()])
+        .args(["--batch", &batch.to_string(), "--records", &n.to_string()])
         .status()
         .expect("run python");
     assert!(status.success(), "the Python job failed");
@@ -237,167 +343,448 @@ fn rate(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
 
+/// How many times faster `this` ran than `base` over the same records.
+fn speedup(this: Duration, base: Duration) -> f64 {
+    base.as_secs_f64() / this.as_secs_f64()
+}
+
 fn row(name: &str, n: usize, d: Duration) {
     println!(
-        "  {name:<44} {:>8.2} s {:>12.0} records/s",
+        "  {name:<48} {:>8.2} s {:>12.0} records/s",
         d.as_secs_f64(),
         rate(n, d)
     );
+}
+
+/// Sections `tansu` and `mock-process`: the same data read by a plain consumer, the
+/// ceiling, the host with WASM and native logic, and the Python job.
+fn readers_section(t: &Target, n: usize, cache: &Path) {
+    let redis = Redis::start_in_memory();
+    // The first read of fresh data is slower on tansu: every variant reads after this one.
+    raw_read(t, n);
+    let (plain, first) = plain_consume(t, n);
+    row("plain consumer (one BaseConsumer, defaults)", n, plain);
+    println!(
+        "    (its first record came {:.2} s after assign)",
+        first.as_secs_f64()
+    );
+    let ceiling = raw_read(t, n);
+    row("raw per-partition read, connected (ceiling)", n, ceiling);
+    let wasm = host_run(t, Logic::Wasm, &redis, "wasm", n, &[], cache).elapsed;
+    row("host, WASM wordcount, exactly-once", n, wasm);
+    let native = host_run(t, Logic::Native, &redis, "native", n, &[], cache).elapsed;
+    row("host, native wordcount, exactly-once", n, native);
+    let python = python_run(t, 1000, &redis, "python", n);
+    match python {
+        Some(d) => row("Python: confluent-kafka + redis-py, batch 1000", n, d),
+        None => println!("  Python job skipped: set STREAMHOST_BENCH_PYTHON (bench/run does)"),
+    }
+    let counts = redis.counts("wasm");
+    assert!(!counts.is_empty(), "the WASM job counted words");
+    assert_eq!(
+        counts,
+        redis.counts("native"),
+        "same counts WASM and native"
+    );
+    if python.is_some() {
+        assert_eq!(counts, redis.counts("python"), "same counts as Python");
+    }
+    println!(
+        "  ratio host WASM / plain consumer: {:.2}x (target >= 0.95x, goal >= 1.2x)",
+        speedup(wasm, plain)
+    );
+    println!(
+        "  ratio host WASM / ceiling:        {:.2}x",
+        speedup(wasm, ceiling)
+    );
+    println!(
+        "  ratio WASM / native:              {:.2}x",
+        speedup(wasm, native)
+    );
+    if let Some(p) = python {
+        println!(
+            "  ratio host WASM / Python:         {:.2}x",
+            speedup(wasm, p)
+        );
+    }
+}
+
+/// librdkafka's mock cluster in its own process (bench/src/bin/mock-cluster.rs), killed
+/// on drop. It also exits by itself when our end of its stdin closes.
+struct MockProcess {
+    child: Child,
+    brokers: String,
+}
+
+impl MockProcess {
+    fn start(topic: &str, partitions: i32) -> MockProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mock-cluster"))
+            .args([topic, &partitions.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start mock-cluster");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped stdout"))
+            .read_line(&mut line)
+            .expect("read the mock cluster's bootstrap servers");
+        let brokers = line.trim().to_owned();
+        assert!(
+            !brokers.is_empty(),
+            "mock-cluster printed no bootstrap servers"
+        );
+        MockProcess { child, brokers }
+    }
+}
+
+impl Drop for MockProcess {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Section `mock`: returns the host WASM rate (the latency section's 100%).
+fn mock_section(mock: &Mock, n: usize, cache: &Path) -> f64 {
+    let brokers = mock.bootstrap_servers();
+    let t = Target {
+        brokers: &brokers,
+        topic: TOPIC,
+        partitions: PARTITIONS,
+    };
+    mock.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    let produced = produce_all(&t, n);
+    println!(
+        "\nlibrdkafka mock cluster in this process, {PARTITIONS} partitions (produced in {:.1} s):",
+        produced.as_secs_f64()
+    );
+    raw_read(&t, n);
+    let redis = Redis::start_in_memory();
+    let wasm = host_run(&t, Logic::Wasm, &redis, "wasm", n, &[], cache).elapsed;
+    row("host, WASM wordcount, exactly-once", n, wasm);
+    let native = host_run(&t, Logic::Native, &redis, "native", n, &[], cache).elapsed;
+    row("host, native wordcount, exactly-once", n, native);
+    let stateless = host_run(
+        &t,
+        Logic::NativeStateless,
+        &redis,
+        "stateless",
+        n,
+        &[],
+        cache,
+    )
+    .elapsed;
+    row(
+        "host, native wordcount, no state (offsets only)",
+        n,
+        stateless,
+    );
+    let counts = redis.counts("wasm");
+    assert!(!counts.is_empty(), "the WASM job counted words");
+    assert_eq!(
+        counts,
+        redis.counts("native"),
+        "same counts WASM and native"
+    );
+    assert!(
+        redis.counts("stateless").is_empty(),
+        "the stateless job wrote no state"
+    );
+    println!(
+        "  host WASM: {:.0} records/s (target >= 1M/s)",
+        rate(n, wasm)
+    );
+    println!(
+        "  ratio native exactly-once / native stateless: {:.2}x (target >= 0.9x)",
+        speedup(native, stateless)
+    );
+    println!(
+        "  ratio WASM / native:                          {:.2}x",
+        speedup(wasm, native)
+    );
+    // Not a default: how much larger batches (ten times fewer commits) buy.
+    const BIG_BATCH: &[&str] = &["--batch-max-records", "10000"];
+    let redis = Redis::start_in_memory();
+    let wasm10k = host_run(&t, Logic::Wasm, &redis, "wasm", n, BIG_BATCH, cache).elapsed;
+    let native10k = host_run(&t, Logic::Native, &redis, "native", n, BIG_BATCH, cache).elapsed;
+    assert_eq!(
+        redis.counts("wasm"),
+        redis.counts("native"),
+        "same counts WASM and native, batches of 10000"
+    );
+    println!(
+        "  (not default) --batch-max-records 10000: host WASM {:.0} records/s, native {:.0} records/s",
+        rate(n, wasm10k),
+        rate(n, native10k)
+    );
+    rate(n, wasm)
+}
+
+/// Produces ~40-byte records round robin at `per_second` for `duration`, pacing in
+/// 10 ms slices; returns the records sent and the time sending took.
+fn produce_at_rate(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    per_second: f64,
+    duration: Duration,
+) -> (usize, Duration) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("producer");
+    let total = (per_second * duration.as_secs_f64()) as usize;
+    let slice = Duration::from_millis(10);
+    let mut g = TextGen::new(11, 2000);
+    let started = Instant::now();
+    let mut next = started;
+    let mut sent = 0usize;
+    while sent < total {
+        let due = ((started.elapsed().as_secs_f64() * per_second) as usize).min(total);
+        while sent < due {
+            let line = g.line(40);
+            let mut record = BaseRecord::<(), str>::to(topic)
+                .partition((sent % partitions as usize) as i32)
+                .payload(&line);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, back)) => {
+                        // Queue full: serve delivery reports, then try again.
+                        producer.poll(Duration::from_millis(1));
+                        record = back;
+                    }
+                }
+            }
+            sent += 1;
+        }
+        // Serve delivery reports until the next slice is due.
+        next += slice;
+        while let Some(left) = next.checked_duration_since(Instant::now()) {
+            producer.poll(left);
+        }
+    }
+    let elapsed = started.elapsed();
+    producer.flush(Duration::from_secs(60)).expect("flush");
+    (sent, elapsed)
+}
+
+/// Polls `condition` until it holds or `timeout` passes; tells which.
+fn poll_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn metrics_text(addr: &str) -> Option<String> {
+    http::request(addr, "GET", "/metrics", None, &[])
+        .filter(|r| r.status == 200)
+        .map(|r| r.text())
+}
+
+/// Section `latency`: produce-to-commit latency at fractions of `max_rate`.
+fn latency_section(mock: &Mock, max_rate: f64, cache: &Path) {
+    let seconds = env_number("STREAMHOST_BENCH_LATENCY_SECS", 8);
+    let brokers = mock.bootstrap_servers();
+    let redis = Redis::start_in_memory();
+    println!(
+        "\nlatency, mock cluster in this process, {PARTITIONS} partitions, host WASM at defaults, {seconds} s per rate (max rate {max_rate:.0} records/s):"
+    );
+    println!(
+        "  {:>5} {:>12} {:>12} {:>9} {:>9}",
+        "rate", "records/s", "achieved/s", "p50 ms", "p99 ms"
+    );
+    for percent in [10u32, 50, 90] {
+        let topic = format!("latency-{percent}");
+        mock.create_topic(&topic, PARTITIONS, 1).expect("topic");
+        let t = Target {
+            brokers: &brokers,
+            topic: &topic,
+            partitions: PARTITIONS,
+        };
+        let addr = format!("127.0.0.1:{}", free_port());
+        let group = format!("latency-{percent}");
+        let host = spawn_host(
+            &t,
+            Logic::Wasm,
+            &redis,
+            &group,
+            &["--metrics-addr", &addr],
+            cache,
+        );
+        host.wait_for(TIMEOUT, "the host to be ready (/readyz)", || {
+            http::request(&addr, "GET", "/readyz", None, &[]).is_some_and(|r| r.status == 200)
+        });
+        let target_rate = max_rate * f64::from(percent) / 100.0;
+        let producer = {
+            let (brokers, topic) = (brokers.clone(), topic.clone());
+            let duration = Duration::from_secs(seconds as u64);
+            std::thread::spawn(move || {
+                produce_at_rate(&brokers, &topic, PARTITIONS, target_rate, duration)
+            })
+        };
+        host.wait_for(TIMEOUT, "the paced producer to finish", || {
+            producer.is_finished()
+        });
+        let (sent, took) = producer.join().expect("producer thread");
+        host.wait_for(TIMEOUT, "the host to commit everything", || {
+            committed(&redis, &group, &topic) >= sent as i64
+        });
+        // Each record is observed at its commit: let the last ones land.
+        let mut exposition = None;
+        let mut buckets = None;
+        poll_until(Duration::from_secs(10), || {
+            exposition = metrics_text(&addr);
+            buckets = exposition
+                .as_deref()
+                .and_then(|m| histogram_buckets(m, LATENCY_HISTOGRAM));
+            match &buckets {
+                Some(b) => b.last().is_some_and(|&(_, c)| c >= sent as f64),
+                None => exposition.is_some(),
+            }
+        });
+        stop_host(host);
+        let achieved = rate(sent, took);
+        let Some(buckets) = buckets else {
+            let why = if exposition.is_some() {
+                format!("histogram {LATENCY_HISTOGRAM} not exported by this host")
+            } else {
+                format!("no answer from http://{addr}/metrics")
+            };
+            println!("  {percent:>4}% {target_rate:>12.0} {achieved:>12.0}   {why}");
+            continue;
+        };
+        let ms = |q| histogram_quantile(&buckets, q).map_or(f64::NAN, |s| s * 1000.0);
+        println!(
+            "  {percent:>4}% {target_rate:>12.0} {achieved:>12.0} {:>9.1} {:>9.1}",
+            ms(0.5),
+            ms(0.99)
+        );
+    }
+}
+
+/// Section `scale`: host WASM at defaults over more and more partitions.
+fn scale_section(mock: &Mock, n: usize, cache: &Path) {
+    let brokers = mock.bootstrap_servers();
+    let redis = Redis::start_in_memory();
+    println!("\nscale, mock cluster in this process, host WASM at defaults:");
+    println!(
+        "  {:>10} {:>9} {:>8} {:>12} {:>14}",
+        "partitions", "records", "s", "records/s", "peak RSS MiB"
+    );
+    for partitions in [1i32, 4, 16, 64, 256] {
+        let topic = format!("scale-{partitions}");
+        mock.create_topic(&topic, partitions, 1).expect("topic");
+        let t = Target {
+            brokers: &brokers,
+            topic: &topic,
+            partitions,
+        };
+        // The mock cluster keeps only ~100k records per partition.
+        let records = n.min(50_000 * partitions as usize);
+        produce_all(&t, records);
+        let run = host_run(&t, Logic::Wasm, &redis, &topic, records, &[], cache);
+        println!(
+            "  {partitions:>10} {records:>9} {:>8.2} {:>12.0} {:>14}",
+            run.elapsed.as_secs_f64(),
+            rate(records, run.elapsed),
+            run.peak_rss_kib
+                .map_or("?".to_owned(), |k| format!("{:.0}", k as f64 / 1024.0))
+        );
+    }
 }
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list` probes every bench target
     }
-    let n = records();
+    let n = env_number("STREAMHOST_BENCH_RECORDS", 1_000_000);
+    let sections = selected_sections();
     let cache = tempfile::tempdir().expect("cache dir");
     // Compile the plugin once, outside the timings.
     let warm = Command::new(host_bin())
-        .args([
-            "test",
-            "--plugin",
-            plugin("wordcount").to_str().unwrap_or_default(),
-            "--input",
-        ])
+        .args(["test", "--plugin"])
+        .arg(plugin("wordcount"))
+        .arg("--input")
         .arg(repo_root().join("examples/words.txt"))
         .env("STREAMHOST_CACHE_DIR", cache.path())
         .output()
         .expect("host test");
-    assert!(warm.status.success());
+    assert!(
+        warm.status.success(),
+        "host test failed: {}",
+        String::from_utf8_lossy(&warm.stderr)
+    );
 
-    println!("\npipeline throughput: {n} records of ~40 bytes, batches of up to 1000\n");
-    if std::env::var_os("STREAMHOST_BENCH_ONLY_MOCK").is_none() {
-        let redis = Redis::start_in_memory();
+    println!(
+        "\npipeline throughput: {n} records of ~40 bytes, host at its default settings; sections: {}\n",
+        sections.join(",")
+    );
+    if sections.contains(&"tansu") {
         let kafka = Tansu::start();
         let brokers = kafka.brokers();
-        let parts = 4;
-        create_topic(&brokers, TOPIC, parts);
-        let produced = produce_all(&brokers, parts, n);
+        let t = Target {
+            brokers: &brokers,
+            topic: TOPIC,
+            partitions: PARTITIONS,
+        };
+        create_topic(&brokers, TOPIC, PARTITIONS);
+        let produced = produce_all(&t, n);
         println!(
-            "tansu, {parts} partitions (produced in {:.1} s):",
+            "tansu, {PARTITIONS} partitions (produced in {:.1} s):",
             produced.as_secs_f64()
         );
-        // The first read of fresh data is slower on tansu; measure the second.
-        raw_read(&brokers, parts, n);
-        let ceiling = raw_read(&brokers, parts, n);
-        row("raw rdkafka read (ceiling)", n, ceiling);
-        let wasm = host_run(
-            &brokers,
-            parts,
-            1000,
-            &[],
-            &redis,
-            "wasm",
-            false,
-            cache.path(),
-            n,
-        );
-        row("host, WASM wordcount, exactly-once", n, wasm);
-        let native = host_run(
-            &brokers,
-            parts,
-            1000,
-            &[],
-            &redis,
-            "native",
-            true,
-            cache.path(),
-            n,
-        );
-        row("host, native wordcount, exactly-once", n, native);
-        let python = python_run(&brokers, parts, 1000, &redis, "python", n);
-        match python {
-            Some(d) => row("Python: confluent-kafka + redis-py", n, d),
-            None => println!("  Python job skipped: set STREAMHOST_BENCH_PYTHON (bench/run does)"),
-        }
-        assert_eq!(
-            redis.counts("wasm"),
-            redis.counts("native"),
-            "same counts both ways"
-        );
-        if python.is_some() {
-            assert_eq!(
-                redis.counts("wasm"),
-                redis.counts("python"),
-                "same counts as the Python job"
-            );
-        }
-        println!(
-            "  ratio host WASM / ceiling:  {:.2}x (target >= 0.9x)",
-            ceiling.as_secs_f64() / wasm.as_secs_f64()
-        );
-        println!(
-            "  ratio host WASM / native:   {:.2}x",
-            native.as_secs_f64() / wasm.as_secs_f64()
-        );
-        if let Some(p) = python {
-            println!(
-                "  ratio host WASM / Python:   {:.2}x",
-                p.as_secs_f64() / wasm.as_secs_f64()
-            );
-        }
+        readers_section(&t, n, cache.path());
     }
-    let mock = MockCluster::new(1).expect("mock cluster");
-    // The mock cluster keeps only ~100k records per partition: spread 1M over 16.
-    let parts = 16;
-    mock.create_topic(TOPIC, parts, 1).expect("topic");
-    let brokers = mock.bootstrap_servers();
-    let produced = produce_all(&brokers, parts, n);
-    println!(
-        "\nlibrdkafka mock cluster, {parts} partitions (produced in {:.1} s):",
-        produced.as_secs_f64()
-    );
-    raw_read(&brokers, parts, n);
-    let ceiling = raw_read(&brokers, parts, n);
-    row("raw rdkafka read (ceiling)", n, ceiling);
-    // librdkafka's own prefetch defaults: more memory (see docs/operating.md), more speed.
-    const BIG_PREFETCH: &[&str] = &[
-        "-X",
-        "queued.min.messages=100000",
-        "-X",
-        "fetch.max.bytes=52428800",
-    ];
-    let configs: [(usize, &[&str], &str); 3] = [
-        (1000, &[], "batches of 1000"),
-        (10_000, &[], "batches of 10000"),
-        (10_000, BIG_PREFETCH, "batches of 10000, large prefetch"),
-    ];
-    for (batch, tuning, label) in configs {
-        let redis = Redis::start_in_memory();
-        let wasm = host_run(
-            &brokers,
-            parts,
-            batch,
-            tuning,
-            &redis,
-            "wasm",
-            false,
-            cache.path(),
-            n,
-        );
-        row(&format!("host, WASM wordcount, {label}"), n, wasm);
-        let native = host_run(
-            &brokers,
-            parts,
-            batch,
-            tuning,
-            &redis,
-            "native",
-            true,
-            cache.path(),
-            n,
-        );
-        row(&format!("host, native wordcount, {label}"), n, native);
-        assert_eq!(
-            redis.counts("wasm"),
-            redis.counts("native"),
-            "same counts both ways"
-        );
+    if sections.contains(&"mock-process") {
+        let mock = MockProcess::start(TOPIC, PARTITIONS);
+        let t = Target {
+            brokers: &mock.brokers,
+            topic: TOPIC,
+            partitions: PARTITIONS,
+        };
+        let produced = produce_all(&t, n);
         println!(
-            "  {label}: host WASM {:.0} records/s (target >= 1M/s), WASM / native {:.2}x (target >= 0.7x), WASM / ceiling {:.2}x",
-            rate(n, wasm),
-            native.as_secs_f64() / wasm.as_secs_f64(),
-            ceiling.as_secs_f64() / wasm.as_secs_f64()
+            "\nlibrdkafka mock cluster in its own process, {PARTITIONS} partitions (produced in {:.1} s):",
+            produced.as_secs_f64()
         );
+        readers_section(&t, n, cache.path());
+    }
+    let mut max_rate = None;
+    if sections.contains(&"mock") {
+        let mock = MockCluster::new(1).expect("mock cluster");
+        max_rate = Some(mock_section(&mock, n, cache.path()));
+    }
+    if sections.contains(&"latency") {
+        let mock = MockCluster::new(1).expect("mock cluster");
+        let max_rate = max_rate.unwrap_or_else(|| {
+            // Section `mock` did not run: measure its host WASM rate here.
+            let brokers = mock.bootstrap_servers();
+            let t = Target {
+                brokers: &brokers,
+                topic: "max-rate",
+                partitions: PARTITIONS,
+            };
+            mock.create_topic(t.topic, PARTITIONS, 1).expect("topic");
+            produce_all(&t, n);
+            let redis = Redis::start_in_memory();
+            let run = host_run(&t, Logic::Wasm, &redis, "max-rate", n, &[], cache.path());
+            rate(n, run.elapsed)
+        });
+        latency_section(&mock, max_rate, cache.path());
+    }
+    if sections.contains(&"scale") {
+        let mock = MockCluster::new(1).expect("mock cluster");
+        scale_section(&mock, n, cache.path());
     }
 }

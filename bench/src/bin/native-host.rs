@@ -2,7 +2,8 @@
 //! benchmarks' native baseline, so that they measure what the sandbox costs with
 //! everything else (Kafka, batching, the Redis commit) the same. Takes `host run`'s
 //! flags; `--plugin` still names the wordcount component (its name becomes the default
-//! group) but it is never run.
+//! group) but it is never run. `--native-stateless` counts the same way but writes no
+//! state (offsets are still committed): the baseline for what the state commit costs.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -19,6 +20,9 @@ use streamhost::runtime::{ProcessError, Runtime};
 struct Cli {
     #[command(flatten)]
     run: RunArgs,
+    /// Count the words but write no state: each batch commits its offsets only.
+    #[arg(long)]
+    native_stateless: bool,
 }
 
 struct NativeWordcount;
@@ -30,6 +34,19 @@ impl NativeLogic for NativeWordcount {
 
     fn process(&mut self, batch: &Batch) -> Result<Effects, ProcessError> {
         Ok(streamhost_bench::native_process(batch))
+    }
+}
+
+/// The same count, no state writes.
+struct NativeCountOnly;
+
+impl NativeLogic for NativeCountOnly {
+    fn name(&self) -> &str {
+        "native-wordcount-stateless"
+    }
+
+    fn process(&mut self, batch: &Batch) -> Result<Effects, ProcessError> {
+        Ok(streamhost_bench::native_count_only(batch))
     }
 }
 
@@ -46,7 +63,11 @@ fn main() -> ExitCode {
         let stop = streamhost::job::stop_on_signals()?;
         let runtime = Runtime::new(cli.run.plugin.runtime_options())?;
         let plugin = runtime.load_file(&cli.run.plugin.plugin)?;
-        let native: NativeFactory = Arc::new(|| Box::new(NativeWordcount));
+        let native: NativeFactory = if cli.native_stateless {
+            Arc::new(|| Box::new(NativeCountOnly))
+        } else {
+            Arc::new(|| Box::new(NativeWordcount))
+        };
         streamhost::job::run_from_args(cli.run, plugin, Some(native), stop)
     };
     match run() {
