@@ -393,6 +393,12 @@ fn readers_section(t: &Target, n: usize, cache: &Path) {
         "  ratio host WASM / plain consumer: {:.2}x (target >= 0.95x, goal >= 1.2x)",
         speedup(wasm, plain)
     );
+    // The host's time includes its own start-up; the plain consumer's wait for its first
+    // fetch is taken out here, so this ratio does not flatter the host.
+    println!(
+        "  ratio host WASM / plain consumer from its first record: {:.2}x",
+        speedup(wasm, plain.saturating_sub(first))
+    );
     println!(
         "  ratio host WASM / ceiling:        {:.2}x",
         speedup(wasm, ceiling)

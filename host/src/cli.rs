@@ -169,7 +169,7 @@ pub struct RunArgs {
     pub redis_wait_timeout_ms: u64,
 
     /// Most records in one batch.
-    #[arg(long, default_value_t = 1000, env = "STREAMHOST_BATCH_MAX_RECORDS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    #[arg(long, default_value_t = 10_000, env = "STREAMHOST_BATCH_MAX_RECORDS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub batch_max_records: u64,
 
     /// Most bytes of keys, values and headers in one batch (a single larger record still

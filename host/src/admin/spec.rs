@@ -95,7 +95,7 @@ pub struct JobSettings {
 impl Default for JobSettings {
     fn default() -> Self {
         Self {
-            batch_max_records: 1000,
+            batch_max_records: 10_000,
             batch_max_bytes: 4 << 20,
             batch_linger_ms: 100,
             offset_reset: "earliest".into(),

@@ -325,6 +325,9 @@ pub fn consumer(
         .set("queued.min.messages", config.prefetch_records.to_string())
         // ...and re-checks a full queue soon rather than after the default second.
         .set("fetch.queue.backoff.ms", "10")
+        // A broker that holds an empty fetch for its whole wait (librdkafka's mock
+        // cluster does) would add up to this much to every record's latency (default 500).
+        .set("fetch.wait.max.ms", "100")
         // A fetch response stays in memory until its last record is consumed: keep one
         // response to a sixteenth of the cap, 1 MiB by default (a larger single record
         // still comes through).
