@@ -199,3 +199,68 @@ fn log_format_json_writes_one_json_object_per_line() {
         .unwrap_or_else(|| panic!("the plugin's log line is missing: {stderr}"));
     assert_eq!(note["level"], "WARN", "{note}");
 }
+
+/// Batches cut at `--batch-max-bytes` carry the records read past the cut into the next
+/// batch (the host takes records from librdkafka in bulk), and every record is counted
+/// once in the produce-to-commit latency.
+#[test]
+fn byte_cut_batches_lose_nothing_and_every_record_has_a_latency() {
+    let (redis, kafka) = (Redis::start_in_memory(), Tansu::start());
+    create_topic(&kafka.brokers(), "words", 1);
+    // 240 records of ~1 KiB: a batch is cut once it holds 8 KiB, after 9 of them.
+    let values: Vec<Vec<u8>> = (0..240)
+        .map(|i| format!("w{} {}", i % 7, "pad ".repeat(250)).into_bytes())
+        .collect();
+    produce(&producer(&kafka.brokers()), "words", 0, &values);
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let cache = tempfile::tempdir().unwrap();
+    let args = plugin_run_args(
+        "wordcount",
+        &kafka.brokers(),
+        &redis.url(),
+        "words",
+        "g",
+        &[
+            "--partitions",
+            "0",
+            "--batch-max-bytes",
+            "8192",
+            "--metrics-addr",
+            &addr,
+        ],
+    );
+    let host = Host::spawn(&args, cache.path());
+    host.wait_for(MINUTE, "every record", || {
+        redis.offsets("g", "words").get(&0) == Some(&240)
+    });
+    let counts = redis.counts("g");
+    assert_eq!(counts.get("pad"), Some(&(240 * 250)), "{counts:?}");
+    for w in 0..7 {
+        let expected = (0..240).filter(|i| i % 7 == w).count() as i64;
+        assert_eq!(counts.get(&format!("w{w}")), Some(&expected), "w{w}");
+    }
+    let part = r#"{job="g",topic="words",partition="0""#;
+    let mut body = String::new();
+    // The last batch is accounted once the worker sees its commit answered.
+    wait_until(MINUTE, "the metrics of every batch", || {
+        body = get(port, "/metrics").map(|r| r.1).unwrap_or_default();
+        metric(&body, &format!("streamhost_records_in_total{part}}}")) == Some(240.0)
+    });
+    let ok = metric(
+        &body,
+        &format!(r#"streamhost_batches_total{part},outcome="ok"}}"#),
+    );
+    assert!(
+        ok.is_some_and(|n| n >= 27.0),
+        "batches of at most 9 records: {ok:?}\n{body}"
+    );
+    assert_eq!(
+        metric(
+            &body,
+            &format!("streamhost_commit_latency_seconds_count{part}}}")
+        ),
+        Some(240.0),
+        "{body}"
+    );
+}

@@ -52,8 +52,17 @@ impl BulkQueue {
         })
     }
 
-    /// Moves up to `max` messages into `out`, waiting at most `timeout` for the first (and,
-    /// as librdkafka does, for the rest until `max` or the timeout).
+    /// The next message, waiting at most `timeout` for it: returns as soon as one is there.
+    pub fn consume_one(&self, timeout: Duration) -> Option<RawMessage> {
+        let timeout_ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: the queue is valid while `self` lives; the message returned (or null) is
+        // ours to destroy.
+        let m = unsafe { rd::rd_kafka_consume_queue(self.queue, timeout_ms) };
+        (!m.is_null()).then(|| RawMessage(m))
+    }
+
+    /// Moves up to `max` messages into `out`. librdkafka waits until it has `max` or
+    /// `timeout` passed, not only for the first: a batch's linger, not a poll.
     pub fn consume(&self, timeout: Duration, max: usize, out: &mut Vec<RawMessage>) {
         if max == 0 {
             return;

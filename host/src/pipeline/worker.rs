@@ -281,7 +281,16 @@ impl PartitionWorker {
                 }
                 let room = self.limits.max_records.saturating_sub(builder.len()).max(1);
                 let mut taken = Vec::new();
-                self.source.consume(wait, room, &mut taken);
+                if builder.is_empty() {
+                    // The first record starts the linger: take it as soon as it is there,
+                    // then whatever else is already queued.
+                    if let Some(first) = self.source.consume_one(wait) {
+                        taken.push(first);
+                        self.source.consume(Duration::ZERO, room - 1, &mut taken);
+                    }
+                } else {
+                    self.source.consume(wait, room, &mut taken);
+                }
                 self.pending.extend(taken);
                 continue;
             }
