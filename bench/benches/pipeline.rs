@@ -377,23 +377,37 @@ fn readers_section(t: &Target, n: usize, cache: &Path) {
     let redis = Redis::start_in_memory();
     // The first read of fresh data is slower on tansu: every variant reads after this one.
     raw_read(t, n, false);
-    let (plain, first) = plain_consume(t, n);
-    row("plain consumer (one BaseConsumer, defaults)", n, plain);
+    // Single runs of a second move a lot on tansu: the plain consumer and the host WASM
+    // job run twice each, apart, and the faster run counts.
+    let plain_a = plain_consume(t, n);
+    let per_message = raw_read(t, n, false);
+    let ceiling = raw_read(t, n, true);
+    let plain_b = plain_consume(t, n);
+    let (plain, first) = if plain_a.0 <= plain_b.0 {
+        plain_a
+    } else {
+        plain_b
+    };
+    row(
+        "plain consumer (one BaseConsumer, defaults), best of 2",
+        n,
+        plain,
+    );
     println!(
         "    (its first record came {:.2} s after assign)",
         first.as_secs_f64()
     );
-    let per_message = raw_read(t, n, false);
     row(
         "raw per-partition read, one message per call",
         n,
         per_message,
     );
-    let ceiling = raw_read(t, n, true);
     row("raw per-partition read in bulk (ceiling)", n, ceiling);
-    let wasm = host_run(t, Logic::Wasm, &redis, "wasm", n, &[], cache).elapsed;
-    row("host, WASM wordcount, exactly-once", n, wasm);
+    let wasm_a = host_run(t, Logic::Wasm, &redis, "wasm", n, &[], cache).elapsed;
     let native = host_run(t, Logic::Native, &redis, "native", n, &[], cache).elapsed;
+    let wasm_b = host_run(t, Logic::Wasm, &redis, "wasm-1", n, &[], cache).elapsed;
+    let wasm = wasm_a.min(wasm_b);
+    row("host, WASM wordcount, exactly-once, best of 2", n, wasm);
     row("host, native wordcount, exactly-once", n, native);
     let python = python_run(t, 1000, &redis, "python", n);
     match python {
