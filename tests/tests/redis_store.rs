@@ -138,6 +138,14 @@ fn an_increment_that_would_overflow_fails_the_whole_commit() {
     assert_eq!(offsets(&redis), [("2".to_owned(), "1".to_owned())].into());
 }
 
+/// Redis, the store of job `jb` (group `grp`, state scope job) and its committer.
+fn job_store() -> (Redis, Arc<RedisStore>, Committer) {
+    let redis = Redis::start_in_memory();
+    let store = Arc::new(RedisStore::connect(&redis.url(), "grp", "jb").unwrap());
+    let committer = Committer::start(store.clone());
+    (redis, store, committer)
+}
+
 fn request(partition: i32, expected: Option<i64>, until: i64, e: Effects) -> CommitRequest {
     CommitRequest {
         topic: "t".to_owned(),
@@ -167,9 +175,7 @@ fn state(redis: &Redis, key: &str) -> Option<String> {
 
 #[test]
 fn batches_of_several_partitions_commit_in_one_run_each_fenced_on_its_own() {
-    let redis = Redis::start_in_memory();
-    let store = Arc::new(RedisStore::connect(&redis.url(), "grp", "jb").unwrap());
-    let committer = Committer::start(store.clone());
+    let (redis, _store, committer) = job_store();
     let first: Vec<CommitRequest> = (0..4)
         .map(|p| request(p, None, 10, adds(&[("word", 1), (&format!("p{p}"), 5)])))
         .collect();
@@ -217,9 +223,7 @@ fn batches_of_several_partitions_commit_in_one_run_each_fenced_on_its_own() {
 
 #[test]
 fn a_bad_increment_fails_only_its_own_batch_of_a_run() {
-    let redis = Redis::start_in_memory();
-    let store = Arc::new(RedisStore::connect(&redis.url(), "grp", "jb").unwrap());
-    let committer = Committer::start(store.clone());
+    let (redis, _store, committer) = job_store();
     let mut text = Effects::new(1 << 20);
     text.set("name".into(), b"abc".to_vec()).unwrap();
     assert!(matches!(
@@ -245,9 +249,7 @@ fn a_bad_increment_fails_only_its_own_batch_of_a_run() {
 
 #[test]
 fn writes_of_one_key_in_several_batches_apply_in_order() {
-    let redis = Redis::start_in_memory();
-    let store = Arc::new(RedisStore::connect(&redis.url(), "grp", "jb").unwrap());
-    let committer = Committer::start(store.clone());
+    let (redis, _store, committer) = job_store();
     let mut seed = Effects::new(1 << 20);
     seed.set("gone".into(), b"x".to_vec()).unwrap();
     committer.commit_now(&[request(9, None, 1, seed)]);
@@ -276,9 +278,7 @@ fn writes_of_one_key_in_several_batches_apply_in_order() {
 
 #[test]
 fn counters_beyond_what_a_double_holds_stay_exact_and_big_batches_commit() {
-    let redis = Redis::start_in_memory();
-    let store = Arc::new(RedisStore::connect(&redis.url(), "grp", "jb").unwrap());
-    let committer = Committer::start(store.clone());
+    let (redis, _store, committer) = job_store();
     // 2^53 + 1: a Lua number would round it.
     let mut big = Effects::new(1 << 20);
     big.set("big".into(), b"9007199254740993".to_vec()).unwrap();
@@ -310,9 +310,7 @@ fn counters_beyond_what_a_double_holds_stay_exact_and_big_batches_commit() {
 
 #[test]
 fn a_read_waits_for_its_partitions_commit_in_flight() {
-    let redis = Redis::start_in_memory();
-    let store = Arc::new(RedisStore::connect(&redis.url(), "grp", "jb").unwrap());
-    let committer = Committer::start(store.clone());
+    let (_redis, store, committer) = job_store();
     for round in 1..=50i64 {
         let ticket = committer.submit(request(
             3,
