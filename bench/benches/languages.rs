@@ -110,7 +110,7 @@ fn ms(d: Duration) -> String {
 }
 
 fn main() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = streamhost_tests::repo_root();
     let mut plugins: Vec<PathBuf> = std::fs::read_dir(root.join("plugins"))
         .expect("plugins/")
         .filter_map(|e| e.ok())

@@ -18,7 +18,7 @@ const RECORDS: usize = 10_000;
 const VALUE_LEN: usize = 40;
 
 fn main() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = streamhost_tests::repo_root();
     let wasm = root.join("build/plugins/wordcount.wasm");
     assert!(
         wasm.exists(),
