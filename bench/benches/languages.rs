@@ -60,6 +60,7 @@ struct Row {
 }
 
 fn measure(wasm: &Path, batch: &Batch, reference: &Effects) -> Row {
+    let mut batch = batch.clone();
     let name = wasm
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -85,7 +86,7 @@ fn measure(wasm: &Path, batch: &Batch, reference: &Effects) -> Row {
         black_box(plugin.instantiate(&settings).expect("instantiate"));
     });
     let mut runner = Runner::new(plugin.clone(), settings.clone());
-    let effects = runner.process(batch).expect("process");
+    let effects = runner.process(&mut batch).expect("process");
     assert_eq!(
         effects.state.len(),
         reference.state.len(),
@@ -93,7 +94,7 @@ fn measure(wasm: &Path, batch: &Batch, reference: &Effects) -> Row {
     );
     let slow = size > 1 << 20;
     let process = median(if slow { 5 } else { 21 }, || {
-        black_box(runner.process(black_box(batch)).expect("process"));
+        black_box(runner.process(black_box(&mut batch)).expect("process"));
     });
     Row {
         name,

@@ -42,7 +42,7 @@ fn main() {
         partition: Some(0),
         config,
     };
-    let batch = text_batch(RECORDS, VALUE_LEN);
+    let mut batch = text_batch(RECORDS, VALUE_LEN);
     let words: usize = batch
         .records
         .iter()
@@ -56,7 +56,7 @@ fn main() {
     // Same answer both ways, or the comparison means nothing.
     let mut bulk = Runner::new(plugin.clone(), settings(vec![]));
     let native = native_process(&batch);
-    let wasm_effects = bulk.process(&batch).unwrap();
+    let wasm_effects = bulk.process(&mut batch).unwrap();
     assert_eq!(native.state.len(), wasm_effects.state.len());
 
     let mut c = Criterion::default()
@@ -69,14 +69,14 @@ fn main() {
             b.iter(|| black_box(native_process(black_box(&batch))))
         });
         g.bench_function("wasm", |b| {
-            b.iter(|| black_box(bulk.process(black_box(&batch)).unwrap()))
+            b.iter(|| black_box(bulk.process(black_box(&mut batch)).unwrap()))
         });
         let mut per_word = Runner::new(
             plugin.clone(),
             settings(vec![("per-word-calls".into(), "true".into())]),
         );
         g.bench_function("wasm_per_word_calls", |b| {
-            b.iter(|| black_box(per_word.process(black_box(&batch)).unwrap()))
+            b.iter(|| black_box(per_word.process(black_box(&mut batch)).unwrap()))
         });
         // The cost of handing the batch over: a plugin that only walks the records.
         let faulty = runtime
@@ -84,7 +84,7 @@ fn main() {
             .unwrap();
         let mut lower = Runner::new(faulty, settings(vec![]));
         g.bench_function("wasm_handover_only", |b| {
-            b.iter(|| black_box(lower.process(black_box(&batch)).unwrap()))
+            b.iter(|| black_box(lower.process(black_box(&mut batch)).unwrap()))
         });
         g.finish();
     }

@@ -225,6 +225,9 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 10_000, env = "STREAMHOST_RETRY_BACKOFF_MAX_MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub retry_backoff_max_ms: u64,
 
+    #[command(flatten)]
+    pub time: TimeArgs,
+
     /// Dead-letter topic (required by --on-error dlq).
     #[arg(long, env = "STREAMHOST_DLQ_TOPIC", required_if_eq("on_error", "dlq"))]
     pub dlq_topic: Option<String>,
@@ -575,6 +578,53 @@ pub struct TestArgs {
     /// Partition number the plugin sees.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..))]
     pub partition: i32,
+
+    /// Leave event-time timers pending at the end of the input, instead of moving the
+    /// watermark to the end of time (which closes every window).
+    #[arg(long)]
+    pub no_final_watermark: bool,
+
+    #[command(flatten)]
+    pub time: TimeArgs,
+}
+
+/// Event time (plugins of contract 0.2): watermarks, idleness, late records.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TimeArgs {
+    /// Event time: how far behind the highest event time a partition has seen its
+    /// watermark stays, in milliseconds (records may arrive this much out of order).
+    #[arg(long, default_value_t = 0, env = "STREAMHOST_MAX_OUT_OF_ORDERNESS_MS", value_parser = clap::value_parser!(u64).range(0..=(1 << 40)))]
+    pub max_out_of_orderness_ms: u64,
+
+    /// Event time: a partition that received no record for this long (ms) moves its
+    /// watermark with the wall clock (minus --max-out-of-orderness-ms), so its windows
+    /// close on a quiet stream; 0 = never.
+    #[arg(long, default_value_t = 0, env = "STREAMHOST_IDLE_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(0..=(1 << 40)))]
+    pub idle_timeout_ms: u64,
+
+    /// Event time: how far behind the watermark a record may be before it is late, in
+    /// milliseconds.
+    #[arg(long, default_value_t = 0, env = "STREAMHOST_ALLOWED_LATENESS_MS", value_parser = clap::value_parser!(u64).range(0..=(1 << 40)))]
+    pub allowed_lateness_ms: u64,
+
+    /// Event time: what to do with a late record: process (hand it to the plugin like
+    /// any other), drop (count it in streamhost_late_records_total), or topic:NAME
+    /// (produce it to that side topic, then leave it out). Plugins of contract 0.1.0
+    /// have no event time: nothing is late for them.
+    #[arg(long, default_value = "process", env = "STREAMHOST_LATE_RECORDS")]
+    pub late_records: crate::pipeline::time::LatePolicy,
+}
+
+impl TimeArgs {
+    pub fn settings(&self) -> crate::pipeline::time::TimeSettings {
+        crate::pipeline::time::TimeSettings {
+            max_out_of_orderness_ms: self.max_out_of_orderness_ms as i64,
+            idle_timeout: (self.idle_timeout_ms > 0)
+                .then(|| std::time::Duration::from_millis(self.idle_timeout_ms)),
+            allowed_lateness_ms: self.allowed_lateness_ms as i64,
+            late: self.late_records.clone(),
+        }
+    }
 }
 
 /// `host --version`: what this build can talk to, as `curl -V` says it. The Kafka lines

@@ -23,6 +23,7 @@ use crate::kafka::mirror::{Mirror, MirrorHandle};
 use crate::kafka::producer::Sink;
 use crate::pipeline::policy::ErrorPolicy;
 use crate::pipeline::slot::PluginSlot;
+use crate::pipeline::time::{PartitionTime, TimeSettings};
 use crate::pipeline::worker::{BatchLimits, NativeFactory, PartitionWorker, Processor};
 use crate::runtime::{InstanceSettings, Plugin, Runner};
 use crate::store::redis::committer::Committer;
@@ -63,6 +64,8 @@ pub struct JobConfig {
     pub ready: Arc<AtomicBool>,
     /// Updated after every commit (records, committed offsets, lag).
     pub progress: Arc<Progress>,
+    /// Watermarks, idleness and late records (plugins of contract 0.2).
+    pub time: TimeSettings,
 }
 
 /// How often this host announces itself in Redis, and how long an announcement lasts.
@@ -189,6 +192,8 @@ impl Shared {
             config: self.config.plugin_config.clone(),
         };
         let (generation, plugin) = self.config.plugin.current();
+        let time = (self.config.native.is_none() && plugin.has_time())
+            .then(|| PartitionTime::new(self.config.time.clone()));
         let processor = if let Some(native) = &self.config.native {
             Processor::Native(native())
         } else {
@@ -227,6 +232,9 @@ impl Shared {
                     .unwrap_or_else(|p| p.into_inner())
                     .clone(),
                 progress: self.progress.clone(),
+                store: self.store.clone(),
+                time_settings: self.config.time.clone(),
+                time,
             });
         Ok(offset)
     }
@@ -413,6 +421,7 @@ pub fn run_from_args(
             redis_give_up: Duration::from_millis(args.redis_give_up_ms),
             kafka_give_up: Duration::from_millis(args.kafka_give_up_ms),
         },
+        time: args.time.settings(),
     };
     run(config, stop)
 }

@@ -80,6 +80,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     partition: args.partition,
                     config: args.plugin.config,
                     state_scope: args.state_scope,
+                    final_watermark: !args.no_final_watermark,
+                    time: args.time.settings(),
                 },
             )?;
             println!("{}", serde_json::to_string_pretty(&report)?);

@@ -10,8 +10,8 @@
 // changes nothing (a newline is whitespace). The counts are handed to the host in one
 // `state.apply` call.
 
-import { apply } from "streamhost:plugin/state@0.1.0";
-import { send } from "streamhost:plugin/emit@0.1.0";
+import { apply } from "streamhost:plugin/state@0.2.0";
+import { send } from "streamhost:plugin/emit@0.2.0";
 
 // Unicode's White_Space set, as the Rust plugin splits on. JavaScript's \s would also
 // split on U+FEFF, which Unicode does not count as whitespace.

@@ -1,11 +1,12 @@
-//! Conformance: every plugin under `plugins/` (one folder a language, each a word count)
+//! Conformance: every word count under `plugins/` (`wordcount*`, one folder a language)
 //! must give the same state and the same emits as the specification and as each other,
 //! under `host test` and through the real pipeline (tansu + redis-server), over inputs
 //! that catch the usual differences between languages: non-ASCII text and case mappings,
 //! Unicode whitespace, empty and null values, bytes that are not UTF-8, a batch of one.
 //!
-//! Adding a language is adding a folder with a `build.sh`: the suite finds it, and
-//! reports each plugin's result on its own.
+//! Adding a language is adding a `wordcount-LANG` folder with a `build.sh`: the suite
+//! finds it, and reports each plugin's result on its own. (The window examples are
+//! compared in `event_time.rs`.)
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -60,13 +61,14 @@ fn input_file(dir: &Path) -> std::path::PathBuf {
     path
 }
 
-/// The folders of `plugins/` that hold a plugin (a `build.sh`), by name.
+/// The folders of `plugins/` that hold a word count (a `build.sh`), by name.
 fn discovered_plugins() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(repo_root().join("plugins"))
         .expect("plugins/")
         .filter_map(|e| e.ok())
         .filter(|e| e.path().join("build.sh").exists())
         .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("wordcount"))
         .collect();
     names.sort();
     names

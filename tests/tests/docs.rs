@@ -21,7 +21,7 @@ fn docs() -> String {
 }
 
 /// Backticked Redis key patterns (`streamhost:<group>:offsets:<topic>`): not the WIT
-/// package names (`streamhost:plugin@0.1.0`).
+/// package names (`streamhost:plugin@0.2.0`).
 fn documented_keys(text: &str) -> BTreeSet<String> {
     text.split('`')
         .skip(1)
@@ -101,11 +101,26 @@ fn every_documented_redis_key_and_metric_exists() {
             .status,
         201
     );
+    // And a job with timers pending in both domains, whose keys exist only then.
+    create_topic(&kafka.brokers(), "cmds", 1);
+    let commands = [
+        b"timer later processing +3600000".to_vec(),
+        b"timer never event 9000000000000000".to_vec(),
+    ];
+    produce(&producer(&kafka.brokers()), "cmds", 0, &commands);
+    assert_eq!(s.upload("timekeeper", "1", "timekeeper").status, 201);
+    let job = r#"{"id": "tk", "plugin": "timekeeper@1", "topics": ["cmds"], "partitions": [0]}"#;
+    assert_eq!(
+        s.call("POST", "/v1/jobs", Some("t0ken"), job.as_bytes())
+            .status,
+        201
+    );
     let (wcp_offsets, _) = partition_keys("wcp", "wcp", "words", 0);
     s.host
         .wait_for(MINUTE, "the jobs to commit every record", || {
             redis.offsets("wc", "words").get(&0) == Some(&200)
                 && redis.hgetall(&wcp_offsets).get("0").map(String::as_str) == Some("200")
+                && redis.offsets("tk", "cmds").get(&0) == Some(&2)
         });
 
     let present: Vec<String> = redis::cmd("KEYS")

@@ -81,17 +81,20 @@ fn component_for_another_world() {
         err.contains("greet"),
         "the message lists what it does export: {err}"
     );
-    assert!(err.contains("streamhost:plugin/handler@0.1.0"), "{err}");
+    assert!(err.contains("streamhost:plugin/handler@0.2.0"), "{err}");
 }
 
 #[test]
 fn incompatible_contract_version() {
     let err = load_error(plugin("future-version").to_str().unwrap(), &[]);
     assert!(
-        err.contains("built against streamhost:plugin@0.2.0"),
+        err.contains("built against streamhost:plugin@0.3.0"),
         "{err}"
     );
-    assert!(err.contains("supports streamhost:plugin@0.1.0"), "{err}");
+    assert!(
+        err.contains("supports streamhost:plugin@0.2.0 or 0.1.0"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -46,6 +46,7 @@ fn commit_latency(label: &str, config: &RedisConfig, scope: StateScope) -> u64 {
                 from_offset: from,
                 until_offset: from + 10,
                 writes: &e.state,
+                time: &e.time,
             })
             .expect("commit");
         took.push(started.elapsed());

@@ -23,6 +23,7 @@ fn commit(
         from_offset: from,
         until_offset: until,
         writes: &e.state,
+        time: &e.time,
     })
 }
 
@@ -154,6 +155,7 @@ fn request(partition: i32, expected: Option<i64>, until: i64, e: Effects) -> Com
         from_offset: expected.unwrap_or(0),
         until_offset: until,
         writes: e.state,
+        time: e.time,
     }
 }
 
@@ -328,4 +330,73 @@ fn a_read_waits_for_its_partitions_commit_in_flight() {
         let (outcome, _, _) = ticket.wait();
         assert!(matches!(outcome, Ok(CommitOutcome::Committed)));
     }
+}
+
+/// Timers, expiries and the clock commit with the offsets, through the fence, and a due
+/// read finds them earliest first with what is left after them.
+#[test]
+fn timers_and_the_clock_commit_with_the_offsets_and_read_back_due() {
+    use streamhost::store::time::{Clock, TimeDomain, TimeKey};
+    let (redis, store, _committer) = job_store();
+    let mut e = adds(&[("count", 1)]);
+    for (k, at) in [("w1", 3000), ("w2", 1000), ("w3", 2000)] {
+        e.time.set(TimeKey::timer(TimeDomain::Event, k), at);
+    }
+    e.time
+        .set(TimeKey::expiry(TimeDomain::Processing, "count"), 50);
+    let clock = Clock {
+        max_event_time: Some(2500),
+        watermark: Some(2200),
+    };
+    e.time.clock = Some(clock);
+    assert_eq!(
+        commit(&store, &e, None, 0, 10).unwrap(),
+        CommitOutcome::Committed
+    );
+    assert_eq!(store.clock("t", 2).unwrap(), Some(clock));
+
+    let due = store.due("t", 2, [Some(2000), Some(10)], 100).unwrap();
+    let keys: Vec<(&str, i64)> = due
+        .entries
+        .iter()
+        .map(|(k, at)| (k.key.as_str(), *at))
+        .collect();
+    assert_eq!(keys, [("w2", 1000), ("w3", 2000)]);
+    assert_eq!(due.next, [Some(3000), Some(50)], "what is left after them");
+    let page = store.due("t", 2, [Some(5000), None], 1).unwrap();
+    assert_eq!(page.entries.len(), 1);
+    assert_eq!(page.next[0], Some(1000), "a full page says more may be due");
+
+    // A fenced commit moves no timer and no clock.
+    let mut stale = Effects::new(1 << 20);
+    stale.time.remove(TimeKey::timer(TimeDomain::Event, "w2"));
+    stale.time.clock = Some(Clock::default());
+    assert_eq!(
+        commit(&store, &stale, Some(4), 4, 12).unwrap(),
+        CommitOutcome::Fenced { stored: Some(10) }
+    );
+    let zset = "streamhost:{jb}:timers:grp:t:2:event";
+    let members: Vec<String> = redis::cmd("ZRANGE")
+        .arg(zset)
+        .arg(0)
+        .arg(-1)
+        .query(&mut redis.conn())
+        .unwrap();
+    assert_eq!(members, ["tw2", "tw3", "tw1"]);
+    assert_eq!(store.clock("t", 2).unwrap(), Some(clock));
+
+    // The next batch fires w2: its removal commits with it.
+    let mut next = Effects::new(1 << 20);
+    next.time.remove(TimeKey::timer(TimeDomain::Event, "w2"));
+    assert_eq!(
+        commit(&store, &next, Some(10), 10, 12).unwrap(),
+        CommitOutcome::Committed
+    );
+    let due = store.due("t", 2, [Some(i64::MAX), None], 100).unwrap();
+    assert_eq!(due.entries.len(), 2);
+    assert_eq!(
+        store.clock("t", 2).unwrap(),
+        Some(clock),
+        "no clock given: kept"
+    );
 }

@@ -71,7 +71,7 @@ fn invalid_components_are_refused_with_the_reason_and_nothing_is_stored() {
                 "--name".into(),
                 "x".into(),
             ],
-            "streamhost:plugin@0.1.0",
+            "streamhost:plugin@0.3.0",
         ),
         (
             vec![

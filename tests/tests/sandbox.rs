@@ -49,14 +49,14 @@ fn fails_then_recovers(bad: &str) -> ProcessError {
     let store = Arc::new(MemoryStore::new());
     let (_rt, mut runner) = runner(store);
     let ok = runner
-        .process(&batch(0, &["a", "b"]))
+        .process(&mut batch(0, &["a", "b"]))
         .expect("a good batch");
     assert_eq!(ok.state.len(), 1);
     let err = runner
-        .process(&batch(2, &["c", bad]))
+        .process(&mut batch(2, &["c", bad]))
         .expect_err("the bad batch fails");
     let after = runner
-        .process(&batch(2, &["c"]))
+        .process(&mut batch(2, &["c"]))
         .expect("the next batch runs on a fresh instance");
     assert_eq!(after.state.len(), 1);
     err
@@ -124,14 +124,14 @@ fn flooding_emits_hits_the_effects_cap() {
 fn plugin_errors_keep_the_instance() {
     let store = Arc::new(MemoryStore::new());
     let (_rt, mut runner) = runner(store);
-    let err = runner.process(&batch(0, &["a", "retry"])).unwrap_err();
+    let err = runner.process(&mut batch(0, &["a", "retry"])).unwrap_err();
     assert!(
         matches!(&err, ProcessError::Retryable { message, .. } if message == "try again later")
     );
-    let err = runner.process(&batch(0, &["fatal"])).unwrap_err();
+    let err = runner.process(&mut batch(0, &["fatal"])).unwrap_err();
     assert!(matches!(&err, ProcessError::Fatal { message, .. } if message == "cannot go on"));
     let err = runner
-        .process(&batch(0, &["a", "b", "poison"]))
+        .process(&mut batch(0, &["a", "b", "poison"]))
         .unwrap_err();
     assert!(
         matches!(&err, ProcessError::Poison { index: 2, .. }),
@@ -146,10 +146,10 @@ fn a_failed_batch_leaves_no_effects() {
     let (_rt, mut runner) = runner(store.clone());
     // The plugin counts "a" and "b" before it panics on the third record; none of it may
     // reach the store, and the failed call returns no effects to commit.
-    assert!(runner.process(&batch(0, &["a", "b", "panic"])).is_err());
+    assert!(runner.process(&mut batch(0, &["a", "b", "panic"])).is_err());
     assert!(store.snapshot().is_empty());
     assert_eq!(store.committed_offset("t", 3).unwrap(), None);
-    let ok = runner.process(&batch(0, &["a"])).unwrap();
+    let ok = runner.process(&mut batch(0, &["a"])).unwrap();
     let writes: Vec<_> = ok.state.iter().collect();
     assert_eq!(
         writes.len(),

@@ -287,6 +287,7 @@ impl Admin {
             progress_mode: ProgressMode::Off,
             progress: progress.clone(),
             ready: ready.clone(),
+            time: super::spec::time_of(s)?,
         };
         let state = Arc::new(Mutex::new(JobState::Running));
         let (job_state, job_stop, id) = (state.clone(), stop.clone(), spec.id.clone());

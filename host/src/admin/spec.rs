@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::api::{ApiError, bad_request};
 use crate::kafka::consumer::ResetPolicy;
 use crate::pipeline::policy::OnError;
+use crate::pipeline::time::{LatePolicy, TimeSettings};
 use crate::runtime::Limits;
 use crate::store::StateScope;
 
@@ -88,6 +89,13 @@ pub struct JobSettings {
     pub plugin_timeout_ms: u64,
     pub max_effects_mb: u32,
     pub kafka_commit: bool,
+    /// Event time (`host run --max-out-of-orderness-ms` and the like).
+    pub max_out_of_orderness_ms: u64,
+    /// 0 = never idle.
+    pub idle_timeout_ms: u64,
+    pub allowed_lateness_ms: u64,
+    /// process | drop | topic:NAME
+    pub late_records: String,
     /// librdkafka properties for this job (added to the server's -X).
     pub kafka: BTreeMap<String, String>,
 }
@@ -114,6 +122,10 @@ impl Default for JobSettings {
             plugin_timeout_ms: 10_000,
             max_effects_mb: 64,
             kafka_commit: true,
+            max_out_of_orderness_ms: 0,
+            idle_timeout_ms: 0,
+            allowed_lateness_ms: 0,
+            late_records: "process".into(),
             kafka: BTreeMap::new(),
         }
     }
@@ -141,6 +153,21 @@ pub(super) fn limits_of(s: &JobSettings) -> Limits {
         call_timeout: Duration::from_millis(s.plugin_timeout_ms),
         effects_bytes: (s.max_effects_mb as usize) << 20,
     }
+}
+
+/// The job's event-time settings, checked.
+pub(super) fn time_of(s: &JobSettings) -> Result<TimeSettings, ApiError> {
+    let late = s
+        .late_records
+        .parse::<LatePolicy>()
+        .map_err(|e| bad_request("bad_settings", format!("settings.late_records: {e}")))?;
+    let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    Ok(TimeSettings {
+        max_out_of_orderness_ms: ms(s.max_out_of_orderness_ms),
+        idle_timeout: (s.idle_timeout_ms > 0).then(|| Duration::from_millis(s.idle_timeout_ms)),
+        allowed_lateness_ms: ms(s.allowed_lateness_ms),
+        late,
+    })
 }
 
 pub(super) fn parse_settings(s: &JobSettings) -> Result<(ResetPolicy, OnError), ApiError> {

@@ -7,7 +7,10 @@
 
 use std::collections::hash_map::Entry;
 
-use crate::contract::streamhost::plugin::types::{Header, OutputRecord, StateOp};
+use crate::contract::streamhost::plugin::types::{
+    Expiry, Header, OutputRecord, StateOp, TimeDomain as WitDomain, Timer, TimerId,
+};
+use crate::store::time::{TimeDomain, TimeKey, TimeWrites};
 use crate::store::{PendingWrite, StateStore, StateWrites, StoreError, parse_counter};
 
 /// Why buffering an effect failed. Each fails the batch.
@@ -29,8 +32,31 @@ pub enum EffectError {
     },
     #[error("state key {key:?}: adding {delta} overflows a 64-bit integer")]
     Overflow { key: String, delta: i64 },
+    #[error(
+        "the plugin set a timer but does not export `timer-handler`; build it against the \
+         world `timer-plugin` and implement `on-timers`"
+    )]
+    NoTimerHandler,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<WitDomain> for TimeDomain {
+    fn from(d: WitDomain) -> Self {
+        match d {
+            WitDomain::EventTime => TimeDomain::Event,
+            WitDomain::ProcessingTime => TimeDomain::Processing,
+        }
+    }
+}
+
+impl From<TimeDomain> for WitDomain {
+    fn from(d: TimeDomain) -> Self {
+        match d {
+            TimeDomain::Event => WitDomain::EventTime,
+            TimeDomain::Processing => WitDomain::ProcessingTime,
+        }
+    }
 }
 
 /// Everything one batch produced, ready for the sink and the commit.
@@ -38,6 +64,13 @@ pub enum EffectError {
 pub struct Effects {
     pub emits: Vec<OutputRecord>,
     pub state: StateWrites,
+    /// Timers set, moved, cancelled or fired, expiries given or removed.
+    pub time: TimeWrites,
+    /// The batch's processing time (ms), which `after-ms` expiries count from.
+    pub processing_time: i64,
+    /// Whether a delete also removes the key's expiry (plugins of contract 0.2, the
+    /// only ones that can give keys one).
+    pub track_expiries: bool,
     /// Approximate bytes buffered; checked against the cap on every addition.
     bytes: usize,
     limit: usize,
@@ -78,7 +111,57 @@ impl Effects {
 
     pub fn delete(&mut self, key: String) -> Result<(), EffectError> {
         self.account(key.len() + 32)?;
+        if self.track_expiries {
+            self.persist(&key)?;
+        }
         self.state.insert(key, PendingWrite::Delete);
+        Ok(())
+    }
+
+    /// Gives `key` an expiry, replacing the one it had (in either domain).
+    pub fn expire(&mut self, key: &str, expiry: Expiry) -> Result<(), EffectError> {
+        self.account(2 * key.len() + 64)?;
+        let (domain, at) = match expiry {
+            Expiry::AfterMs(ms) => (
+                TimeDomain::Processing,
+                self.processing_time
+                    .saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)),
+            ),
+            Expiry::AtWatermark(t) => (TimeDomain::Event, t),
+        };
+        for d in TimeDomain::ALL {
+            let k = TimeKey::expiry(d, key);
+            if d == domain {
+                self.time.set(k, at);
+            } else {
+                self.time.remove(k);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `key`'s expiry.
+    pub fn persist(&mut self, key: &str) -> Result<(), EffectError> {
+        self.account(2 * key.len() + 64)?;
+        for d in TimeDomain::ALL {
+            self.time.remove(TimeKey::expiry(d, key));
+        }
+        Ok(())
+    }
+
+    pub fn set_timers(&mut self, timers: Vec<Timer>) -> Result<(), EffectError> {
+        for t in timers {
+            self.account(t.key.len() + 48)?;
+            self.time.set(TimeKey::timer(t.domain.into(), t.key), t.at);
+        }
+        Ok(())
+    }
+
+    pub fn cancel_timers(&mut self, ids: Vec<TimerId>) -> Result<(), EffectError> {
+        for t in ids {
+            self.account(t.key.len() + 48)?;
+            self.time.remove(TimeKey::timer(t.domain.into(), t.key));
+        }
         Ok(())
     }
 
@@ -117,6 +200,12 @@ impl Effects {
                 StateOp::Set(kv) => self.set(kv.key, kv.value)?,
                 StateOp::Delete(key) => self.delete(key)?,
                 StateOp::Incr(kd) => self.add(kd.key, kd.delta)?,
+                StateOp::SetExpiring(ev) => {
+                    self.expire(&ev.key, ev.expiry)?;
+                    self.set(ev.key, ev.value)?;
+                }
+                StateOp::Expire(ke) => self.expire(&ke.key, ke.expiry)?,
+                StateOp::Persist(key) => self.persist(&key)?,
             }
         }
         Ok(())
@@ -242,6 +331,7 @@ mod tests {
                 from_offset: from,
                 until_offset: until,
                 writes: &effects.state,
+                time: &effects.time,
             })
             .expect("commit")
     }
@@ -310,6 +400,7 @@ mod tests {
                 from_offset: 1,
                 until_offset: 2,
                 writes: &e.state,
+                time: &e.time,
             })
             .unwrap_err();
         assert!(matches!(err, StoreError::NotAnInteger { .. }), "{err}");

@@ -78,6 +78,7 @@ impl BatchBuilder {
             value,
             first_header,
             header_count,
+            event_time: timestamp,
         });
         Ok(())
     }
@@ -97,6 +98,8 @@ impl BatchBuilder {
             data: self.data,
             records: self.records,
             headers: self.headers,
+            watermark: None,
+            processing_time: crate::telemetry::metrics::unix_ms(),
         }
     }
 }

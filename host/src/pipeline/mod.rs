@@ -2,8 +2,10 @@
 //!
 //! * `policy`: what a failed batch does next (retry, dead-letter, skip, stop);
 //! * `slot`: the job's current plugin, swappable at a batch boundary;
+//! * `time`: a partition's watermark, late records, and firing timers and expiries;
 //! * `worker`: one partition worker: the commit protocol, top to bottom.
 
 pub mod policy;
 pub mod slot;
+pub mod time;
 pub mod worker;

@@ -4,16 +4,21 @@
 //! For every batch `[from, until)`:
 //! 1. collect records from the partition's own queue (up to `max_records` / `max_bytes`,
 //!    or until `linger` passed since the first record);
-//! 2. `process` it in the plugin; its emits and state writes are buffered, nothing is
-//!    visible yet. A failure stops here: nothing produced, nothing committed;
+//! 2. `process` it in the plugin, then fire the partition's timers and expiries that the
+//!    batch's event times (or the wall clock) made due (`pipeline::time`); its emits,
+//!    state writes and timer changes are buffered, nothing is visible yet. A failure
+//!    stops here: nothing produced, nothing committed. (A partition with timers due and
+//!    no records runs a batch without records: it fires them, and commits the same
+//!    offset.);
 //! 3. wait for the previous batch's commit (see below). If it was fenced, drop this
 //!    batch's effects and re-seek; if it needed a retry, process this batch again (its
 //!    reads may have missed the previous batch's writes);
 //! 4. produce the emits and wait for the broker's acknowledgements;
 //! 5. hand the commit to the committer (`store::redis::committer`), which applies it in
 //!    Redis atomically: if the stored offset is still the one this batch starts from, apply
-//!    the state writes and store `until`. Otherwise another worker owns the partition now
-//!    (fenced): apply nothing. The worker goes on to the next batch meanwhile.
+//!    the state writes, the timer changes and the partition's clock, and store `until`.
+//!    Otherwise another worker owns the partition now (fenced): apply nothing. The worker
+//!    goes on to the next batch meanwhile.
 //!
 //! So batch N+1 is collected and processed while batch N commits, but it is produced and
 //! committed only after N's commit was acknowledged, and a state read during N+1 waits
@@ -39,10 +44,14 @@ use crate::kafka::mirror::MirrorHandle;
 use crate::kafka::producer::Sink;
 use crate::pipeline::policy::{ErrorPolicy, OnError};
 use crate::pipeline::slot::PluginSlot;
+use crate::pipeline::time::{self, Fired, LatePolicy, Next, PartitionTime, TimeSettings};
 use crate::runtime::{Header, OutputRecord, ProcessError, Runner};
+use crate::store::redis::RedisStore;
 use crate::store::redis::committer::{CommitRequest, Committer, Ticket};
 use crate::store::{CommitOutcome, StoreError};
-use crate::telemetry::metrics::{Metrics, OutcomeLabels, PartitionLabels, PluginLabels};
+use crate::telemetry::metrics::{
+    LateLabels, Metrics, OutcomeLabels, PartitionLabels, PluginLabels,
+};
 use crate::telemetry::progress::Progress;
 
 /// When to cut a batch.
@@ -112,15 +121,6 @@ pub enum Processor {
     Native(Box<dyn NativeLogic>),
 }
 
-impl Processor {
-    fn process(&mut self, batch: &Batch) -> Result<Effects, ProcessError> {
-        match self {
-            Processor::Plugin(runner) => runner.process(batch),
-            Processor::Native(native) => native.process(batch),
-        }
-    }
-}
-
 /// A batch whose commit is on its way to Redis.
 pub struct InFlight {
     ticket: Ticket,
@@ -131,6 +131,11 @@ pub struct InFlight {
 
 /// What is accounted once a batch's commit is applied.
 struct BatchStats {
+    /// Timers and expiries it fired, and the partition's watermark after it.
+    fired: Option<Fired>,
+    watermark: Option<i64>,
+    /// Its late records, and what the policy did with them.
+    late: (u64, &'static str),
     started: Instant,
     records_in: u64,
     records_out: u64,
@@ -187,6 +192,20 @@ pub struct PartitionWorker {
     /// Where committed offsets go to be mirrored to the Kafka group (best effort).
     pub mirror: MirrorHandle,
     pub progress: Arc<Progress>,
+    /// Where the partition's clock and timers are read (they commit with the offsets).
+    pub store: Arc<RedisStore>,
+    pub time_settings: TimeSettings,
+    /// The partition's event time; `None` for plugins without time (contract 0.1.0,
+    /// native logic).
+    pub time: Option<PartitionTime>,
+}
+
+/// A batch run through the plugin, ready to produce and commit.
+struct Processed {
+    effects: Effects,
+    fired: Option<Fired>,
+    /// Skipped or dead-lettered: its offsets commit, its effects were dropped.
+    set_aside: bool,
 }
 
 impl PartitionWorker {
@@ -226,8 +245,14 @@ impl PartitionWorker {
                     topic = %self.topic, partition = self.partition, from = runner.plugin().digest(),
                     to = next.plugin().digest(), generation, "plugin swapped at a batch boundary"
                 );
+                let has_time = next.plugin().has_time();
                 self.processor = Processor::Plugin(next);
                 self.generation = generation;
+                if !has_time {
+                    self.time = None;
+                } else if self.time.is_none() {
+                    self.time = Some(PartitionTime::new(self.time_settings.clone()));
+                }
             }
             Err(e) => {
                 // The admin API checked `init` before the swap; should it fail here all the
@@ -269,6 +294,18 @@ impl PartitionWorker {
                     }
                     break;
                 }
+                if builder.is_empty()
+                    && let Some(expected) = self.expected
+                    && self
+                        .time
+                        .as_ref()
+                        .is_some_and(|t| t.tick_due(crate::telemetry::metrics::unix_ms()))
+                {
+                    // Time passed with no records: a batch of none fires what is due.
+                    let mut tick = builder.finish(Some(expected));
+                    tick.from_offset = expected;
+                    return Ok(Some((tick, self.expected)));
+                }
                 if cut_at.is_some_and(|t| Instant::now() >= t) {
                     break;
                 }
@@ -309,6 +346,9 @@ impl PartitionWorker {
                     break;
                 }
                 last_offset = m.offset();
+                if let Some(time) = &mut self.time {
+                    time.last_record = Instant::now();
+                }
                 if cut_at.is_none() {
                     cut_at = Some(Instant::now() + self.limits.linger);
                 }
@@ -435,6 +475,22 @@ impl PartitionWorker {
         let Some(topic) = &self.policy.dlq_topic else {
             anyhow::bail!("no --dlq-topic to send failed records to");
         };
+        self.send_aside(topic, batch, indices, error, attempts)?;
+        tracing::warn!(topic = %self.topic, partition = self.partition, dlq = %topic, count = indices.len(), "records sent to the dead-letter topic");
+        Ok(())
+    }
+
+    /// Produces copies of records of the batch to `topic` (dead letters, late records),
+    /// with headers saying where they came from and why, and waits for the
+    /// acknowledgements.
+    fn send_aside(
+        &self,
+        topic: &str,
+        batch: &Batch,
+        indices: &[usize],
+        error: &str,
+        attempts: u32,
+    ) -> anyhow::Result<()> {
         let (plugin, digest) = self.plugin_identity();
         let bytes = |s: crate::batch::Span| crate::batch::slice(batch, s).to_vec();
         let records: Vec<OutputRecord> = indices
@@ -464,7 +520,7 @@ impl PartitionWorker {
                     h("streamhost-attempts", attempts.to_string()),
                 ]);
                 OutputRecord {
-                    topic: Some(topic.clone()),
+                    topic: Some(topic.to_owned()),
                     key: r.key.map(bytes),
                     value: r.value.map(bytes),
                     headers,
@@ -472,7 +528,6 @@ impl PartitionWorker {
             })
             .collect();
         self.sink.send(&records)?;
-        tracing::warn!(topic = %self.topic, partition = self.partition, dlq = %topic, count = records.len(), "records sent to the dead-letter topic");
         Ok(())
     }
 
@@ -482,14 +537,14 @@ impl PartitionWorker {
     fn process_with_policy(
         &mut self,
         batch: &mut Batch,
-    ) -> Result<Option<(Effects, bool)>, anyhow::Error> {
+    ) -> Result<Option<Processed>, anyhow::Error> {
         let (from, until) = (batch.from_offset, batch.until_offset);
         let mut attempt: u32 = 0;
         let mut redis_down_since: Option<Instant> = None;
         loop {
             attempt += 1;
             let started = Instant::now();
-            let result = self.processor.process(batch);
+            let result = self.attempt(batch);
             self.metrics
                 .plugin_seconds
                 .get_or_create(&self.labels())
@@ -508,7 +563,13 @@ impl PartitionWorker {
                     .set(bytes as i64);
             }
             let error = match result {
-                Ok(effects) => return Ok(Some((effects, false))),
+                Ok((effects, fired)) => {
+                    return Ok(Some(Processed {
+                        effects,
+                        fired,
+                        set_aside: false,
+                    }));
+                }
                 Err(e) => e,
             };
             let redis_down = matches!(
@@ -572,7 +633,11 @@ impl PartitionWorker {
                             set_aside_total = self.set_aside,
                             "skipping the batch: its offsets are committed, its effects dropped"
                         );
-                        return Ok(Some((Effects::new(0), true)));
+                        return Ok(Some(Processed {
+                            effects: Effects::new(0),
+                            fired: None,
+                            set_aside: true,
+                        }));
                     }
                     OnError::Dlq => {
                         self.set_aside += 1;
@@ -583,7 +648,11 @@ impl PartitionWorker {
                             .dead_lettered
                             .get_or_create(&self.labels())
                             .inc_by(all.len() as u64);
-                        return Ok(Some((Effects::new(0), true)));
+                        return Ok(Some(Processed {
+                            effects: Effects::new(0),
+                            fired: None,
+                            set_aside: true,
+                        }));
                     }
                     _ => anyhow::bail!("{error} (gave up after {attempt} attempts)"),
                 },
@@ -602,6 +671,101 @@ impl PartitionWorker {
         }
     }
 
+    /// One attempt at a batch: `process` (none for a batch without records), then firing
+    /// what the batch's time made due.
+    fn attempt(&mut self, batch: &mut Batch) -> Result<(Effects, Option<Fired>), ProcessError> {
+        let runner = match &mut self.processor {
+            Processor::Native(native) => return Ok((native.process(batch)?, None)),
+            Processor::Plugin(runner) => runner,
+        };
+        let Some(time) = &self.time else {
+            return Ok((runner.process(batch)?, None));
+        };
+        let effects = if batch.records.is_empty() {
+            runner.empty_effects(batch.processing_time)
+        } else {
+            runner.process(batch)?
+        };
+        let idle = batch.records.is_empty() && time.idle();
+        let clock = time.advance(batch, batch.processing_time, idle);
+        let (mut effects, fired) = time::fire(
+            runner,
+            &*self.store,
+            &self.topic,
+            self.partition,
+            effects,
+            [clock.watermark, Some(batch.processing_time)],
+            time.next,
+            time::FIRE_LIMIT,
+        )?;
+        if clock != time.clock {
+            effects.time.clock = Some(clock);
+        }
+        Ok((effects, Some(fired)))
+    }
+
+    /// Before a batch is processed: the partition's clock (read after a start or a
+    /// re-seek), the plugin's event times, and the late-record policy. Returns the number
+    /// of late records and what was done with them.
+    fn prepare_time(&mut self, batch: &mut Batch) -> anyhow::Result<(u64, &'static str)> {
+        let Some(time) = &mut self.time else {
+            return Ok((0, "processed"));
+        };
+        if time.stale {
+            let started = Instant::now();
+            let mut attempt = 0;
+            while let Err(e) = time.load(&*self.store, &self.topic, self.partition) {
+                attempt += 1;
+                if !matches!(e, StoreError::Unavailable { .. })
+                    || started.elapsed() >= self.policy.redis_give_up
+                {
+                    return Err(anyhow::Error::from(e).context("reading the partition's clock"));
+                }
+                tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "reading the partition's clock failed; retrying");
+                std::thread::sleep(self.policy.backoff(attempt).min(POLL_SLICE * 10));
+            }
+        }
+        batch.watermark = time.clock.watermark;
+        if batch.records.is_empty() {
+            return Ok((0, "processed"));
+        }
+        if let Processor::Plugin(runner) = &mut self.processor
+            && let Some(times) = runner
+                .event_times(batch)
+                .map_err(|e| anyhow::Error::from(e).context("event-time.extract failed"))?
+        {
+            for (record, t) in batch.records.iter_mut().zip(times) {
+                record.event_time = t;
+            }
+        }
+        let Some(time) = &self.time else {
+            return Ok((0, "processed"));
+        };
+        let late = time.late(batch);
+        if late.is_empty() {
+            return Ok((0, "processed"));
+        }
+        let count = late.len() as u64;
+        let action = match &time.settings.late {
+            LatePolicy::Process => return Ok((count, "processed")),
+            LatePolicy::Drop => "dropped",
+            LatePolicy::Topic(topic) => {
+                let why = format!(
+                    "late: event time before the watermark {} minus the allowed lateness {} ms",
+                    time.clock.watermark.unwrap_or_default(),
+                    time.settings.allowed_lateness_ms
+                );
+                let topic = topic.clone();
+                self.send_aside(&topic, batch, &late, &why, 1)?;
+                "sent"
+            }
+        };
+        for i in late.into_iter().rev() {
+            batch.records.remove(i);
+        }
+        Ok((count, action))
+    }
+
     fn batch_error(&self, from: i64, until: i64, cause: anyhow::Error) -> WorkerError {
         WorkerError::Batch {
             job: self.job.clone(),
@@ -618,6 +782,9 @@ impl PartitionWorker {
         let (from, until) = (batch.from_offset, batch.until_offset);
         tracing::debug!(topic = %self.topic, partition = self.partition, from, until, records = batch.records.len(), "batch");
         let batch_started = Instant::now();
+        let late = self
+            .prepare_time(&mut batch)
+            .map_err(|e| self.batch_error(from, until, e))?;
         let mut processed = self.process_with_policy(&mut batch);
         if let Some(previous) = self.in_flight.take() {
             match self.settle(previous)? {
@@ -633,7 +800,11 @@ impl PartitionWorker {
         if processed.is_err() {
             self.count_batch("failed");
         }
-        let Some((effects, set_aside)) = processed.map_err(|e| self.batch_error(from, until, e))?
+        let Some(Processed {
+            effects,
+            fired,
+            set_aside,
+        }) = processed.map_err(|e| self.batch_error(from, until, e))?
         else {
             return Ok(());
         };
@@ -655,6 +826,7 @@ impl PartitionWorker {
                 return Ok(());
             }
         }
+        let clock_after = effects.time.clock;
         let ticket = self.committer.submit(CommitRequest {
             topic: self.topic.clone(),
             partition: self.partition,
@@ -662,14 +834,27 @@ impl PartitionWorker {
             from_offset: from,
             until_offset: until,
             writes: effects.state,
+            time: effects.time,
         });
         // The next batch starts where this one ends; should this commit be fenced, that
         // batch is dropped and the worker re-seeks (`settle`).
         self.expected = Some(until);
+        if let Some(time) = &mut self.time
+            && let Some(fired) = &fired
+        {
+            if let Some(clock) = clock_after {
+                time.clock = clock;
+            }
+            time.next = fired.next.map(Next::Known);
+        }
+        let watermark = self.time.as_ref().and_then(|t| t.clock.watermark);
         self.in_flight = Some(InFlight {
             ticket,
             expected,
             stats: BatchStats {
+                fired,
+                watermark,
+                late,
                 started: batch_started,
                 records_in: batch.records.len() as u64,
                 records_out,
@@ -703,6 +888,22 @@ impl PartitionWorker {
         if !stats.set_aside {
             m.records_in.get_or_create(&labels).inc_by(stats.records_in);
             self.count_batch("ok");
+        }
+        if stats.late.0 > 0 {
+            let late = LateLabels {
+                job: labels.job.clone(),
+                topic: labels.topic.clone(),
+                partition: labels.partition.clone(),
+                action: stats.late.1.to_owned(),
+            };
+            m.late_records.get_or_create(&late).inc_by(stats.late.0);
+        }
+        if let Some(fired) = &stats.fired {
+            m.timers_fired.get_or_create(&labels).inc_by(fired.timers);
+            m.expired_keys.get_or_create(&labels).inc_by(fired.expiries);
+        }
+        if let Some(wm) = stats.watermark {
+            m.watermark.get_or_create(&labels).set(wm);
         }
         self.progress
             .committed(&self.topic, self.partition, until, lag, stats.records_in);
@@ -785,6 +986,9 @@ impl PartitionWorker {
                 }
                 self.expected = stored;
                 self.pending.clear();
+                if let Some(time) = &mut self.time {
+                    time.stale = true;
+                }
                 let to = stored.map_or(Offset::Beginning, Offset::Offset);
                 self.consumer
                     .seek(&self.topic, self.partition, to, Duration::from_secs(10))

@@ -1,14 +1,16 @@
-//! The functions a plugin imports: emit, state and log. All of them buffer into the
-//! batch's `Effects`; nothing leaves the host until the batch succeeded.
+//! The functions a plugin imports: emit, state, timers and log. All of them buffer into
+//! the batch's `Effects`; nothing leaves the host until the batch succeeded. A plugin of
+//! contract 0.1.0 reaches the same functions through `compat`.
 
 use std::sync::Arc;
 
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use super::limits::Limiter;
+use crate::batch::effects::EffectError;
 use crate::batch::effects::Effects;
-use crate::contract::streamhost::plugin::types::{Level, OutputRecord, StateOp};
-use crate::contract::streamhost::plugin::{emit, log, state, types};
+use crate::contract::streamhost::plugin::types::{Level, OutputRecord, StateOp, Timer, TimerId};
+use crate::contract::streamhost::plugin::{emit, log, state, timers, types};
 use crate::store::StateStore;
 
 /// Per-instance data of a wasmtime `Store`.
@@ -20,6 +22,8 @@ pub(crate) struct HostState {
     pub store: Arc<dyn StateStore>,
     pub plugin: Arc<str>,
     pub partition: Option<i32>,
+    /// Whether the plugin exports `timer-handler`: setting timers needs it.
+    pub timer_handler: bool,
 }
 
 impl WasiView for HostState {
@@ -95,6 +99,21 @@ impl state::Host for HostState {
 
     fn apply(&mut self, ops: Vec<StateOp>) -> wasmtime::Result<()> {
         self.effects.apply(ops)?;
+        Ok(())
+    }
+}
+
+impl timers::Host for HostState {
+    fn set(&mut self, timers: Vec<Timer>) -> wasmtime::Result<()> {
+        if !self.timer_handler && !timers.is_empty() {
+            return Err(EffectError::NoTimerHandler.into());
+        }
+        self.effects.set_timers(timers)?;
+        Ok(())
+    }
+
+    fn cancel(&mut self, timers: Vec<TimerId>) -> wasmtime::Result<()> {
+        self.effects.cancel_timers(timers)?;
         Ok(())
     }
 }

@@ -6,6 +6,7 @@
 //! that instance; `Runner` replaces it with a fresh one before the next batch.
 
 mod cache;
+mod compat;
 mod error;
 mod host_api;
 mod limits;
@@ -26,21 +27,28 @@ pub use self::cache::default_cache_dir;
 pub use self::error::{LimitExceeded, LoadError, ProcessError};
 pub use self::limits::Limits;
 use crate::batch::Batch;
-pub use crate::contract::streamhost::plugin::types::{Header, OutputRecord, PluginError};
+pub use crate::contract::streamhost::plugin::types::{
+    Header, OutputRecord, PluginError, Timer, TimerContext,
+};
 
 use self::cache::CompileCache;
 use self::host_api::HostState;
 use self::limits::Limiter;
 use self::stdio::{LogStream, Stream};
 use crate::batch::effects::{EffectError, Effects};
-use crate::contract::exports::streamhost::plugin::{handler, lifecycle};
+use crate::contract::exports::streamhost::plugin::{event_time, handler, lifecycle, timer_handler};
+use crate::contract::v0_1::exports::streamhost::plugin as old;
 use crate::store::StateStore;
 
 /// The contract version this host implements (`package streamhost:plugin@...`).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
+/// The older version whose plugins still load (adapted in `compat`).
+pub const OLD_CONTRACT_VERSION: &str = "0.1.0";
 const CONTRACT_PACKAGE: &str = "streamhost:plugin";
 const HANDLER_INTERFACE: &str = "handler";
 const LIFECYCLE_INTERFACE: &str = "lifecycle";
+const TIMER_HANDLER_INTERFACE: &str = "timer-handler";
+const EVENT_TIME_INTERFACE: &str = "event-time";
 
 /// How often the epoch advances; the granularity of call deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -80,7 +88,11 @@ impl Runtime {
 
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        crate::contract::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(
+        crate::contract::EventTimePlugin::add_to_linker::<HostState, HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )?;
+        crate::contract::v0_1::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(
             &mut linker,
             |s| s,
         )?;
@@ -124,34 +136,58 @@ impl Runtime {
         check_binary_kind(&path, bytes)?;
         let digest = hex::encode(Sha256::digest(bytes));
         let component = self.compile(&path, &digest, bytes)?;
-        let has_lifecycle = check_exports(&self.engine, &component, &path)?;
+        let exports = check_exports(&self.engine, &component, &path)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|e| import_error(&self.engine, &component, &path, e))?;
-        let handler = handler::GuestIndices::new(&pre).map_err(|e| LoadError::WrongWorld {
-            path: path.clone(),
-            exports: format!("{e:#}"),
-            expected: export_name(HANDLER_INTERFACE),
-        })?;
-        let lifecycle = if has_lifecycle {
-            Some(
-                lifecycle::GuestIndices::new(&pre).map_err(|e| LoadError::WrongWorld {
-                    path: path.clone(),
-                    exports: format!("{e:#}"),
-                    expected: export_name(LIFECYCLE_INTERFACE),
-                })?,
-            )
+        let wrong = |interface: &str, version: &str| {
+            let path = path.clone();
+            let expected = export_name(interface, version);
+            move |e: wasmtime::Error| LoadError::WrongWorld {
+                path,
+                exports: format!("{e:#}"),
+                expected,
+            }
+        };
+        let indices = if exports.version == OLD_CONTRACT_VERSION {
+            let v = OLD_CONTRACT_VERSION;
+            Indices::V0_1 {
+                handler: old::handler::GuestIndices::new(&pre)
+                    .map_err(wrong(HANDLER_INTERFACE, v))?,
+                lifecycle: exports
+                    .lifecycle
+                    .then(|| old::lifecycle::GuestIndices::new(&pre))
+                    .transpose()
+                    .map_err(wrong(LIFECYCLE_INTERFACE, v))?,
+            }
         } else {
-            None
+            let v = CONTRACT_VERSION;
+            Indices::V0_2 {
+                handler: handler::GuestIndices::new(&pre).map_err(wrong(HANDLER_INTERFACE, v))?,
+                lifecycle: exports
+                    .lifecycle
+                    .then(|| lifecycle::GuestIndices::new(&pre))
+                    .transpose()
+                    .map_err(wrong(LIFECYCLE_INTERFACE, v))?,
+                timer_handler: exports
+                    .timer_handler
+                    .then(|| timer_handler::GuestIndices::new(&pre))
+                    .transpose()
+                    .map_err(wrong(TIMER_HANDLER_INTERFACE, v))?,
+                event_time: exports
+                    .event_time
+                    .then(|| event_time::GuestIndices::new(&pre))
+                    .transpose()
+                    .map_err(wrong(EVENT_TIME_INTERFACE, v))?,
+            }
         };
         Ok(Plugin {
             inner: Arc::new(PluginInner {
                 name: Arc::from(name),
                 digest,
                 pre,
-                handler,
-                lifecycle,
+                indices,
                 limits: self.limits.clone(),
             }),
         })
@@ -179,8 +215,20 @@ impl Runtime {
     }
 }
 
-fn export_name(interface: &str) -> String {
-    format!("{CONTRACT_PACKAGE}/{interface}@{CONTRACT_VERSION}")
+fn export_name(interface: &str, version: &str) -> String {
+    format!("{CONTRACT_PACKAGE}/{interface}@{version}")
+}
+
+fn supported_versions() -> String {
+    format!("{CONTRACT_VERSION} or {OLD_CONTRACT_VERSION}")
+}
+
+/// The contract version a component was built against, and its optional exports.
+struct Exports {
+    version: &'static str,
+    lifecycle: bool,
+    timer_handler: bool,
+    event_time: bool,
 }
 
 /// Tells "not wasm at all" and "a core module" apart from a component before compiling,
@@ -201,31 +249,43 @@ fn check_binary_kind(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// Checks that the component exports the contract's handler at this host's version;
-/// returns whether it exports the optional lifecycle interface.
-fn check_exports(engine: &Engine, component: &Component, path: &Path) -> Result<bool, LoadError> {
+/// Checks that the component exports the contract's handler at a version this host
+/// supports; returns that version and which optional interfaces it exports.
+fn check_exports(
+    engine: &Engine,
+    component: &Component,
+    path: &Path,
+) -> Result<Exports, LoadError> {
     let ty = component.component_type();
     let exports: Vec<String> = ty
         .exports(engine)
         .map(|(name, _)| name.to_owned())
         .collect();
     let handler_prefix = format!("{CONTRACT_PACKAGE}/{HANDLER_INTERFACE}@");
-    let expected = export_name(HANDLER_INTERFACE);
-    if !exports.contains(&expected) {
+    let Some(version) = [CONTRACT_VERSION, OLD_CONTRACT_VERSION]
+        .into_iter()
+        .find(|v| exports.contains(&export_name(HANDLER_INTERFACE, v)))
+    else {
         if let Some(other) = exports.iter().find(|e| e.starts_with(&handler_prefix)) {
             return Err(LoadError::IncompatibleVersion {
                 path: path.to_owned(),
-                expected: CONTRACT_VERSION.to_owned(),
+                expected: supported_versions(),
                 found: other[handler_prefix.len()..].to_owned(),
             });
         }
         return Err(LoadError::WrongWorld {
             path: path.to_owned(),
             exports: exports.join(", "),
-            expected,
+            expected: export_name(HANDLER_INTERFACE, CONTRACT_VERSION),
         });
-    }
-    Ok(exports.contains(&export_name(LIFECYCLE_INTERFACE)))
+    };
+    let has = |interface: &str| exports.contains(&export_name(interface, version));
+    Ok(Exports {
+        version,
+        lifecycle: has(LIFECYCLE_INTERFACE),
+        timer_handler: version == CONTRACT_VERSION && has(TIMER_HANDLER_INTERFACE),
+        event_time: version == CONTRACT_VERSION && has(EVENT_TIME_INTERFACE),
+    })
 }
 
 /// Turns a linking failure into a message naming the contract versions when the plugin
@@ -241,10 +301,11 @@ fn import_error(
         if let Some(rest) = name.strip_prefix(&prefix)
             && let Some((_, version)) = rest.split_once('@')
             && version != CONTRACT_VERSION
+            && version != OLD_CONTRACT_VERSION
         {
             return LoadError::IncompatibleVersion {
                 path: path.to_owned(),
-                expected: CONTRACT_VERSION.to_owned(),
+                expected: supported_versions(),
                 found: version.to_owned(),
             };
         }
@@ -265,9 +326,34 @@ struct PluginInner {
     name: Arc<str>,
     digest: String,
     pre: InstancePre<HostState>,
-    handler: handler::GuestIndices,
-    lifecycle: Option<lifecycle::GuestIndices>,
+    indices: Indices,
     limits: Limits,
+}
+
+/// Where a component's exports are, per contract version.
+enum Indices {
+    V0_1 {
+        handler: old::handler::GuestIndices,
+        lifecycle: Option<old::lifecycle::GuestIndices>,
+    },
+    V0_2 {
+        handler: handler::GuestIndices,
+        lifecycle: Option<lifecycle::GuestIndices>,
+        timer_handler: Option<timer_handler::GuestIndices>,
+        event_time: Option<event_time::GuestIndices>,
+    },
+}
+
+/// A live instance's exports.
+enum Guests {
+    V0_1 {
+        handler: old::handler::Guest,
+    },
+    V0_2 {
+        handler: handler::Guest,
+        timer_handler: Option<timer_handler::Guest>,
+        event_time: Option<event_time::Guest>,
+    },
 }
 
 /// What an instance needs besides the plugin: where its state lives, which partition it
@@ -290,7 +376,43 @@ impl Plugin {
     }
 
     pub fn has_init(&self) -> bool {
-        self.inner.lifecycle.is_some()
+        match &self.inner.indices {
+            Indices::V0_1 { lifecycle, .. } => lifecycle.is_some(),
+            Indices::V0_2 { lifecycle, .. } => lifecycle.is_some(),
+        }
+    }
+
+    /// The contract version it was built against.
+    pub fn contract_version(&self) -> &'static str {
+        match &self.inner.indices {
+            Indices::V0_1 { .. } => OLD_CONTRACT_VERSION,
+            Indices::V0_2 { .. } => CONTRACT_VERSION,
+        }
+    }
+
+    /// Whether it can have time: timers, expiries, a watermark (contract 0.2).
+    pub fn has_time(&self) -> bool {
+        matches!(self.inner.indices, Indices::V0_2 { .. })
+    }
+
+    pub fn has_timer_handler(&self) -> bool {
+        matches!(
+            self.inner.indices,
+            Indices::V0_2 {
+                timer_handler: Some(_),
+                ..
+            }
+        )
+    }
+
+    pub fn has_event_time(&self) -> bool {
+        matches!(
+            self.inner.indices,
+            Indices::V0_2 {
+                event_time: Some(_),
+                ..
+            }
+        )
     }
 
     /// A fresh instance, with `init` already run.
@@ -317,6 +439,7 @@ impl Plugin {
             store: settings.store.clone(),
             plugin: p.name.clone(),
             partition: settings.partition,
+            timer_handler: self.has_timer_handler(),
         };
         let mut store = Store::new(p.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -330,16 +453,62 @@ impl Plugin {
             .pre
             .instantiate(&mut store)
             .map_err(|e| failed(e, &stderr))?;
-        let handler = p
-            .handler
-            .load(&mut store, &instance)
-            .map_err(|e| failed(e, &stderr))?;
-        if let Some(lifecycle) = &p.lifecycle {
-            let init = lifecycle
-                .load(&mut store, &instance)
-                .map_err(|e| failed(e, &stderr))?;
-            store.set_epoch_deadline(deadline_ticks(p.limits.call_timeout));
-            match init.call_init(&mut store, &settings.config) {
+        let (guests, init) = match &p.indices {
+            Indices::V0_1 { handler, lifecycle } => {
+                let handler = handler
+                    .load(&mut store, &instance)
+                    .map_err(|e| failed(e, &stderr))?;
+                let init = match lifecycle {
+                    Some(l) => {
+                        let l = l
+                            .load(&mut store, &instance)
+                            .map_err(|e| failed(e, &stderr))?;
+                        store.set_epoch_deadline(deadline_ticks(p.limits.call_timeout));
+                        Some(l.call_init(&mut store, &settings.config))
+                    }
+                    None => None,
+                };
+                (Guests::V0_1 { handler }, init)
+            }
+            Indices::V0_2 {
+                handler,
+                lifecycle,
+                timer_handler,
+                event_time,
+            } => {
+                let handler = handler
+                    .load(&mut store, &instance)
+                    .map_err(|e| failed(e, &stderr))?;
+                let timer_handler = timer_handler
+                    .as_ref()
+                    .map(|t| t.load(&mut store, &instance))
+                    .transpose()
+                    .map_err(|e| failed(e, &stderr))?;
+                let event_time = event_time
+                    .as_ref()
+                    .map(|t| t.load(&mut store, &instance))
+                    .transpose()
+                    .map_err(|e| failed(e, &stderr))?;
+                let init = match lifecycle {
+                    Some(l) => {
+                        let l = l
+                            .load(&mut store, &instance)
+                            .map_err(|e| failed(e, &stderr))?;
+                        store.set_epoch_deadline(deadline_ticks(p.limits.call_timeout));
+                        Some(l.call_init(&mut store, &settings.config))
+                    }
+                    None => None,
+                };
+                let guests = Guests::V0_2 {
+                    handler,
+                    timer_handler,
+                    event_time,
+                };
+                (guests, init)
+            }
+        };
+        if let Some(init) = init {
+            match init {
                 Ok(Ok(())) => {}
                 Ok(Err(message)) => {
                     return Err(LoadError::InitFailed {
@@ -358,7 +527,7 @@ impl Plugin {
         Ok(PluginInstance {
             plugin: self.clone(),
             store,
-            handler,
+            guests,
             stderr,
         })
     }
@@ -372,7 +541,7 @@ fn deadline_ticks(timeout: Duration) -> u64 {
 pub struct PluginInstance {
     plugin: Plugin,
     store: Store<HostState>,
-    handler: handler::Guest,
+    guests: Guests,
     stderr: LogStream,
 }
 
@@ -381,13 +550,98 @@ impl PluginInstance {
     ///
     /// On `Err` the effects are dropped. If `instance_lost()` is true for the error the
     /// instance must not be used again.
-    pub fn process(&mut self, batch: &Batch) -> Result<Effects, ProcessError> {
+    pub fn process(&mut self, batch: &mut Batch) -> Result<Effects, ProcessError> {
         let p = &*self.plugin.inner;
-        self.store.data_mut().effects = Effects::new(p.limits.effects_bytes);
+        let mut effects = Effects::new(p.limits.effects_bytes);
+        effects.processing_time = batch.processing_time;
+        effects.track_expiries = self.plugin.has_time();
+        self.store.data_mut().effects = effects;
+        self.start_call();
+        let store = &mut self.store;
+        let outcome = match &self.guests {
+            Guests::V0_1 { handler } => compat::with_old_batch(batch, |b| {
+                handler
+                    .call_process(&mut *store, b)
+                    .map(|r| r.map_err(compat::plugin_error))
+            }),
+            Guests::V0_2 { handler, .. } => handler.call_process(&mut *store, batch),
+        };
+        self.finish_call(outcome)
+    }
+
+    /// Runs `on-timers` over timers that fired, adding to the batch's `effects`.
+    pub fn on_timers(
+        &mut self,
+        context: &TimerContext,
+        timers: &[Timer],
+        effects: Effects,
+    ) -> Result<Effects, ProcessError> {
+        self.store.data_mut().effects = effects;
+        self.start_call();
+        let Guests::V0_2 {
+            timer_handler: Some(timer_handler),
+            ..
+        } = &self.guests
+        else {
+            return Err(ProcessError::Trap {
+                plugin: self.plugin.name().to_owned(),
+                detail: EffectError::NoTimerHandler.to_string(),
+            });
+        };
+        let outcome = timer_handler.call_on_timers(&mut self.store, context, timers);
+        match self.finish_call(outcome) {
+            // Poison names a record; timers have none to set aside.
+            Err(ProcessError::Poison {
+                plugin, message, ..
+            }) => Err(ProcessError::Retryable {
+                plugin,
+                message: format!("on-timers returned poison ({message}); retried as retryable"),
+            }),
+            other => other,
+        }
+    }
+
+    /// The plugin's event times of a batch's records (`event-time.extract`), if it
+    /// exports that; `None` otherwise.
+    pub fn event_times(&mut self, batch: &Batch) -> Result<Option<Vec<Option<i64>>>, ProcessError> {
+        self.start_call();
+        let Guests::V0_2 {
+            event_time: Some(event_time),
+            ..
+        } = &self.guests
+        else {
+            return Ok(None);
+        };
+        let outcome = event_time.call_extract(&mut self.store, batch);
+        let p = &*self.plugin.inner;
+        match outcome {
+            Ok(times) if times.len() == batch.records.len() => Ok(Some(times)),
+            Ok(times) => Err(ProcessError::Fatal {
+                plugin: p.name.to_string(),
+                message: format!(
+                    "event-time.extract returned {} times for a batch of {} records; it must \
+                     return one per record",
+                    times.len(),
+                    batch.records.len()
+                ),
+            }),
+            Err(e) => Err(describe_trap(&p.name, &p.limits, e, &self.stderr)),
+        }
+    }
+
+    /// Before a call into the plugin: a fresh deadline, a fresh stderr tail.
+    fn start_call(&mut self) {
+        let p = &*self.plugin.inner;
         self.stderr.clear_tail();
         self.store
             .set_epoch_deadline(deadline_ticks(p.limits.call_timeout));
-        let outcome = self.handler.call_process(&mut self.store, batch);
+    }
+
+    fn finish_call(
+        &mut self,
+        outcome: wasmtime::Result<Result<(), PluginError>>,
+    ) -> Result<Effects, ProcessError> {
+        let p = &*self.plugin.inner;
         let effects = std::mem::take(&mut self.store.data_mut().effects);
         let plugin = || p.name.to_string();
         match outcome {
@@ -489,12 +743,45 @@ impl Runner {
         Ok(())
     }
 
-    pub fn process(&mut self, batch: &Batch) -> Result<Effects, ProcessError> {
+    pub fn process(&mut self, batch: &mut Batch) -> Result<Effects, ProcessError> {
+        self.with_instance(|i| i.process(batch))
+    }
+
+    pub fn on_timers(
+        &mut self,
+        context: &TimerContext,
+        timers: &[Timer],
+        effects: Effects,
+    ) -> Result<Effects, ProcessError> {
+        self.with_instance(|i| i.on_timers(context, timers, effects))
+    }
+
+    /// The effects of a batch without records (one that only fires timers).
+    pub fn empty_effects(&self, processing_time: i64) -> Effects {
+        let mut effects = Effects::new(self.plugin.inner.limits.effects_bytes);
+        effects.processing_time = processing_time;
+        effects.track_expiries = self.plugin.has_time();
+        effects
+    }
+
+    pub fn event_times(&mut self, batch: &Batch) -> Result<Option<Vec<Option<i64>>>, ProcessError> {
+        if !self.plugin.has_event_time() {
+            return Ok(None);
+        }
+        self.with_instance(|i| i.event_times(batch))
+    }
+
+    /// Runs `f` on the live instance (made first if needed) and drops the instance when
+    /// the error says it is lost.
+    fn with_instance<T>(
+        &mut self,
+        f: impl FnOnce(&mut PluginInstance) -> Result<T, ProcessError>,
+    ) -> Result<T, ProcessError> {
         self.warm_up()?;
         let Some(instance) = self.instance.as_mut() else {
             unreachable!("warm_up leaves an instance");
         };
-        let result = instance.process(batch);
+        let result = f(instance);
         if let Err(e) = &result
             && e.instance_lost()
         {

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
+use super::time::{Clock, Due, TimeDomain, TimeKey};
 use super::{
     Commit, CommitOutcome, PendingWrite, StateScope, StateStore, StoreError, parse_counter,
 };
@@ -18,6 +19,27 @@ struct Inner {
     /// By namespace: `None` for the job's state, `Some(p)` for partition p's.
     state: HashMap<Option<i32>, HashMap<String, Vec<u8>>>,
     offsets: HashMap<(String, i32), i64>,
+    clocks: HashMap<(String, i32), Clock>,
+    /// Per topic and partition: pending timers and expiries by when they are due.
+    timers: HashMap<(String, i32), Timers>,
+}
+
+#[derive(Default)]
+struct Timers {
+    at: HashMap<TimeKey, i64>,
+    by_time: std::collections::BTreeSet<(i64, TimeKey)>,
+}
+
+impl Timers {
+    fn put(&mut self, key: &TimeKey, at: Option<i64>) {
+        if let Some(old) = self.at.remove(key) {
+            self.by_time.remove(&(old, key.clone()));
+        }
+        if let Some(at) = at {
+            self.at.insert(key.clone(), at);
+            self.by_time.insert((at, key.clone()));
+        }
+    }
 }
 
 impl MemoryStore {
@@ -37,6 +59,16 @@ impl MemoryStore {
             StateScope::Job => Ok(None),
             StateScope::Partition => partition.map(Some).ok_or(StoreError::NoPartition),
         }
+    }
+
+    /// Pending timers and expiries of a partition, earliest first.
+    pub fn pending(&self, topic: &str, partition: i32) -> Vec<(TimeKey, i64)> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner
+            .timers
+            .get(&(topic.to_owned(), partition))
+            .map(|t| t.by_time.iter().map(|(at, k)| (k.clone(), *at)).collect())
+            .unwrap_or_default()
     }
 
     /// All state, sorted by key (under `StateScope::Partition`, every partition's).
@@ -116,7 +148,54 @@ impl StateStore for MemoryStore {
         for (key, sum) in new_counters {
             state.insert(key, sum.to_string().into_bytes());
         }
+        if let Some(clock) = commit.time.clock {
+            inner.clocks.insert(slot.clone(), clock);
+        }
+        if !commit.time.entries.is_empty() {
+            let timers = inner.timers.entry(slot.clone()).or_default();
+            for (key, at) in &commit.time.entries {
+                timers.put(key, *at);
+            }
+        }
         inner.offsets.insert(slot, commit.until_offset);
         Ok(CommitOutcome::Committed)
+    }
+
+    fn clock(&self, topic: &str, partition: i32) -> Result<Option<Clock>, StoreError> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(inner.clocks.get(&(topic.to_owned(), partition)).copied())
+    }
+
+    fn due(
+        &self,
+        topic: &str,
+        partition: i32,
+        upto: [Option<i64>; 2],
+        limit: usize,
+    ) -> Result<Due, StoreError> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut due = Due::default();
+        let Some(timers) = inner.timers.get(&(topic.to_owned(), partition)) else {
+            return Ok(due);
+        };
+        for domain in TimeDomain::ALL {
+            let mut pending = timers
+                .by_time
+                .iter()
+                .filter(|(_, k)| k.domain == domain)
+                .peekable();
+            let mut taken = 0;
+            while let Some((at, key)) = pending.peek() {
+                if taken >= limit || upto[domain.index()].is_none_or(|u| *at > u) {
+                    break;
+                }
+                due.entries.push((key.clone(), *at));
+                taken += 1;
+                pending.next();
+            }
+            due.next[domain.index()] = pending.peek().map(|(at, _)| *at);
+        }
+        due.entries.sort_by_key(|(_, at)| *at);
+        Ok(due)
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod memory;
 pub mod redis;
+pub mod time;
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -106,6 +107,8 @@ pub struct Commit<'a> {
     /// The exclusive end: the partition's stored offset after the commit.
     pub until_offset: i64,
     pub writes: &'a StateWrites,
+    /// The partition's clock, timers and expiries after the batch.
+    pub time: &'a time::TimeWrites,
 }
 
 /// What a commit did.
@@ -204,6 +207,20 @@ pub trait StateStore: Send + Sync {
 
     /// The fenced, atomic commit described at the top of this module.
     fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome, StoreError>;
+
+    /// A partition's committed clock, if it ever committed one.
+    fn clock(&self, topic: &str, partition: i32) -> Result<Option<time::Clock>, StoreError>;
+
+    /// A partition's timers and expiries due by `upto` (per domain, `[event, processing]`;
+    /// `None`: nothing is due in that domain), at most `limit`, as committed, after its
+    /// commits in flight.
+    fn due(
+        &self,
+        topic: &str,
+        partition: i32,
+        upto: [Option<i64>; 2],
+        limit: usize,
+    ) -> Result<time::Due, StoreError>;
 }
 
 /// Parses a stored counter: integers are kept as decimal strings so `redis-cli` shows them.

@@ -72,6 +72,20 @@ pub struct Metrics {
     pub lag: Family<PartitionLabels, Gauge>,
     pub plugin_memory: Family<PluginLabels, Gauge>,
     pub kafka_commit_failures: Family<JobLabels, Counter>,
+    pub late_records: Family<LateLabels, Counter>,
+    pub timers_fired: Family<PartitionLabels, Counter>,
+    pub expired_keys: Family<PartitionLabels, Counter>,
+    pub watermark: Family<PartitionLabels, Gauge>,
+}
+
+/// Labels of a late record's count: what `--late-records` did with it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LateLabels {
+    pub job: String,
+    pub topic: String,
+    pub partition: String,
+    /// `processed`, `dropped` or `sent` (to the side topic).
+    pub action: String,
 }
 
 impl Metrics {
@@ -91,6 +105,10 @@ impl Metrics {
             lag: Family::default(),
             plugin_memory: Family::default(),
             kafka_commit_failures: Family::default(),
+            late_records: Family::default(),
+            timers_fired: Family::default(),
+            expired_keys: Family::default(),
+            watermark: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -155,6 +173,27 @@ impl Metrics {
             "Linear memory of the partition's plugin instance",
             m.plugin_memory.clone(),
         );
+        registry.register(
+            "late_records",
+            "Records older than the watermark minus the allowed lateness, by what \
+             --late-records did with them",
+            m.late_records.clone(),
+        );
+        registry.register(
+            "timers_fired",
+            "Timers that fired and whose batch committed",
+            m.timers_fired.clone(),
+        );
+        registry.register(
+            "expired_keys",
+            "State keys deleted because their expiry passed",
+            m.expired_keys.clone(),
+        );
+        registry.register(
+            "watermark_ms",
+            "The partition's committed watermark, ms since the Unix epoch",
+            m.watermark.clone(),
+        );
         Arc::new(Metrics { registry, ..m })
     }
 
@@ -166,6 +205,16 @@ impl Metrics {
         drop(self.records_out.get_or_create(labels));
         drop(self.retries.get_or_create(labels));
         drop(self.dead_lettered.get_or_create(labels));
+        drop(self.timers_fired.get_or_create(labels));
+        drop(self.expired_keys.get_or_create(labels));
+        for action in ["processed", "dropped", "sent"] {
+            drop(self.late_records.get_or_create(&LateLabels {
+                job: labels.job.clone(),
+                topic: labels.topic.clone(),
+                partition: labels.partition.clone(),
+                action: action.to_owned(),
+            }));
+        }
         for outcome in ["ok", "failed", "skipped", "dead_lettered"] {
             drop(self.batches.get_or_create(&OutcomeLabels {
                 job: labels.job.clone(),

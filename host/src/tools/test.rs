@@ -1,6 +1,8 @@
 //! `host test`: runs a plugin over a file with no Kafka and no Redis, the plugin author's
-//! inner loop. It goes through the same runtime, effects buffer and fenced commit as the
-//! real pipeline, with the in-memory store in place of Redis.
+//! inner loop. It goes through the same runtime, effects buffer, timer firing and fenced
+//! commit as the real pipeline, with the in-memory store in place of Redis. The end of
+//! the input moves the watermark to the end of time (unless `--no-final-watermark`), so
+//! every window closes and a window plugin's output can be checked without Kafka.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,10 +10,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use serde_json::{Map, Value, json};
 
-use crate::batch::BatchBuilder;
-use crate::batch::effects::stamped_emits;
-use crate::runtime::{InstanceSettings, Plugin, Runner};
+use crate::batch::effects::{Effects, stamped_emits};
+use crate::batch::{Batch, BatchBuilder};
+use crate::pipeline::time::{self, LatePolicy, Next, PartitionTime, TimeSettings};
+use crate::runtime::{InstanceSettings, OutputRecord, Plugin, Runner};
 use crate::store::memory::MemoryStore;
+use crate::store::time::TimeKind;
 use crate::store::{Commit, CommitOutcome, StateStore};
 use crate::tools::input::{InputFormat, bytes_to_json, read_records};
 
@@ -23,6 +27,139 @@ pub struct TestRun {
     pub partition: i32,
     pub config: Vec<(String, String)>,
     pub state_scope: crate::store::StateScope,
+    /// Move the watermark to the end of time once the input is done.
+    pub final_watermark: bool,
+    pub time: TimeSettings,
+}
+
+/// Batches of no records run at the end of the input at most (each fires up to
+/// `time::FIRE_LIMIT`): a timer handler that keeps setting due timers cannot loop forever.
+const MAX_FINAL_BATCHES: usize = 10_000;
+
+/// One partition run through the plugin and the in-memory store.
+struct Run<'a> {
+    spec: &'a TestRun,
+    runner: Runner,
+    store: Arc<MemoryStore>,
+    time: Option<PartitionTime>,
+    emits: Vec<OutputRecord>,
+    offset: i64,
+    batches: usize,
+    timers_fired: u64,
+    expired: u64,
+    late: u64,
+}
+
+impl Run<'_> {
+    /// Processes one batch (none for a batch without records), fires what its time made
+    /// due, and commits it.
+    fn batch(&mut self, mut batch: Batch) -> anyhow::Result<usize> {
+        let spec = self.spec;
+        let (from_offset, until_offset) = (batch.from_offset, batch.until_offset);
+        let range = format!(
+            "{}/{} offsets [{from_offset}, {until_offset})",
+            spec.topic, spec.partition
+        );
+        tracing::debug!(topic = %spec.topic, partition = spec.partition, from_offset, until_offset, "batch");
+        if let Some(time) = &self.time {
+            batch.watermark = time.clock.watermark;
+        }
+        if let Some(times) = self
+            .runner
+            .event_times(&batch)
+            .with_context(|| format!("event-time.extract of batch {range} failed"))?
+        {
+            for (record, t) in batch.records.iter_mut().zip(times) {
+                record.event_time = t;
+            }
+        }
+        if let Some(time) = &self.time {
+            let late = time.late(&batch);
+            self.late += late.len() as u64;
+            if time.settings.late != LatePolicy::Process {
+                for i in late.into_iter().rev() {
+                    batch.records.remove(i);
+                }
+            }
+        }
+        let mut effects = if batch.records.is_empty() {
+            self.runner.empty_effects(batch.processing_time)
+        } else {
+            self.runner
+                .process(&mut batch)
+                .with_context(|| format!("batch {range} failed"))?
+        };
+        let mut fired_now = 0;
+        if let Some(time) = &mut self.time {
+            let mut clock = time.advance(&batch, batch.processing_time, false);
+            if batch.records.is_empty() && spec.final_watermark {
+                clock.watermark = Some(i64::MAX);
+            }
+            let (e, fired) = time::fire(
+                &mut self.runner,
+                &*self.store,
+                &spec.topic,
+                spec.partition,
+                effects,
+                [clock.watermark, Some(batch.processing_time)],
+                time.next,
+                time::FIRE_LIMIT,
+            )
+            .with_context(|| format!("firing the timers of batch {range} failed"))?;
+            effects = e;
+            effects.time.clock = Some(clock);
+            time.clock = clock;
+            time.next = fired.next.map(Next::Known);
+            fired_now = (fired.timers + fired.expiries) as usize;
+            self.timers_fired += fired.timers;
+            self.expired += fired.expiries;
+        }
+        self.commit(&range, from_offset, until_offset, effects)?;
+        Ok(fired_now)
+    }
+
+    fn commit(
+        &mut self,
+        range: &str,
+        from_offset: i64,
+        until_offset: i64,
+        effects: Effects,
+    ) -> anyhow::Result<()> {
+        let spec = self.spec;
+        let outcome = self
+            .store
+            .commit(&Commit {
+                topic: &spec.topic,
+                partition: spec.partition,
+                expected: (from_offset > 0).then_some(from_offset),
+                from_offset,
+                until_offset,
+                writes: &effects.state,
+                time: &effects.time,
+            })
+            .with_context(|| format!("committing batch {range}"))?;
+        if outcome != CommitOutcome::Committed {
+            anyhow::bail!("commit of batch {range} was fenced: {outcome:?}");
+        }
+        self.emits.extend(stamped_emits(
+            effects.emits,
+            &spec.topic,
+            spec.partition,
+            from_offset,
+            until_offset,
+        ));
+        self.offset = until_offset;
+        self.batches += 1;
+        Ok(())
+    }
+
+    /// A batch of no records at the current offset.
+    fn tick(&mut self) -> anyhow::Result<usize> {
+        let mut batch =
+            BatchBuilder::new(&self.spec.topic, self.spec.partition).finish(Some(self.offset));
+        batch.from_offset = self.offset;
+        self.batch(batch)
+    }
 }
 
 /// Runs the whole file through the plugin and returns the report printed on stdout.
@@ -36,9 +173,22 @@ pub fn run(plugin: Plugin, spec: &TestRun) -> anyhow::Result<Value> {
     };
     let mut runner = Runner::new(plugin.clone(), settings);
     runner.warm_up()?;
-
-    let mut emits = Vec::new();
-    let mut batches = 0usize;
+    let mut run = Run {
+        spec,
+        runner,
+        store: store.clone(),
+        time: plugin.has_time().then(|| {
+            let mut t = PartitionTime::new(spec.time.clone());
+            t.stale = false;
+            t
+        }),
+        emits: Vec::new(),
+        offset: 0,
+        batches: 0,
+        timers_fired: 0,
+        expired: 0,
+        late: 0,
+    };
     let total = records.len();
     for (chunk_index, chunk) in records.chunks(spec.batch_size.max(1)).enumerate() {
         let first = (chunk_index * spec.batch_size.max(1)) as i64;
@@ -53,38 +203,41 @@ pub fn run(plugin: Plugin, spec: &TestRun) -> anyhow::Result<Value> {
                 headers,
             )?;
         }
-        let batch = builder.finish(None);
-        let (from_offset, until_offset) = (batch.from_offset, batch.until_offset);
-        let range = format!(
-            "{}/{} offsets [{from_offset}, {until_offset})",
-            spec.topic, spec.partition
-        );
-        tracing::debug!(topic = %spec.topic, partition = spec.partition, from_offset, until_offset, "batch");
-        let effects = runner
-            .process(&batch)
-            .with_context(|| format!("batch {range} failed"))?;
-        let outcome = store
-            .commit(&Commit {
-                topic: &spec.topic,
-                partition: spec.partition,
-                expected: (from_offset > 0).then_some(from_offset),
-                from_offset,
-                until_offset,
-                writes: &effects.state,
-            })
-            .with_context(|| format!("committing batch {range}"))?;
-        if outcome != CommitOutcome::Committed {
-            anyhow::bail!("commit of batch {range} was fenced: {outcome:?}");
-        }
-        emits.extend(stamped_emits(
-            effects.emits,
-            &spec.topic,
-            spec.partition,
-            from_offset,
-            until_offset,
-        ));
-        batches += 1;
+        run.batch(builder.finish(None))?;
     }
+    let watermark = run.time.as_ref().and_then(|t| t.clock.watermark);
+    if run.time.is_some() && spec.final_watermark {
+        let mut rounds = 0;
+        while !store.pending(&spec.topic, spec.partition).is_empty() && run.tick()? > 0 {
+            rounds += 1;
+            if rounds >= MAX_FINAL_BATCHES {
+                anyhow::bail!(
+                    "timers still firing after {MAX_FINAL_BATCHES} batches at the end of the \
+                     input: does on-timers set timers that are already due?"
+                );
+            }
+        }
+    }
+    let Run {
+        emits,
+        batches,
+        timers_fired,
+        expired,
+        late,
+        ..
+    } = run;
+    let pending: Vec<Value> = store
+        .pending(&spec.topic, spec.partition)
+        .into_iter()
+        .map(|(k, at)| {
+            json!({
+                "kind": match k.kind { TimeKind::Timer => "timer", TimeKind::Expiry => "expiry" },
+                "domain": k.domain.as_str(),
+                "key": k.key,
+                "at": at,
+            })
+        })
+        .collect();
 
     let state: Map<String, Value> = store
         .snapshot()
@@ -113,6 +266,12 @@ pub fn run(plugin: Plugin, spec: &TestRun) -> anyhow::Result<Value> {
         "records": total,
         "batches": batches,
         "state_scope": spec.state_scope,
+        "contract": plugin.contract_version(),
+        "watermark": watermark,
+        "timers_fired": timers_fired,
+        "expired_keys": expired,
+        "late_records": late,
+        "pending": pending,
         "emits": emits,
         "state": state,
     }))

@@ -1,9 +1,9 @@
 // {{name}}: a streamhost plugin. The host calls `process` once per batch of records of
 // one Kafka partition; state writes and emits are kept only if `process` returns.
 
-import { apply } from "streamhost:plugin/state@0.1.0";
-import { send } from "streamhost:plugin/emit@0.1.0";
-import { log } from "streamhost:plugin/log@0.1.0";
+import { apply } from "streamhost:plugin/state@0.2.0";
+import { send } from "streamhost:plugin/emit@0.2.0";
+import { log } from "streamhost:plugin/log@0.2.0";
 
 let echo = false;
 

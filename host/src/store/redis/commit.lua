@@ -1,26 +1,31 @@
 -- The commit of one or more batches, atomically (see mod.rs, which runs it, for the
 -- protocol). Several batches commit together only when they share the state hash; their
 -- writes arrive merged, one per key.
--- KEYS[1] state hash, KEYS[2..n+1] the offsets hash of each batch
+-- KEYS[1] state hash; per batch c (1-based), at 4c-2: its offsets hash, clock hash, and
+-- the sorted sets of its event-time and processing-time timers.
 -- ARGV[1] n; then per batch: partition, expected stored offset ('' = none stored yet),
--- until; then the number of sets, deletes, increments, then the (key, value) pairs of the
--- sets, the keys of the deletes, the (key, delta) pairs of the increments.
+-- until, clock ('' = leave it); then the number of sets, deletes, increments, then the
+-- (key, value) pairs of the sets, the keys of the deletes, the (key, delta) pairs of the
+-- increments; then per batch and per timer set (event, processing): the number of
+-- entries to add and to remove, the (score, member) pairs to add, the members to remove.
 -- Returns {1} committed, {0, batch, stored} fenced, {2, key, value} not an integer,
 -- {3, key, value} would overflow; in the last three cases nothing was written.
 local n = tonumber(ARGV[1])
+local function key_of(c, i) return KEYS[4 * c - 2 + i] end
 for c = 1, n do
-  local at = 2 + 3 * (c - 1)
-  local stored = redis.call('HGET', KEYS[1 + c], ARGV[at])
+  local at = 2 + 4 * (c - 1)
+  local stored = redis.call('HGET', key_of(c, 0), ARGV[at])
   local expected = ARGV[at + 1]
   if (expected == '' and stored) or (expected ~= '' and stored ~= expected) then
     return {0, c, stored or false}
   end
 end
-local at = 2 + 3 * n
+local at = 2 + 4 * n
 local nset, ndel, nincr = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
 local sets_at = at + 3
 local dels_at = sets_at + 2 * nset
 local incr_at = dels_at + ndel
+local timers_at = incr_at + 2 * nincr
 
 -- Commands take their arguments from the Lua stack, which holds ~8000 values: go in chunks.
 local CHUNK = 1000
@@ -53,31 +58,37 @@ while j < nincr do
   j = last
 end
 
-local function hset_pairs(list, from, count)
+-- `cmd key` over `count` groups of `width` arguments starting at list[from].
+local function chunked(cmd, key, list, from, count, width)
   local i = 0
   while i < count do
     local args = {}
     for k = i, math.min(count, i + CHUNK) - 1 do
-      args[#args + 1] = list[from + 2 * k]
-      args[#args + 1] = list[from + 2 * k + 1]
+      for w = 0, width - 1 do args[#args + 1] = list[from + width * k + w] end
     end
-    redis.call('HSET', KEYS[1], unpack(args))
+    redis.call(cmd, key, unpack(args))
     i = i + CHUNK
   end
 end
 
-hset_pairs(ARGV, sets_at, nset)
-local d = 0
-while d < ndel do
-  local args = {}
-  for k = d, math.min(ndel, d + CHUNK) - 1 do args[#args + 1] = ARGV[dels_at + k] end
-  redis.call('HDEL', KEYS[1], unpack(args))
-  d = d + CHUNK
-end
-hset_pairs(computed, 1, #computed / 2)
+chunked('HSET', KEYS[1], ARGV, sets_at, nset, 2)
+chunked('HDEL', KEYS[1], ARGV, dels_at, ndel, 1)
+chunked('HSET', KEYS[1], computed, 1, #computed / 2, 2)
 for k = 1, #exact, 2 do redis.call('HINCRBY', KEYS[1], exact[k], exact[k + 1]) end
+local t = timers_at
 for c = 1, n do
-  local at = 2 + 3 * (c - 1)
-  redis.call('HSET', KEYS[1 + c], ARGV[at], ARGV[at + 2])
+  for d = 1, 2 do
+    local nadd, nrem = tonumber(ARGV[t]), tonumber(ARGV[t + 1])
+    t = t + 2
+    chunked('ZADD', key_of(c, 1 + d), ARGV, t, nadd, 2)
+    t = t + 2 * nadd
+    chunked('ZREM', key_of(c, 1 + d), ARGV, t, nrem, 1)
+    t = t + nrem
+  end
+end
+for c = 1, n do
+  local at = 2 + 4 * (c - 1)
+  redis.call('HSET', key_of(c, 0), ARGV[at], ARGV[at + 2])
+  if ARGV[at + 3] ~= '' then redis.call('HSET', key_of(c, 1), ARGV[at], ARGV[at + 3]) end
 end
 return {1}

@@ -14,6 +14,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use super::{Head, RedisStore, ScriptReply, Write, merge_writes};
+use crate::store::time::TimeWrites;
 use crate::store::{CommitOutcome, StateScope, StateWrites, StoreError};
 
 /// Most batches one script run commits: bounds the script's size and the time other
@@ -34,6 +35,8 @@ pub struct CommitRequest {
     pub from_offset: i64,
     pub until_offset: i64,
     pub writes: StateWrites,
+    /// The partition's clock, timers and expiries after the batch.
+    pub time: TimeWrites,
 }
 
 impl CommitRequest {
@@ -43,6 +46,7 @@ impl CommitRequest {
             partition: self.partition,
             expected: self.expected,
             until: self.until_offset,
+            time: &self.time,
         }
     }
 }
@@ -97,6 +101,7 @@ impl Ticket {
             from_offset: 0,
             until_offset: 0,
             writes: StateWrites::default(),
+            time: TimeWrites::default(),
         });
         (
             result,

@@ -8,6 +8,12 @@
 //!   number has its own state and offsets, in its own slot, so a job spreads over shards.
 //!   - `streamhost:{JOB:P}:offsets:GROUP:TOPIC`: HASH with the one field P.
 //!   - `streamhost:{JOB:P}:state`: HASH of partition P's state.
+//! * Per partition, beside its offsets (same tag as the offsets):
+//!   - `streamhost:{TAG}:clock:GROUP:TOPIC`: HASH, field = partition, value =
+//!     `max-event-time,watermark` (ms; empty when unknown).
+//!   - `streamhost:{TAG}:timers:GROUP:TOPIC:P:event` and `...:processing`: ZSET of the
+//!     partition's pending timers (`t` + timer key) and expiries (`x` + state key), scored
+//!     by when they are due (ms).
 //! * Per job, whatever the scope (tag `{JOB}`):
 //!   - `streamhost:{JOB}:meta`: HASH: `layout` (2), `scope` (job|partition), and when the
 //!     job was migrated from the old layout, `migrated_at_ms`.
@@ -50,6 +56,30 @@ impl Keys {
             "streamhost:{}:offsets:{}:{topic}",
             self.tag(partition),
             self.group
+        )
+    }
+
+    /// The hash that holds `partition`'s clock of `topic`.
+    pub fn clock(&self, topic: &str, partition: i32) -> String {
+        format!(
+            "streamhost:{}:clock:{}:{topic}",
+            self.tag(partition),
+            self.group
+        )
+    }
+
+    /// The sorted set of `partition`'s timers and expiries in `domain`.
+    pub fn timers(
+        &self,
+        topic: &str,
+        partition: i32,
+        domain: crate::store::time::TimeDomain,
+    ) -> String {
+        format!(
+            "streamhost:{}:timers:{}:{topic}:{partition}:{}",
+            self.tag(partition),
+            self.group,
+            domain.as_str()
         )
     }
 
@@ -119,6 +149,10 @@ mod tests {
         let s = slot_of(&job.state(Some(0)).unwrap());
         for p in 0..8 {
             assert_eq!(slot_of(&job.offsets("words", p)), s);
+            assert_eq!(slot_of(&job.clock("words", p)), s);
+            for d in crate::store::time::TimeDomain::ALL {
+                assert_eq!(slot_of(&job.timers("words", p, d)), s);
+            }
         }
         assert_eq!(slot_of(&job.meta()), s);
         let part = Keys::new("wc", "g", StateScope::Partition);
@@ -127,6 +161,9 @@ mod tests {
                 let s = slot_of(&part.state(Some(p)).unwrap());
                 assert_eq!(slot_of(&part.offsets("words", p)), s);
                 assert_eq!(slot_of(&part.offsets("other", p)), s);
+                assert_eq!(slot_of(&part.clock("words", p)), s);
+                let timers = part.timers("words", p, crate::store::time::TimeDomain::Event);
+                assert_eq!(slot_of(&timers), s);
                 s
             })
             .collect();

@@ -20,6 +20,7 @@ use redis::{Script, Value};
 pub use connect::{Conn, Redis, RedisConfig, Topology, shown_url};
 pub use keys::Keys;
 
+use super::time::{Clock, Due, TimeDomain, TimeKey, TimeWrites};
 use super::{Commit, CommitOutcome, PendingWrite, StateScope, StateStore, StoreError};
 
 /// The commit, atomically: fence on the stored offset, validate increments, apply the
@@ -366,6 +367,8 @@ pub(crate) struct Head<'a> {
     pub partition: i32,
     pub expected: Option<i64>,
     pub until: i64,
+    /// Its partition's clock, timers and expiries after the batch.
+    pub time: &'a TimeWrites,
 }
 
 /// One key's write as the script applies it; borrowed from the batches' buffers where it
@@ -490,6 +493,17 @@ impl RedisStore {
             .iter()
             .map(|h| self.keys.offsets(h.topic, h.partition))
             .collect();
+        let time_keys: Vec<[String; 3]> = heads
+            .iter()
+            .map(|h| {
+                [
+                    self.keys.clock(h.topic, h.partition),
+                    self.keys.timers(h.topic, h.partition, TimeDomain::Event),
+                    self.keys
+                        .timers(h.topic, h.partition, TimeDomain::Processing),
+                ]
+            })
+            .collect();
         let state = self.keys.state(Some(first.partition))?;
         let (mut sets, mut dels, mut incrs) = (Vec::new(), Vec::new(), Vec::new());
         for (key, write) in writes {
@@ -500,14 +514,18 @@ impl RedisStore {
             }
         }
         let mut inv = self.script.key(&state);
-        for key in &offsets {
+        for (key, time) in offsets.iter().zip(&time_keys) {
             inv.key(key);
+            for k in time {
+                inv.key(k);
+            }
         }
         inv.arg(heads.len());
         for h in heads {
             inv.arg(h.partition)
                 .arg(h.expected.map(|o| o.to_string()).unwrap_or_default())
-                .arg(h.until);
+                .arg(h.until)
+                .arg(h.time.clock.map(|c| c.encode()).unwrap_or_default());
         }
         inv.arg(sets.len()).arg(dels.len()).arg(incrs.len());
         for (k, v) in &sets {
@@ -518,6 +536,27 @@ impl RedisStore {
         }
         for (k, d) in &incrs {
             inv.arg(k.as_bytes()).arg(*d);
+        }
+        for h in heads {
+            for domain in TimeDomain::ALL {
+                let (mut adds, mut removes) = (Vec::new(), Vec::new());
+                for (key, at) in &h.time.entries {
+                    if key.domain != domain {
+                        continue;
+                    }
+                    match at {
+                        Some(at) => adds.push((*at, key.member())),
+                        None => removes.push(key.member()),
+                    }
+                }
+                inv.arg(adds.len()).arg(removes.len());
+                for (at, member) in &adds {
+                    inv.arg(*at).arg(member.as_slice());
+                }
+                for member in &removes {
+                    inv.arg(member.as_slice());
+                }
+            }
         }
         // WAIT counts the writes of its own connection: it must follow the script on the
         // connection that ran it.
@@ -606,6 +645,7 @@ impl StateStore for RedisStore {
             partition: commit.partition,
             expected: commit.expected,
             until: commit.until_offset,
+            time: commit.time,
         };
         let writes: Vec<(&str, Write<'_>)> = commit
             .writes
@@ -616,5 +656,92 @@ impl StateStore for RedisStore {
             ScriptReply::Committed => Ok(CommitOutcome::Committed),
             ScriptReply::Fenced { stored, .. } => Ok(CommitOutcome::Fenced { stored }),
         }
+    }
+
+    fn clock(&self, topic: &str, partition: i32) -> Result<Option<Clock>, StoreError> {
+        let key = self.keys.clock(topic, partition);
+        let v: Option<String> = self.with_conn(&key, |c| {
+            redis::cmd("HGET").arg(&key).arg(partition).query(c)
+        })?;
+        match v {
+            None => Ok(None),
+            Some(text) => Clock::decode(&text)
+                .map(Some)
+                .ok_or_else(|| StoreError::Command {
+                    key: key.clone(),
+                    detail: format!(
+                        "field {partition} holds {text:?}, not `max-event-time,watermark`; \
+                         delete the field to start the partition's clock afresh"
+                    ),
+                }),
+        }
+    }
+
+    /// One round trip whatever the number pending: per domain, a range read of what is
+    /// due and one of the earliest entry after it.
+    fn due(
+        &self,
+        topic: &str,
+        partition: i32,
+        upto: [Option<i64>; 2],
+        limit: usize,
+    ) -> Result<Due, StoreError> {
+        self.wait_for_commits_of(partition);
+        let keys = TimeDomain::ALL.map(|d| self.keys.timers(topic, partition, d));
+        let mut pipe = redis::pipe();
+        for (key, upto) in keys.iter().zip(upto) {
+            match upto {
+                Some(u) => pipe
+                    .cmd("ZRANGEBYSCORE")
+                    .arg(key)
+                    .arg("-inf")
+                    .arg(u)
+                    .arg("WITHSCORES")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit)
+                    .cmd("ZRANGEBYSCORE")
+                    .arg(key)
+                    .arg(format!("({u}"))
+                    .arg("+inf")
+                    .arg("WITHSCORES")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(1),
+                // Nothing due in this domain (an empty range); only the earliest.
+                None => pipe
+                    .cmd("ZRANGEBYSCORE")
+                    .arg(key)
+                    .arg("+inf")
+                    .arg("-inf")
+                    .arg("WITHSCORES")
+                    .cmd("ZRANGE")
+                    .arg(key)
+                    .arg(0)
+                    .arg(0)
+                    .arg("WITHSCORES"),
+            };
+        }
+        type Scored = Vec<(Vec<u8>, f64)>;
+        let replies: Vec<Scored> = self.with_conn(&keys[0], |c| pipe.query(c))?;
+        let mut due = Due::default();
+        for (d, domain) in TimeDomain::ALL.into_iter().enumerate() {
+            let (Some(found), Some(after)) = (replies.get(2 * d), replies.get(2 * d + 1)) else {
+                continue;
+            };
+            for (member, at) in found {
+                if let Some(key) = TimeKey::from_member(domain, member) {
+                    due.entries.push((key, *at as i64));
+                }
+            }
+            // A full page may leave more due: say the last one, so the caller reads again.
+            due.next[d] = if found.len() >= limit && upto[d].is_some() {
+                found.last().map(|(_, at)| *at as i64)
+            } else {
+                after.first().map(|(_, at)| *at as i64)
+            };
+        }
+        due.entries.sort_by_key(|(_, at)| *at);
+        Ok(due)
     }
 }

@@ -4,7 +4,7 @@ use exports::streamhost::plugin::handler;
 use streamhost::plugin::emit;
 use streamhost::plugin::types::{Batch, Header, OutputRecord, PluginError, Span};
 
-wit_bindgen::generate!({ path: "../../../wit", world: "basic-plugin" });
+wit_bindgen::generate!({ path: "../../../wit/0.1.0", world: "basic-plugin" });
 
 struct Echo;
 

@@ -11,7 +11,7 @@ use streamhost::plugin::types::{
 };
 use streamhost::plugin::{emit, log, state};
 
-wit_bindgen::generate!({ path: "../../../wit", world: "plugin" });
+wit_bindgen::generate!({ path: "../../../wit/0.1.0", world: "plugin" });
 
 struct Faulty;
 

@@ -1,4 +1,4 @@
-//! Built against `streamhost:plugin@0.2.0`, which this host does not support.
+//! Built against `streamhost:plugin@0.3.0`, which this host does not support.
 
 wit_bindgen::generate!({ path: "wit", world: "plugin" });
 

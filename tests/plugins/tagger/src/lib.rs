@@ -8,7 +8,7 @@ use exports::streamhost::plugin::handler;
 use streamhost::plugin::state;
 use streamhost::plugin::types::{Batch, KeyDelta, KeyValue, PluginError, StateOp};
 
-wit_bindgen::generate!({ path: "../../../wit", world: "basic-plugin" });
+wit_bindgen::generate!({ path: "../../../wit/0.1.0", world: "basic-plugin" });
 
 const VERSION: &str = match option_env!("TAGGER_VERSION") {
     Some(v) => v,

@@ -1,0 +1,143 @@
+//! Drives timers and expiries from its input: each record value is one command.
+//!
+//! * `timer KEY event|processing AT` sets a timer (`AT` absolute, or `+MS` after the
+//!   batch's processing time); `cancel KEY event|processing` cancels it;
+//! * `set KEY VALUE`, `delete KEY`, `setx KEY VALUE EXPIRY`, `expire KEY EXPIRY`,
+//!   `persist KEY`, where EXPIRY is `after-ms MS` or `at-watermark T`;
+//! * `rearm KEY MS`: when the timer KEY fires, it sets it again MS later (once).
+//!
+//! When timers fire, it emits one record per timer (key = timer key, value =
+//! `fired DOMAIN AT wm=WATERMARK`) and adds 1 to the state key `fired:KEY`, so a test
+//! sees both the output and whether state counted each firing exactly once.
+
+use exports::streamhost::plugin::{handler, lifecycle, timer_handler};
+use streamhost::plugin::types::{
+    Batch, ExpiringValue, Expiry, KeyDelta, KeyExpiry, KeyValue, OutputRecord, PluginError,
+    StateOp, TimeDomain, Timer, TimerContext, TimerId,
+};
+use streamhost::plugin::{emit, state, timers};
+
+wit_bindgen::generate!({ path: "../../../wit", world: "timer-plugin" });
+
+struct Timekeeper;
+
+fn domain(word: &str) -> Result<TimeDomain, PluginError> {
+    match word {
+        "event" => Ok(TimeDomain::EventTime),
+        "processing" => Ok(TimeDomain::ProcessingTime),
+        other => Err(PluginError::Fatal(format!("unknown domain {other:?}"))),
+    }
+}
+
+fn expiry(kind: &str, value: &str) -> Result<Expiry, PluginError> {
+    let bad = || PluginError::Fatal(format!("bad expiry {kind} {value}"));
+    match kind {
+        "after-ms" => Ok(Expiry::AfterMs(value.parse().map_err(|_| bad())?)),
+        "at-watermark" => Ok(Expiry::AtWatermark(value.parse().map_err(|_| bad())?)),
+        _ => Err(bad()),
+    }
+}
+
+impl lifecycle::Guest for Timekeeper {
+    fn init(_config: Vec<(String, String)>) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl handler::Guest for Timekeeper {
+    fn process(batch: Batch) -> Result<(), PluginError> {
+        let mut ops = Vec::new();
+        for record in &batch.records {
+            let Some(v) = record.value else { continue };
+            let line =
+                String::from_utf8_lossy(&batch.data[v.start as usize..(v.start + v.len) as usize])
+                    .into_owned();
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let bad = || PluginError::Fatal(format!("bad command {line:?}"));
+            match words.as_slice() {
+                ["timer", key, d, at] => {
+                    let at = match at.strip_prefix('+') {
+                        Some(ms) => batch.processing_time + ms.parse::<i64>().map_err(|_| bad())?,
+                        None => at.parse().map_err(|_| bad())?,
+                    };
+                    // Ops so far first: a timer due at once fires after them.
+                    state::apply(&std::mem::take(&mut ops));
+                    timers::set(&[Timer {
+                        key: key.to_string(),
+                        domain: domain(d)?,
+                        at,
+                    }]);
+                }
+                ["cancel", key, d] => timers::cancel(&[TimerId {
+                    key: key.to_string(),
+                    domain: domain(d)?,
+                }]),
+                ["set", key, value] => ops.push(StateOp::Set(KeyValue {
+                    key: key.to_string(),
+                    value: value.as_bytes().to_vec(),
+                })),
+                ["delete", key] => ops.push(StateOp::Delete(key.to_string())),
+                ["setx", key, value, kind, n] => ops.push(StateOp::SetExpiring(ExpiringValue {
+                    key: key.to_string(),
+                    value: value.as_bytes().to_vec(),
+                    expiry: expiry(kind, n)?,
+                })),
+                ["expire", key, kind, n] => ops.push(StateOp::Expire(KeyExpiry {
+                    key: key.to_string(),
+                    expiry: expiry(kind, n)?,
+                })),
+                ["persist", key] => ops.push(StateOp::Persist(key.to_string())),
+                ["rearm", key, ms] => ops.push(StateOp::Set(KeyValue {
+                    key: format!("rearm:{key}"),
+                    value: ms.as_bytes().to_vec(),
+                })),
+                _ => return Err(bad()),
+            }
+        }
+        state::apply(&ops);
+        Ok(())
+    }
+}
+
+impl timer_handler::Guest for Timekeeper {
+    fn on_timers(context: TimerContext, fired: Vec<Timer>) -> Result<(), PluginError> {
+        let wm = context
+            .watermark
+            .map_or_else(|| "none".to_owned(), |w| w.to_string());
+        let rearm_keys: Vec<String> = fired.iter().map(|t| format!("rearm:{}", t.key)).collect();
+        let rearms = state::get_many(&rearm_keys);
+        let mut out = Vec::new();
+        let mut ops = Vec::new();
+        let mut again = Vec::new();
+        for ((t, rearm_key), rearm) in fired.iter().zip(rearm_keys).zip(rearms) {
+            let d = match t.domain {
+                TimeDomain::EventTime => "event",
+                TimeDomain::ProcessingTime => "processing",
+            };
+            out.push(OutputRecord {
+                topic: None,
+                key: Some(t.key.as_bytes().to_vec()),
+                value: Some(format!("fired {d} {} wm={wm}", t.at).into_bytes()),
+                headers: Vec::new(),
+            });
+            ops.push(StateOp::Incr(KeyDelta {
+                key: format!("fired:{}", t.key),
+                delta: 1,
+            }));
+            if let Some(ms) = rearm.and_then(|v| String::from_utf8(v).ok()?.parse::<i64>().ok()) {
+                ops.push(StateOp::Delete(rearm_key));
+                again.push(Timer {
+                    key: t.key.clone(),
+                    domain: t.domain,
+                    at: t.at + ms,
+                });
+            }
+        }
+        emit::send(&out);
+        state::apply(&ops);
+        timers::set(&again);
+        Ok(())
+    }
+}
+
+export!(Timekeeper);

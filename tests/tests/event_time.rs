@@ -1,0 +1,577 @@
+//! Event time: watermarks, timers, expiries and the window examples, through `host test`
+//! and through the whole pipeline on tansu and Redis (SIGKILLs included).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use rdkafka::Message;
+use rdkafka::message::Headers;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use serde_json::Value;
+use streamhost_tests::services::{
+    FAST_GROUP, Host, Redis, Tansu, create_topic, producer, wait_until,
+};
+use streamhost_tests::{host, plugin, plugin_run_args, stdout_json};
+
+const WINDOW_MS: i64 = 1000;
+const OUT_OF_ORDER_MS: i64 = 300;
+const BASE_MS: i64 = 1_700_000_000_000;
+
+/// A keyed record with its event time (the Kafka timestamp).
+#[derive(Clone)]
+struct Event {
+    key: String,
+    ts: i64,
+}
+
+/// `per_key` records for each of `keys` keys, one every 10 ms of event time per key,
+/// each up to `OUT_OF_ORDER_MS` earlier than its place: out of order, never late.
+fn events(keys: usize, per_key: usize, seed: u64) -> Vec<Event> {
+    let mut x = seed | 1;
+    let mut random = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut out = Vec::new();
+    for i in 0..per_key {
+        for k in 0..keys {
+            let jitter = (random() % (OUT_OF_ORDER_MS as u64 + 1)) as i64;
+            out.push(Event {
+                key: format!("key-{k}"),
+                ts: BASE_MS + 10 * i as i64 + 5 - jitter.min(5 + 10 * i as i64),
+            });
+        }
+    }
+    out
+}
+
+/// The specification: the count of every (key, window start).
+fn windows(events: &[Event]) -> BTreeMap<(String, i64), i64> {
+    let mut out = BTreeMap::new();
+    for e in events {
+        *out.entry((e.key.clone(), e.ts.div_euclid(WINDOW_MS) * WINDOW_MS))
+            .or_insert(0) += 1;
+    }
+    out
+}
+
+/// One emitted window: (key, window start) -> count, checking the value's form.
+fn parse_window(key: Option<&[u8]>, value: &[u8]) -> ((String, i64), i64) {
+    let v: Value = serde_json::from_slice(value).expect("window value is JSON");
+    let start = v["window_start"].as_i64().expect("window_start");
+    assert_eq!(v["window_end"].as_i64(), Some(start + WINDOW_MS), "{v}");
+    let k = v["key"].as_str().expect("key").to_owned();
+    assert_eq!(
+        key,
+        Some(k.as_bytes()),
+        "the record key is the window's key: {v}"
+    );
+    ((k, start), v["count"].as_i64().expect("count"))
+}
+
+fn write_jsonl(dir: &Path, events: &[Event]) -> std::path::PathBuf {
+    let path = dir.join("events.jsonl");
+    let lines: Vec<String> = events
+        .iter()
+        .map(|e| serde_json::json!({"key": e.key, "value": "x", "timestamp": e.ts}).to_string())
+        .collect();
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    path
+}
+
+fn host_test(plugin_name: &str, input: &Path, extra: &[&str]) -> Value {
+    let cache = tempfile::tempdir().unwrap();
+    let wasm = plugin(plugin_name);
+    let mut args = vec![
+        "test",
+        "--plugin",
+        wasm.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    stdout_json(&host(&args, cache.path()))
+}
+
+#[test]
+fn window_count_in_host_test_counts_every_window_once_and_keeps_no_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = events(7, 400, 11);
+    let input = write_jsonl(dir.path(), &events);
+    let expected = windows(&events);
+    assert!(expected.len() > 20, "several windows per key");
+    let window = format!("window-ms={WINDOW_MS}");
+    let ooo = OUT_OF_ORDER_MS.to_string();
+    let mut plugins = vec!["window-count"];
+    if plugin_built("window-count-python") {
+        plugins.push("window-count-python");
+    }
+    for name in plugins {
+        for batch in ["1", "37", "100000"] {
+            let report = host_test(
+                name,
+                &input,
+                &[
+                    "--config",
+                    &window,
+                    "--max-out-of-orderness-ms",
+                    &ooo,
+                    "--batch-size",
+                    batch,
+                ],
+            );
+            let mut got = BTreeMap::new();
+            for e in report["emits"].as_array().unwrap() {
+                let key = e["key"].as_str().map(str::as_bytes);
+                let (w, n) = parse_window(key, e["value"].as_str().unwrap().as_bytes());
+                assert!(
+                    got.insert(w.clone(), n).is_none(),
+                    "{name}, batch {batch}: {w:?} emitted twice"
+                );
+            }
+            assert_eq!(got, expected, "{name}, batch size {batch}");
+            assert_eq!(
+                report["state"],
+                serde_json::json!({}),
+                "{name}: no state left"
+            );
+            assert_eq!(
+                report["pending"],
+                serde_json::json!([]),
+                "{name}: no timer left"
+            );
+            assert_eq!(report["late_records"], 0, "{name}: nothing was late");
+            assert_eq!(report["contract"], "0.2.0");
+        }
+        // Without the final watermark the last windows stay open, counted in state.
+        let report = host_test(
+            name,
+            &input,
+            &[
+                "--config",
+                &window,
+                "--max-out-of-orderness-ms",
+                &ooo,
+                "--no-final-watermark",
+            ],
+        );
+        let pending = report["pending"].as_array().unwrap();
+        assert!(
+            !pending.is_empty(),
+            "{name}: open windows keep their timers"
+        );
+        let open = report["state"].as_object().unwrap().len();
+        assert_eq!(open, pending.len(), "{name}: one count per open window");
+        assert_eq!(
+            report["emits"].as_array().unwrap().len() + open,
+            expected.len(),
+            "{name}: every window is either emitted or open"
+        );
+    }
+}
+
+fn plugin_built(name: &str) -> bool {
+    streamhost_tests::repo_root()
+        .join("build/plugins")
+        .join(format!("{name}.wasm"))
+        .exists()
+}
+
+#[test]
+fn timers_move_cancel_rearm_and_expiries_delete_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = [
+        (1000, "timer a event 5000"),
+        (1100, "timer b event 3000"),
+        (1200, "timer c event 4000"),
+        (1300, "cancel c event"),
+        (3500, "timer b event 6000"),
+        (3600, "setx e1 v at-watermark 4500"),
+        (3600, "setx e2 v at-watermark 4500"),
+        (3600, "persist e2"),
+        (3600, "setx e3 v after-ms 0"),
+        (3600, "setx e4 v after-ms 3600000"),
+        (3600, "set e5 v"),
+        (3600, "expire e5 at-watermark 4000"),
+        (3600, "set e5 w"),
+        (3600, "rearm a 1000"),
+        (4800, "timer p processing +3600000"),
+    ];
+    let text: Vec<String> = lines
+        .iter()
+        .map(|(ts, v)| serde_json::json!({"key": "k", "value": v, "timestamp": ts}).to_string())
+        .collect();
+    let input = dir.path().join("commands.jsonl");
+    std::fs::write(&input, text.join("\n")).unwrap();
+    for batch in ["1", "3", "100"] {
+        let report = host_test("timekeeper", &input, &["--batch-size", batch]);
+        let fired: Vec<(String, String)> = report["emits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let v = e["value"].as_str().unwrap();
+                (
+                    e["key"].as_str().unwrap().to_owned(),
+                    v.split(" wm=").next().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let want = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        assert_eq!(
+            fired,
+            vec![
+                want("a", "fired event 5000"),
+                want("b", "fired event 6000"),
+                want("a", "fired event 6000"),
+            ],
+            "batch size {batch}: b fires once at its new time, c never, a twice"
+        );
+        let state = report["state"].as_object().unwrap();
+        let keys: BTreeSet<&str> = state.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            ["e2", "e4", "fired:a", "fired:b"].into_iter().collect(),
+            "batch size {batch}: e1, e3 and e5 expired; e2 was persisted; e4 expires in an hour"
+        );
+        assert_eq!(state["fired:a"], "2");
+        let pending: BTreeSet<(String, String)> = report["pending"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["kind"].as_str().unwrap().to_owned(),
+                    p["key"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            pending,
+            [("expiry", "e4"), ("timer", "p")]
+                .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                .into_iter()
+                .collect(),
+            "batch size {batch}: the processing-time entries are still pending"
+        );
+        assert_eq!(report["expired_keys"], 3);
+    }
+}
+
+#[test]
+fn a_plugin_of_contract_0_1_runs_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "one\ntwo\n").unwrap();
+    let report = host_test("echo", &input, &[]);
+    assert_eq!(report["contract"], "0.1.0");
+    let values: Vec<&str> = report["emits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(values, ["one", "two"]);
+    assert_eq!(report["timers_fired"], 0);
+}
+
+/// Produces keyed records with timestamps to one partition and waits for the acks.
+fn produce_events(p: &FutureProducer, topic: &str, partition: i32, events: &[Event]) {
+    let mut pending = Vec::new();
+    for e in events {
+        loop {
+            let record = FutureRecord::to(topic)
+                .partition(partition)
+                .key(e.key.as_bytes())
+                .payload("x".as_bytes())
+                .timestamp(e.ts);
+            match p.send_result(record) {
+                Ok(f) => {
+                    pending.push(f);
+                    break;
+                }
+                Err(_) => p.poll(Duration::from_millis(20)),
+            }
+        }
+    }
+    for r in futures::executor::block_on(futures::future::join_all(pending)) {
+        r.expect("delivery").expect("acknowledged");
+    }
+    p.flush(Duration::from_secs(30)).expect("flush");
+}
+
+fn produce_commands(p: &FutureProducer, topic: &str, commands: &[(i64, &str)]) {
+    for (ts, c) in commands {
+        let f = p
+            .send_result(
+                FutureRecord::to(topic)
+                    .partition(0)
+                    .key("k".as_bytes())
+                    .payload(c.as_bytes())
+                    .timestamp(*ts),
+            )
+            .map_err(|(e, _)| e)
+            .expect("enqueue");
+        futures::executor::block_on(f)
+            .expect("delivery")
+            .expect("acknowledged");
+    }
+}
+
+/// Reads all partitions of `topic` from the start until `done` says so.
+fn read_until(
+    brokers: &str,
+    topic: &str,
+    timeout: Duration,
+    mut done: impl FnMut(&[rdkafka::message::OwnedMessage]) -> bool,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "event-time-reader")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    wait_until(timeout, &format!("records on {topic}"), || {
+        while let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            out.push(m.expect("message").detach());
+        }
+        done(&out)
+    });
+    out
+}
+
+fn header<'a>(m: &'a rdkafka::message::OwnedMessage, name: &str) -> Option<&'a [u8]> {
+    m.headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+}
+
+/// The acceptance of event time: 4 partitions of keyed, out-of-order records over many
+/// windows, hosts SIGKILLed along the way; every (key, window) on the output topic with
+/// exactly its count, and no closed window left in Redis.
+#[test]
+fn windows_on_tansu_are_exact_across_sigkills() {
+    let (redis, kafka) = (Redis::start(), Tansu::start());
+    let brokers = kafka.brokers();
+    create_topic(&brokers, "clicks", 4);
+    create_topic(&brokers, "windows", 1);
+    let p = producer(&brokers);
+    // Keys are co-partitioned (a key lives in one partition), as keyed input is.
+    let mut all = Vec::new();
+    for partition in 0..4 {
+        let mut evs: Vec<Event> = events(3, 1500, 100 + partition as u64)
+            .into_iter()
+            .map(|e| Event {
+                key: format!("p{partition}-{}", e.key),
+                ts: e.ts,
+            })
+            .collect();
+        // Far in the future: moves the watermark past every real window. Its own window
+        // stays open.
+        evs.push(Event {
+            key: format!("p{partition}-flush"),
+            ts: BASE_MS + 10_000_000,
+        });
+        produce_events(&p, "clicks", partition, &evs);
+        all.extend(evs);
+    }
+    let mut expected = windows(&all);
+    expected.retain(|(k, _), _| !k.ends_with("-flush"));
+    let ends: BTreeMap<i32, i64> = (0..4).map(|p| (p, 4501)).collect();
+
+    let cache = tempfile::tempdir().unwrap();
+    let window = format!("window-ms={WINDOW_MS}");
+    let ooo = OUT_OF_ORDER_MS.to_string();
+    let mut extra: Vec<&str> = FAST_GROUP.to_vec();
+    extra.extend_from_slice(&[
+        "--config",
+        &window,
+        "--max-out-of-orderness-ms",
+        &ooo,
+        "--output-topic",
+        "windows",
+        "--batch-max-records",
+        "200",
+        "--late-records",
+        "drop",
+    ]);
+    let args = plugin_run_args(
+        "window-count",
+        &brokers,
+        &redis.url(),
+        "clicks",
+        "wc",
+        &extra,
+    );
+    let committed = |r: &Redis| r.offsets("wc", "clicks").values().sum::<i64>();
+    let mut host = Host::spawn(&args, cache.path());
+    for kill in 1..=4 {
+        let target = 18_000 * kill / 5;
+        host.wait_for(Duration::from_secs(120), "progress before a kill", || {
+            committed(&redis) >= target
+        });
+        eprintln!("kill {kill} at {} of 18004", committed(&redis));
+        std::mem::replace(&mut host, Host::spawn(&args, cache.path())).kill9();
+    }
+    host.wait_for(
+        Duration::from_secs(180),
+        "offsets at the partition ends",
+        || redis.offsets("wc", "clicks") == ends,
+    );
+
+    let messages = read_until(&brokers, "windows", Duration::from_secs(120), |ms| {
+        let seen: BTreeSet<(String, i64)> = ms
+            .iter()
+            .map(|m| parse_window(m.key(), m.payload().unwrap_or_default()).0)
+            .collect();
+        seen.len() >= expected.len()
+    });
+    let mut got: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    for m in &messages {
+        let (w, n) = parse_window(m.key(), m.payload().unwrap_or_default());
+        if let Some(before) = got.insert(w.clone(), n) {
+            assert_eq!(before, n, "a repeated {w:?} carries the same count");
+        }
+        let partition = header(m, "streamhost-source-partition").expect("source headers");
+        let partition: i32 = std::str::from_utf8(partition).unwrap().parse().unwrap();
+        assert!(
+            w.0.starts_with(&format!("p{partition}-")),
+            "{w:?} from partition {partition}"
+        );
+        assert_eq!(header(m, "streamhost-source-topic"), Some(&b"clicks"[..]));
+    }
+    assert_eq!(got, expected, "every window exactly its count");
+    eprintln!(
+        "{} windows, {} records on the output topic (repeats from the kills: {})",
+        expected.len(),
+        messages.len(),
+        messages.len() - expected.len()
+    );
+
+    // Only the open windows (the flush records') are left: counts and timers.
+    let state = redis.hgetall("streamhost:{wc}:state");
+    let left: BTreeSet<&str> = state.keys().map(String::as_str).collect();
+    let flush_windows: BTreeSet<String> = (0..4)
+        .map(|p| {
+            format!(
+                "w:{}:p{p}-flush",
+                (BASE_MS + 10_000_000) / WINDOW_MS * WINDOW_MS
+            )
+        })
+        .collect();
+    assert_eq!(
+        left,
+        flush_windows.iter().map(String::as_str).collect(),
+        "no closed window in state"
+    );
+    for p in 0..4 {
+        let key = format!("streamhost:{{wc}}:timers:wc:clicks:{p}:event");
+        let pending: Vec<String> = redis::cmd("ZRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(-1)
+            .query(&mut redis.conn())
+            .unwrap();
+        assert_eq!(
+            pending.len(),
+            1,
+            "partition {p}: only the open window's timer: {pending:?}"
+        );
+    }
+}
+
+/// Processing-time timers fire on a partition that receives nothing more, an idle
+/// partition's event-time timers follow the wall clock, and a host that was down fires
+/// what became due meanwhile, each once in state.
+#[test]
+fn processing_time_and_idle_partitions_fire_without_records_and_after_a_restart() {
+    let (redis, kafka) = (Redis::start(), Tansu::start());
+    let brokers = kafka.brokers();
+    create_topic(&brokers, "cmds", 1);
+    create_topic(&brokers, "fired", 1);
+    let p = producer(&brokers);
+    let cache = tempfile::tempdir().unwrap();
+    let mut extra: Vec<&str> = FAST_GROUP.to_vec();
+    extra.extend_from_slice(&["--output-topic", "fired", "--idle-timeout-ms", "1500"]);
+    let args = plugin_run_args("timekeeper", &brokers, &redis.url(), "cmds", "tk", &extra);
+    let fired_count = |key: &str| -> Option<String> {
+        redis::cmd("HGET")
+            .arg("streamhost:{tk}:state")
+            .arg(format!("fired:{key}"))
+            .query(&mut redis.conn())
+            .unwrap()
+    };
+    let host = Host::spawn(&args, cache.path());
+    // Event time 1000, a timer at 5000: only the idle partition's wall-clock watermark
+    // gets there.
+    produce_commands(
+        &p,
+        "cmds",
+        &[
+            (1000, "timer quiet processing +1000"),
+            (1000, "timer idle event 5000"),
+        ],
+    );
+    let out = read_until(&brokers, "fired", Duration::from_secs(60), |ms| {
+        ms.len() >= 2
+    });
+    let mut keys: Vec<&[u8]> = out.iter().filter_map(|m| m.key()).collect();
+    keys.sort();
+    assert_eq!(keys, [&b"idle"[..], b"quiet"]);
+    host.wait_for(Duration::from_secs(30), "the firings committed", || {
+        fired_count("quiet").as_deref() == Some("1") && fired_count("idle").as_deref() == Some("1")
+    });
+
+    // A timer due while no host runs fires once a host is back.
+    produce_commands(&p, "cmds", &[(2000, "timer down processing +3000")]);
+    host.wait_for(Duration::from_secs(30), "the timer committed", || {
+        redis.offsets("tk", "cmds").get(&0) == Some(&3)
+    });
+    host.kill9();
+    let zset = "streamhost:{tk}:timers:tk:cmds:0:processing";
+    let due: Vec<(String, f64)> = redis::cmd("ZRANGE")
+        .arg(zset)
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query(&mut redis.conn())
+        .unwrap();
+    assert_eq!(due.len(), 1, "the pending timer is in Redis: {due:?}");
+    let at = due[0].1 as i64;
+    wait_until(Duration::from_secs(30), "the timer's time to pass", || {
+        streamhost::telemetry::metrics::unix_ms() > at
+    });
+    let host = Host::spawn(&args, cache.path());
+    host.wait_for(
+        Duration::from_secs(60),
+        "the timer that came due fired",
+        || fired_count("down").as_deref() == Some("1"),
+    );
+    let out = read_until(&brokers, "fired", Duration::from_secs(60), |ms| {
+        ms.len() >= 3
+    });
+    assert!(out.iter().any(|m| m.key() == Some(b"down")));
+    let left: i64 = redis::cmd("ZCARD")
+        .arg(zset)
+        .query(&mut redis.conn())
+        .unwrap();
+    assert_eq!(left, 0, "fired timers are gone from Redis");
+    assert_eq!(
+        fired_count("quiet").as_deref(),
+        Some("1"),
+        "each fired once in state"
+    );
+    drop(host);
+}
