@@ -575,3 +575,82 @@ fn processing_time_and_idle_partitions_fire_without_records_and_after_a_restart(
     );
     drop(host);
 }
+
+/// The second example: sessions per key close once the watermark passes their last record
+/// plus the gap, a record past the gap starts the next session, and each closed session
+/// leaves an expiring summary.
+#[test]
+fn session_count_closes_sessions_by_the_gap_and_keeps_expiring_summaries() {
+    let dir = tempfile::tempdir().unwrap();
+    // Key a: 1000, 1500, 3000 (one session, out of order), then 20000 (past the 10 s gap:
+    // a new one). Key b: 2000 only.
+    let records = [
+        ("a", 1000),
+        ("a", 3000),
+        ("b", 2000),
+        ("a", 1500),
+        ("a", 20000),
+    ];
+    let text: Vec<String> = records
+        .iter()
+        .map(|(k, ts)| serde_json::json!({"key": k, "value": "x", "timestamp": ts}).to_string())
+        .collect();
+    let input = dir.path().join("clicks.jsonl");
+    std::fs::write(&input, text.join("\n")).unwrap();
+    let ooo = [
+        "--max-out-of-orderness-ms",
+        "2000",
+        "--config",
+        "gap-ms=10000",
+    ];
+    for batch in ["1", "2", "10"] {
+        let mut args = ooo.to_vec();
+        args.extend(["--batch-size", batch]);
+        let report = host_test("session-count", &input, &args);
+        let sessions: BTreeSet<(String, i64, i64, i64, String)> = report["emits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let v: Value = serde_json::from_str(e["value"].as_str().unwrap()).unwrap();
+                (
+                    v["key"].as_str().unwrap().to_owned(),
+                    v["start"].as_i64().unwrap(),
+                    v["end"].as_i64().unwrap(),
+                    v["count"].as_i64().unwrap(),
+                    v["closed_by"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let s = |k: &str, start, end, count| (k.to_owned(), start, end, count, "gap".to_owned());
+        assert_eq!(
+            sessions,
+            [
+                s("a", 1000, 13000, 3),
+                s("b", 2000, 12000, 1),
+                s("a", 20000, 30000, 1)
+            ]
+            .into_iter()
+            .collect(),
+            "batch size {batch}"
+        );
+        let state = report["state"].as_object().unwrap();
+        let keys: BTreeSet<&str> = state.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            ["last:a", "last:b"].into_iter().collect(),
+            "batch size {batch}"
+        );
+        let pending: Vec<(&str, &str)> = report["pending"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["kind"].as_str().unwrap(), p["domain"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            pending,
+            [("expiry", "processing"), ("expiry", "processing")],
+            "the summaries expire in processing time"
+        );
+    }
+}

@@ -1,26 +1,46 @@
 -- The commit of one or more batches, atomically (see mod.rs, which runs it, for the
 -- protocol). Several batches commit together only when they share the state hash; their
 -- writes arrive merged, one per key.
--- KEYS[1] state hash; per batch c (1-based), at 4c-2: its offsets hash, clock hash, and
--- the sorted sets of its event-time and processing-time timers.
+-- KEYS[1] state hash; then per batch: its offsets hash, and only when the batch writes
+-- them, its clock hash and the sorted sets of its event-time and processing-time timers
+-- (a key declared but absent makes the script wait out a Cluster slot migration).
 -- ARGV[1] n; then per batch: partition, expected stored offset ('' = none stored yet),
--- until, clock ('' = leave it); then the number of sets, deletes, increments, then the
+-- until, clock ('' = leave it), and for each timer set (event, processing) the number
+-- of entries to add and to remove; then the number of sets, deletes, increments, then the
 -- (key, value) pairs of the sets, the keys of the deletes, the (key, delta) pairs of the
--- increments; then per batch and per timer set (event, processing): the number of
--- entries to add and to remove, the (score, member) pairs to add, the members to remove.
+-- increments; then per batch and per timer set the (score, member) pairs to add and the
+-- members to remove.
 -- Returns {1} committed, {0, batch, stored} fenced, {2, key, value} not an integer,
 -- {3, key, value} would overflow; in the last three cases nothing was written.
 local n = tonumber(ARGV[1])
-local function key_of(c, i) return KEYS[4 * c - 2 + i] end
+local HEAD = 8
+-- Where each batch's keys are: offsets, clock, event timers, processing timers (nil when
+-- not declared).
+local keys = {}
+local k = 2
 for c = 1, n do
-  local at = 2 + 4 * (c - 1)
-  local stored = redis.call('HGET', key_of(c, 0), ARGV[at])
+  local at = 2 + HEAD * (c - 1)
+  local b = {offsets = KEYS[k]}
+  k = k + 1
+  if ARGV[at + 3] ~= '' then b.clock = KEYS[k]; k = k + 1 end
+  b.timers = {}
+  for d = 1, 2 do
+    if tonumber(ARGV[at + 2 + 2 * d]) + tonumber(ARGV[at + 3 + 2 * d]) > 0 then
+      b.timers[d] = KEYS[k]
+      k = k + 1
+    end
+  end
+  keys[c] = b
+end
+for c = 1, n do
+  local at = 2 + HEAD * (c - 1)
+  local stored = redis.call('HGET', keys[c].offsets, ARGV[at])
   local expected = ARGV[at + 1]
   if (expected == '' and stored) or (expected ~= '' and stored ~= expected) then
     return {0, c, stored or false}
   end
 end
-local at = 2 + 4 * n
+local at = 2 + HEAD * n
 local nset, ndel, nincr = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
 local sets_at = at + 3
 local dels_at = sets_at + 2 * nset
@@ -77,18 +97,18 @@ chunked('HSET', KEYS[1], computed, 1, #computed / 2, 2)
 for k = 1, #exact, 2 do redis.call('HINCRBY', KEYS[1], exact[k], exact[k + 1]) end
 local t = timers_at
 for c = 1, n do
+  local at = 2 + HEAD * (c - 1)
   for d = 1, 2 do
-    local nadd, nrem = tonumber(ARGV[t]), tonumber(ARGV[t + 1])
-    t = t + 2
-    chunked('ZADD', key_of(c, 1 + d), ARGV, t, nadd, 2)
+    local nadd, nrem = tonumber(ARGV[at + 2 + 2 * d]), tonumber(ARGV[at + 3 + 2 * d])
+    if nadd > 0 then chunked('ZADD', keys[c].timers[d], ARGV, t, nadd, 2) end
     t = t + 2 * nadd
-    chunked('ZREM', key_of(c, 1 + d), ARGV, t, nrem, 1)
+    if nrem > 0 then chunked('ZREM', keys[c].timers[d], ARGV, t, nrem, 1) end
     t = t + nrem
   end
 end
 for c = 1, n do
-  local at = 2 + 4 * (c - 1)
-  redis.call('HSET', key_of(c, 0), ARGV[at], ARGV[at + 2])
-  if ARGV[at + 3] ~= '' then redis.call('HSET', key_of(c, 1), ARGV[at], ARGV[at + 3]) end
+  local at = 2 + HEAD * (c - 1)
+  redis.call('HSET', keys[c].offsets, ARGV[at], ARGV[at + 2])
+  if keys[c].clock then redis.call('HSET', keys[c].clock, ARGV[at], ARGV[at + 3]) end
 end
 return {1}

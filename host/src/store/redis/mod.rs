@@ -30,6 +30,9 @@ use super::{Commit, CommitOutcome, PendingWrite, StateScope, StateStore, StoreEr
 /// so every check happens before the first write).
 const COMMIT_SCRIPT: &str = include_str!("commit.lua");
 
+/// What of a partition's timers and expiries is due, and the earliest entry after them.
+const DUE_SCRIPT: &str = include_str!("due.lua");
+
 /// How often the start-up wait repeats its warning.
 const WAIT_WARN_EVERY: Duration = Duration::from_secs(5);
 
@@ -97,6 +100,7 @@ pub struct RedisStore {
     redis: std::sync::Arc<Redis>,
     keys: Keys,
     script: Script,
+    due_script: Script,
     pool: Mutex<Vec<Conn>>,
     /// Commits that fewer replicas than `--redis-wait-replicas` acknowledged in time.
     unreplicated: AtomicU64,
@@ -119,6 +123,7 @@ impl RedisStore {
             redis,
             keys: Keys::new(job, group, StateScope::Job),
             script: Script::new(COMMIT_SCRIPT),
+            due_script: Script::new(DUE_SCRIPT),
             pool: Mutex::new(Vec::new()),
             unreplicated: AtomicU64::new(0),
             last_unreplicated_warning: Mutex::new(None),
@@ -493,15 +498,20 @@ impl RedisStore {
             .iter()
             .map(|h| self.keys.offsets(h.topic, h.partition))
             .collect();
-        let time_keys: Vec<[String; 3]> = heads
+        // Per batch and timer set: the (score, member) pairs to add, the members to remove.
+        type Changes = (Vec<(i64, Vec<u8>)>, Vec<Vec<u8>>);
+        let changes: Vec<[Changes; 2]> = heads
             .iter()
             .map(|h| {
-                [
-                    self.keys.clock(h.topic, h.partition),
-                    self.keys.timers(h.topic, h.partition, TimeDomain::Event),
-                    self.keys
-                        .timers(h.topic, h.partition, TimeDomain::Processing),
-                ]
+                let mut per: [Changes; 2] = Default::default();
+                for (key, at) in &h.time.entries {
+                    let (adds, removes) = &mut per[key.domain.index()];
+                    match at {
+                        Some(at) => adds.push((*at, key.member())),
+                        None => removes.push(key.member()),
+                    }
+                }
+                per
             })
             .collect();
         let state = self.keys.state(Some(first.partition))?;
@@ -513,19 +523,28 @@ impl RedisStore {
                 Write::Add(d) => incrs.push((*key, *d)),
             }
         }
+        // Only the keys a batch writes are declared (see commit.lua).
         let mut inv = self.script.key(&state);
-        for (key, time) in offsets.iter().zip(&time_keys) {
+        for ((h, key), per) in heads.iter().zip(&offsets).zip(&changes) {
             inv.key(key);
-            for k in time {
-                inv.key(k);
+            if h.time.clock.is_some() {
+                inv.key(self.keys.clock(h.topic, h.partition));
+            }
+            for (domain, (adds, removes)) in TimeDomain::ALL.iter().zip(per) {
+                if !adds.is_empty() || !removes.is_empty() {
+                    inv.key(self.keys.timers(h.topic, h.partition, *domain));
+                }
             }
         }
         inv.arg(heads.len());
-        for h in heads {
+        for (h, per) in heads.iter().zip(&changes) {
             inv.arg(h.partition)
                 .arg(h.expected.map(|o| o.to_string()).unwrap_or_default())
                 .arg(h.until)
                 .arg(h.time.clock.map(|c| c.encode()).unwrap_or_default());
+            for (adds, removes) in per {
+                inv.arg(adds.len()).arg(removes.len());
+            }
         }
         inv.arg(sets.len()).arg(dels.len()).arg(incrs.len());
         for (k, v) in &sets {
@@ -537,23 +556,12 @@ impl RedisStore {
         for (k, d) in &incrs {
             inv.arg(k.as_bytes()).arg(*d);
         }
-        for h in heads {
-            for domain in TimeDomain::ALL {
-                let (mut adds, mut removes) = (Vec::new(), Vec::new());
-                for (key, at) in &h.time.entries {
-                    if key.domain != domain {
-                        continue;
-                    }
-                    match at {
-                        Some(at) => adds.push((*at, key.member())),
-                        None => removes.push(key.member()),
-                    }
-                }
-                inv.arg(adds.len()).arg(removes.len());
-                for (at, member) in &adds {
+        for per in &changes {
+            for (adds, removes) in per {
+                for (at, member) in adds {
                     inv.arg(*at).arg(member.as_slice());
                 }
-                for member in &removes {
+                for member in removes {
                     inv.arg(member.as_slice());
                 }
             }
@@ -677,8 +685,9 @@ impl StateStore for RedisStore {
         }
     }
 
-    /// One round trip whatever the number pending: per domain, a range read of what is
-    /// due and one of the earliest entry after it.
+    /// One call per domain whatever the number pending (`due.lua`): a range read of what
+    /// is due and of the earliest entry after it. (One key a call: a script over two keys,
+    /// one of them absent, would wait out a Cluster slot migration.)
     fn due(
         &self,
         topic: &str,
@@ -687,59 +696,29 @@ impl StateStore for RedisStore {
         limit: usize,
     ) -> Result<Due, StoreError> {
         self.wait_for_commits_of(partition);
-        let keys = TimeDomain::ALL.map(|d| self.keys.timers(topic, partition, d));
-        let mut pipe = redis::pipe();
-        for (key, upto) in keys.iter().zip(upto) {
-            match upto {
-                Some(u) => pipe
-                    .cmd("ZRANGEBYSCORE")
-                    .arg(key)
-                    .arg("-inf")
-                    .arg(u)
-                    .arg("WITHSCORES")
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(limit)
-                    .cmd("ZRANGEBYSCORE")
-                    .arg(key)
-                    .arg(format!("({u}"))
-                    .arg("+inf")
-                    .arg("WITHSCORES")
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(1),
-                // Nothing due in this domain (an empty range); only the earliest.
-                None => pipe
-                    .cmd("ZRANGEBYSCORE")
-                    .arg(key)
-                    .arg("+inf")
-                    .arg("-inf")
-                    .arg("WITHSCORES")
-                    .cmd("ZRANGE")
-                    .arg(key)
-                    .arg(0)
-                    .arg(0)
-                    .arg("WITHSCORES"),
-            };
-        }
-        type Scored = Vec<(Vec<u8>, f64)>;
-        let replies: Vec<Scored> = self.with_conn(&keys[0], |c| pipe.query(c))?;
+        let score = |b: &[u8]| -> Option<i64> {
+            std::str::from_utf8(b)
+                .ok()?
+                .parse::<f64>()
+                .ok()
+                .map(|f| f as i64)
+        };
         let mut due = Due::default();
         for (d, domain) in TimeDomain::ALL.into_iter().enumerate() {
-            let (Some(found), Some(after)) = (replies.get(2 * d), replies.get(2 * d + 1)) else {
-                continue;
-            };
-            for (member, at) in found {
-                if let Some(key) = TimeKey::from_member(domain, member) {
-                    due.entries.push((key, *at as i64));
+            let key = self.keys.timers(topic, partition, domain);
+            let mut inv = self.due_script.key(&key);
+            inv.arg(upto[d].map(|u| u.to_string()).unwrap_or_default())
+                .arg(limit.max(1));
+            let (found, after): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
+                self.with_conn(&key, |c| inv.invoke(c))?;
+            for pair in found.chunks_exact(2) {
+                if let (Some(key), Some(at)) =
+                    (TimeKey::from_member(domain, &pair[0]), score(&pair[1]))
+                {
+                    due.entries.push((key, at));
                 }
             }
-            // A full page may leave more due: say the last one, so the caller reads again.
-            due.next[d] = if found.len() >= limit && upto[d].is_some() {
-                found.last().map(|(_, at)| *at as i64)
-            } else {
-                after.first().map(|(_, at)| *at as i64)
-            };
+            due.next[d] = after.get(1).and_then(|s| score(s));
         }
         due.entries.sort_by_key(|(_, at)| *at);
         Ok(due)
