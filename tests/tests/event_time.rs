@@ -82,8 +82,9 @@ fn write_jsonl(dir: &Path, events: &[Event]) -> std::path::PathBuf {
     path
 }
 
-fn host_test(plugin_name: &str, input: &Path, extra: &[&str]) -> Value {
-    let cache = tempfile::tempdir().unwrap();
+/// `host test`; `cache` is shared by a test's runs, so the Python and JavaScript
+/// components compile once a test, not once a run.
+fn host_test(cache: &Path, plugin_name: &str, input: &Path, extra: &[&str]) -> Value {
     let wasm = plugin(plugin_name);
     let mut args = vec![
         "test",
@@ -93,7 +94,7 @@ fn host_test(plugin_name: &str, input: &Path, extra: &[&str]) -> Value {
         input.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    stdout_json(&host(&args, cache.path()))
+    stdout_json(&host(&args, cache))
 }
 
 #[test]
@@ -105,13 +106,10 @@ fn window_count_in_host_test_counts_every_window_once_and_keeps_no_state() {
     assert!(expected.len() > 20, "several windows per key");
     let window = format!("window-ms={WINDOW_MS}");
     let ooo = OUT_OF_ORDER_MS.to_string();
-    let mut plugins = vec!["window-count"];
-    if plugin_built("window-count-python") {
-        plugins.push("window-count-python");
-    }
-    for name in plugins {
+    for name in ["window-count", "window-count-python"] {
         for batch in ["1", "37", "100000"] {
             let report = host_test(
+                dir.path(),
                 name,
                 &input,
                 &[
@@ -148,6 +146,7 @@ fn window_count_in_host_test_counts_every_window_once_and_keeps_no_state() {
         }
         // Without the final watermark the last windows stay open, counted in state.
         let report = host_test(
+            dir.path(),
             name,
             &input,
             &[
@@ -173,15 +172,10 @@ fn window_count_in_host_test_counts_every_window_once_and_keeps_no_state() {
     }
 }
 
-fn plugin_built(name: &str) -> bool {
-    streamhost_tests::repo_root()
-        .join("build/plugins")
-        .join(format!("{name}.wasm"))
-        .exists()
-}
-
+/// The timer and expiry conformance of every language: the same commands give the same
+/// firings, state and pending entries in each (`tests/plugins/timekeeper*`).
 #[test]
-fn timers_move_cancel_rearm_and_expiries_delete_keys() {
+fn timers_move_cancel_rearm_and_expiries_delete_keys_in_every_language() {
     let dir = tempfile::tempdir().unwrap();
     let lines = [
         (1000, "timer a event 5000"),
@@ -206,8 +200,14 @@ fn timers_move_cancel_rearm_and_expiries_delete_keys() {
         .collect();
     let input = dir.path().join("commands.jsonl");
     std::fs::write(&input, text.join("\n")).unwrap();
-    for batch in ["1", "3", "100"] {
-        let report = host_test("timekeeper", &input, &["--batch-size", batch]);
+    let languages = ["", "-python", "-js", "-c", "-zig"];
+    for (lang, batch) in languages
+        .iter()
+        .flat_map(|l| ["1", "3", "100"].map(|b| (*l, b)))
+    {
+        let name = format!("timekeeper{lang}");
+        let report = host_test(dir.path(), &name, &input, &["--batch-size", batch]);
+        let batch = format!("{name}, {batch}");
         let fired: Vec<(String, String)> = report["emits"]
             .as_array()
             .unwrap()
@@ -266,7 +266,7 @@ fn a_plugin_of_contract_0_1_runs_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.txt");
     std::fs::write(&input, "one\ntwo\n").unwrap();
-    let report = host_test("echo", &input, &[]);
+    let report = host_test(dir.path(), "echo", &input, &[]);
     assert_eq!(report["contract"], "0.1.0");
     let values: Vec<&str> = report["emits"]
         .as_array()
@@ -606,7 +606,7 @@ fn session_count_closes_sessions_by_the_gap_and_keeps_expiring_summaries() {
     for batch in ["1", "2", "10"] {
         let mut args = ooo.to_vec();
         args.extend(["--batch-size", batch]);
-        let report = host_test("session-count", &input, &args);
+        let report = host_test(dir.path(), "session-count", &input, &args);
         let sessions: BTreeSet<(String, i64, i64, i64, String)> = report["emits"]
             .as_array()
             .unwrap()
@@ -653,4 +653,91 @@ fn session_count_closes_sessions_by_the_gap_and_keeps_expiring_summaries() {
             "the summaries expire in processing time"
         );
     }
+}
+
+/// A record older than the watermark goes where `--late-records` says: here to a side
+/// topic, with headers naming its source, counted, and not in any window.
+#[test]
+fn late_records_go_to_the_side_topic_and_are_counted() {
+    let (redis, kafka) = (Redis::start(), Tansu::start());
+    let brokers = kafka.brokers();
+    for t in ["clicks", "windows", "late-clicks"] {
+        create_topic(&brokers, t, 1);
+    }
+    let p = producer(&brokers);
+    let metrics = format!("127.0.0.1:{}", streamhost_tests::services::free_port());
+    let cache = tempfile::tempdir().unwrap();
+    let mut extra: Vec<&str> = FAST_GROUP.to_vec();
+    let window = format!("window-ms={WINDOW_MS}");
+    extra.extend_from_slice(&[
+        "--config",
+        &window,
+        "--output-topic",
+        "windows",
+        "--late-records",
+        "topic:late-clicks",
+        "--metrics-addr",
+        &metrics,
+        "--partitions",
+        "0",
+    ]);
+    let args = plugin_run_args(
+        "window-count",
+        &brokers,
+        &redis.url(),
+        "clicks",
+        "lt",
+        &extra,
+    );
+    let host = Host::spawn(&args, cache.path());
+    let event = |ts| Event {
+        key: "k".into(),
+        ts,
+    };
+    // The second record moves the watermark to 100000: window [10000, 11000) closes.
+    produce_events(&p, "clicks", 0, &[event(10_000), event(100_000)]);
+    host.wait_for(
+        Duration::from_secs(60),
+        "the first records committed",
+        || redis.offsets("lt", "clicks").get(&0) == Some(&2),
+    );
+    produce_events(&p, "clicks", 0, &[event(5_000)]);
+    let late = read_until(&brokers, "late-clicks", Duration::from_secs(60), |ms| {
+        !ms.is_empty()
+    });
+    assert_eq!(late.len(), 1);
+    assert_eq!(
+        header(&late[0], "streamhost-source-offset"),
+        Some(&b"2"[..])
+    );
+    let why = String::from_utf8_lossy(header(&late[0], "streamhost-error").unwrap()).into_owned();
+    assert!(why.contains("watermark 100000"), "{why}");
+    host.wait_for(Duration::from_secs(60), "the late record committed", || {
+        redis.offsets("lt", "clicks").get(&0) == Some(&3)
+    });
+    let windows = read_until(&brokers, "windows", Duration::from_secs(60), |ms| {
+        !ms.is_empty()
+    });
+    let (w, n) = parse_window(windows[0].key(), windows[0].payload().unwrap());
+    assert_eq!(
+        (w, n),
+        (("k".to_owned(), 10_000), 1),
+        "the window closed with the record before it"
+    );
+    let text = streamhost_tests::http::request(&metrics, "GET", "/metrics", None, &[])
+        .expect("metrics")
+        .text();
+    let sent = text
+        .lines()
+        .find(|l| l.starts_with("streamhost_late_records_total") && l.contains("action=\"sent\""))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(sent.ends_with(" 1"), "one late record sent: {sent}");
+    let wm = text
+        .lines()
+        .find(|l| l.starts_with("streamhost_watermark_ms"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(wm.ends_with(" 100000"), "{wm}");
+    drop(host);
 }
