@@ -261,6 +261,53 @@ fn timers_move_cancel_rearm_and_expiries_delete_keys_in_every_language() {
     }
 }
 
+/// A plugin's `event-time.extract` gives records another event time than their Kafka
+/// timestamp: it moves the watermark, decides lateness and is what `process` sees.
+#[test]
+fn event_times_the_plugin_declares_move_the_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = [
+        serde_json::json!({"value": "timer x event 8000", "timestamp": 1000}),
+        serde_json::json!({"value": "timer y event 9500", "timestamp": 1000,
+                           "headers": {"event-time": "9000"}}),
+        // Kafka timestamp 9999, declared 100: late against 9000.
+        serde_json::json!({"value": "set z 1", "timestamp": 9999,
+                           "headers": {"event-time": "100"}}),
+    ];
+    let text: Vec<String> = lines.iter().map(Value::to_string).collect();
+    let input = dir.path().join("declared.jsonl");
+    std::fs::write(&input, text.join("\n")).unwrap();
+    let report = host_test(
+        dir.path(),
+        "timekeeper",
+        &input,
+        &[
+            "--batch-size",
+            "1",
+            "--no-final-watermark",
+            "--late-records",
+            "drop",
+        ],
+    );
+    let fired: Vec<&str> = report["emits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(fired, ["fired event 8000 wm=9000"], "only x is due by 9000");
+    assert_eq!(
+        report["watermark"], 9000,
+        "the declared time, not the Kafka one"
+    );
+    assert_eq!(report["late_records"], 1);
+    assert!(
+        report["state"].get("z").is_none(),
+        "the late record was dropped: {}",
+        report["state"]
+    );
+}
+
 #[test]
 fn a_plugin_of_contract_0_1_runs_unchanged() {
     let dir = tempfile::tempdir().unwrap();

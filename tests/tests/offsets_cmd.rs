@@ -110,6 +110,13 @@ fn show_set_and_reset() {
         String::from_utf8_lossy(&set.stderr)
     );
     assert_eq!(env.show(), vec![(10, 50, 40), (50, 50, 0)]);
+    // Moved back, partition 0 starts its watermark again; partition 1 keeps its.
+    let clocks = env.redis.hgetall("streamhost:{g}:clock:g:words");
+    assert_eq!(
+        clocks.keys().collect::<Vec<_>>(),
+        ["1"],
+        "partition 0's clock is gone: {clocks:?}"
+    );
 
     assert!(env.offsets(&["reset", "--topic", "words"]).status.success());
     assert_eq!(env.show(), vec![(0, 50, 50), (0, 50, 50)]);

@@ -219,6 +219,22 @@ pub fn set(store: &RedisStore, kafka: &Kafka, req: &SetRequest<'_>) -> anyhow::R
     for (p, o) in &new {
         println!("{}/{p} -> {o}", req.topic);
     }
+    // Replayed records would all be older than the watermark the partition had reached.
+    let back: Vec<i32> = new
+        .iter()
+        .filter(|(p, o)| committed.get(p).is_some_and(|c| *o < c))
+        .map(|(p, _)| *p)
+        .collect();
+    if !back.is_empty() {
+        store.forget_clocks(req.topic, &back)?;
+        println!(
+            "watermark restarted for {}: the records read again are not late",
+            back.iter()
+                .map(|p| format!("{}/{p}", req.topic))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let mut keys: Vec<String> = new
         .keys()
         .map(|p| store.keys().offsets(req.topic, *p))

@@ -288,6 +288,18 @@ impl RedisStore {
         self.register_topics(&[topic.to_owned()])
     }
 
+    /// Forgets partitions' clocks (their watermarks start again from the records they
+    /// read next): after their offsets moved back, the replayed records would all be late.
+    pub fn forget_clocks(&self, topic: &str, partitions: &[i32]) -> Result<(), StoreError> {
+        for p in partitions {
+            let key = self.keys.clock(topic, *p);
+            self.with_conn(&key, |c| {
+                redis::cmd("HDEL").arg(&key).arg(p).query::<i64>(c)
+            })?;
+        }
+        Ok(())
+    }
+
     /// Topics this group has offsets for.
     pub fn topics(&self) -> Result<Vec<String>, StoreError> {
         let key = self.keys.topics();

@@ -9,15 +9,20 @@
 //! When timers fire, it emits one record per timer (key = timer key, value =
 //! `fired DOMAIN AT wm=WATERMARK`) and adds 1 to the state key `fired:KEY`, so a test
 //! sees both the output and whether state counted each firing exactly once.
+//!
+//! It also gives records their own event time (`event-time.extract`, world
+//! `event-time-plugin`): a record with a header `event-time: MS` has that one; the others
+//! keep their Kafka timestamp. (Its ports to other languages, `timekeeper-*`, are
+//! `timer-plugin`s without it.)
 
-use exports::streamhost::plugin::{handler, lifecycle, timer_handler};
+use exports::streamhost::plugin::{event_time, handler, lifecycle, timer_handler};
 use streamhost::plugin::types::{
     Batch, ExpiringValue, Expiry, KeyDelta, KeyExpiry, KeyValue, OutputRecord, PluginError,
     StateOp, TimeDomain, Timer, TimerContext, TimerId,
 };
 use streamhost::plugin::{emit, state, timers};
 
-wit_bindgen::generate!({ path: "../../../wit", world: "timer-plugin" });
+wit_bindgen::generate!({ path: "../../../wit", world: "event-time-plugin" });
 
 struct Timekeeper;
 
@@ -41,6 +46,26 @@ fn expiry(kind: &str, value: &str) -> Result<Expiry, PluginError> {
 impl lifecycle::Guest for Timekeeper {
     fn init(_config: Vec<(String, String)>) -> Result<(), String> {
         Ok(())
+    }
+}
+
+impl event_time::Guest for Timekeeper {
+    fn extract(batch: Batch) -> Vec<Option<i64>> {
+        let bytes = |s: streamhost::plugin::types::Span| {
+            &batch.data[s.start as usize..(s.start + s.len) as usize]
+        };
+        batch
+            .records
+            .iter()
+            .map(|r| {
+                let first = r.first_header as usize;
+                batch.headers[first..first + r.header_count as usize]
+                    .iter()
+                    .find(|h| bytes(h.name) == b"event-time")
+                    .and_then(|h| std::str::from_utf8(bytes(h.value?)).ok()?.parse().ok())
+                    .or(r.timestamp)
+            })
+            .collect()
     }
 }
 
