@@ -707,27 +707,17 @@ impl PartitionWorker {
     /// Before a batch is processed: the partition's clock (read after a start or a
     /// re-seek), the plugin's event times, and the late-record policy. Returns the number
     /// of late records and what was done with them.
-    fn prepare_time(&mut self, batch: &mut Batch) -> anyhow::Result<(u64, &'static str)> {
-        let Some(time) = &mut self.time else {
-            return Ok((0, "processed"));
-        };
-        if time.stale {
-            let started = Instant::now();
-            let mut attempt = 0;
-            while let Err(e) = time.load(&*self.store, &self.topic, self.partition) {
-                attempt += 1;
-                if !matches!(e, StoreError::Unavailable { .. })
-                    || started.elapsed() >= self.policy.redis_give_up
-                {
-                    return Err(anyhow::Error::from(e).context("reading the partition's clock"));
-                }
-                tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "reading the partition's clock failed; retrying");
-                std::thread::sleep(self.policy.backoff(attempt).min(POLL_SLICE * 10));
-            }
+    /// `None` when the job stopped while Redis was away (the batch is abandoned).
+    fn prepare_time(&mut self, batch: &mut Batch) -> anyhow::Result<Option<(u64, &'static str)>> {
+        if self.time.as_ref().is_some_and(|t| t.stale) && !self.load_clock()? {
+            return Ok(None);
         }
+        let Some(time) = &self.time else {
+            return Ok(Some((0, "processed")));
+        };
         batch.watermark = time.clock.watermark;
         if batch.records.is_empty() {
-            return Ok((0, "processed"));
+            return Ok(Some((0, "processed")));
         }
         if let Processor::Plugin(runner) = &mut self.processor
             && let Some(times) = runner
@@ -739,15 +729,15 @@ impl PartitionWorker {
             }
         }
         let Some(time) = &self.time else {
-            return Ok((0, "processed"));
+            return Ok(Some((0, "processed")));
         };
         let late = time.late(batch);
         if late.is_empty() {
-            return Ok((0, "processed"));
+            return Ok(Some((0, "processed")));
         }
         let count = late.len() as u64;
         let action = match &time.settings.late {
-            LatePolicy::Process => return Ok((count, "processed")),
+            LatePolicy::Process => return Ok(Some((count, "processed"))),
             LatePolicy::Drop => "dropped",
             LatePolicy::Topic(topic) => {
                 let why = format!(
@@ -763,7 +753,34 @@ impl PartitionWorker {
         for i in late.into_iter().rev() {
             batch.records.remove(i);
         }
-        Ok((count, action))
+        Ok(Some((count, action)))
+    }
+
+    /// Reads the partition's clock, waiting out an unreachable Redis up to
+    /// --redis-give-up-ms; `false` when the job stopped meanwhile.
+    fn load_clock(&mut self) -> anyhow::Result<bool> {
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            let Some(time) = self.time.as_mut() else {
+                return Ok(true);
+            };
+            let e = match time.load(&*self.store, &self.topic, self.partition) {
+                Ok(()) => return Ok(true),
+                Err(e) => e,
+            };
+            attempt += 1;
+            if !matches!(e, StoreError::Unavailable { .. })
+                || started.elapsed() >= self.policy.redis_give_up
+            {
+                return Err(anyhow::Error::from(e).context("reading the partition's clock"));
+            }
+            let pause = self.policy.backoff(attempt);
+            tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "reading the partition's clock failed; retrying in {pause:?}");
+            if !self.pause(pause) {
+                return Ok(false);
+            }
+        }
     }
 
     fn batch_error(&self, from: i64, until: i64, cause: anyhow::Error) -> WorkerError {
@@ -782,9 +799,12 @@ impl PartitionWorker {
         let (from, until) = (batch.from_offset, batch.until_offset);
         tracing::debug!(topic = %self.topic, partition = self.partition, from, until, records = batch.records.len(), "batch");
         let batch_started = Instant::now();
-        let late = self
+        let Some(late) = self
             .prepare_time(&mut batch)
-            .map_err(|e| self.batch_error(from, until, e))?;
+            .map_err(|e| self.batch_error(from, until, e))?
+        else {
+            return Ok(());
+        };
         let mut processed = self.process_with_policy(&mut batch);
         if let Some(previous) = self.in_flight.take() {
             match self.settle(previous)? {
