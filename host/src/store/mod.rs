@@ -212,8 +212,8 @@ pub trait StateStore: Send + Sync {
     fn clock(&self, topic: &str, partition: i32) -> Result<Option<time::Clock>, StoreError>;
 
     /// A partition's timers and expiries due by `upto` (per domain, `[event, processing]`;
-    /// `None`: nothing is due in that domain), at most `limit`, as committed, after its
-    /// commits in flight.
+    /// `None`: nothing is due in that domain), at most `limit` per domain, as committed,
+    /// after its commits in flight.
     fn due(
         &self,
         topic: &str,
