@@ -226,11 +226,11 @@ std::expected<void, types::PluginError> exports::streamhost::plugin::handler::Pr
             if (i == start) continue;
             lowercase(cps.substr(start, i - start), word);
             const std::string& key = add(counts, word);
-            if (emit_words) out.push_back(bulk::record(key, "1"));
+            if (emit_words) out.push_back(bulk::record(bulk::some(key), bulk::some("1")));
         }
     }
 
-    std::vector<bulk::IncrOp> ops;
+    std::vector<bulk::StateOp> ops;
     ops.reserve(counts.size());
     for (const auto& [w, n] : counts) ops.push_back(bulk::incr(w, n));
     bulk::apply(ops);
