@@ -9,6 +9,7 @@ pub enum Lang {
     Rust,
     Python,
     Js,
+    Ts,
     C,
     Zig,
 }
@@ -42,6 +43,9 @@ fn template(lang: Lang) -> &'static [(&'static str, &'static str)] {
         }
         Lang::Python => files!("python": "app.py", "build.sh", ".gitignore", "README.md"),
         Lang::Js => files!("js": "app.js", "build.sh", ".gitignore", "README.md"),
+        Lang::Ts => {
+            files!("ts": "app.ts", "tsconfig.json", "env.d.ts", "build.sh", ".gitignore", "README.md")
+        }
         Lang::C => files!("c": "main.c", "build.sh", ".gitignore", "README.md"),
         Lang::Zig => files!("zig": "src/main.zig", "build.sh", ".gitignore", "README.md"),
     }
@@ -115,7 +119,14 @@ mod tests {
     #[test]
     fn every_template_has_a_build_script_and_its_placeholders_filled() {
         let dir = tempfile::tempdir().unwrap();
-        for lang in [Lang::Rust, Lang::Python, Lang::Js, Lang::C, Lang::Zig] {
+        for lang in [
+            Lang::Rust,
+            Lang::Python,
+            Lang::Js,
+            Lang::Ts,
+            Lang::C,
+            Lang::Zig,
+        ] {
             let root = create(lang, &format!("p-{lang:?}").to_lowercase(), dir.path()).unwrap();
             assert!(root.join("build.sh").exists());
             assert!(root.join("wit/streamhost.wit").exists());
