@@ -12,12 +12,10 @@ OUT="$(realpath -m -- "${1:-$(dirname "$0")/wordcount-ts.wasm}")"
 cd "$(dirname "$0")"
 NPM="$HOME/.cache/streamhost/toolchains/npm"
 export PATH="$NPM/node_modules/.bin:$PATH"
-for tool in componentize-js tsc; do
-    if ! command -v "$tool" >/dev/null; then
-        echo "error: $tool not found; run scripts/install-toolchains ts, or: npm install @bytecodealliance/componentize-js@0.23.0 typescript@7.0.2 @bytecodealliance/jco@1.35.0" >&2
-        exit 127
-    fi
-done
+if ! command -v componentize-js >/dev/null || ! command -v tsc >/dev/null || [ ! -d "$NPM/node_modules/@bytecodealliance/jco" ]; then
+    echo "error: componentize-js, tsc or jco not found; run scripts/install-toolchains ts" >&2
+    exit 127
+fi
 
 # Types of the imports and exports of the world `plugin`, from the WIT: jco's guest
 # types. Not `jco guest-types` itself: jco 1.35 runs its WIT reader with no file system
