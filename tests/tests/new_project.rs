@@ -75,7 +75,7 @@ fn build_and_test(lang: &str, cache: &std::path::Path) -> Result<(), String> {
 fn every_language_template_builds_and_passes_host_test() {
     let cache = tempfile::tempdir().expect("cache");
     let mut failed = Vec::new();
-    for lang in ["rust", "python", "js", "c", "cpp", "zig"] {
+    for lang in ["rust", "python", "js", "ts", "c", "cpp", "zig"] {
         match build_and_test(lang, cache.path()) {
             Ok(()) => eprintln!("host new --lang {lang}: ok"),
             Err(e) => failed.push(format!("--lang {lang}: {e}")),

@@ -9,6 +9,7 @@ pub enum Lang {
     Rust,
     Python,
     Js,
+    Ts,
     C,
     Cpp,
     Zig,
@@ -43,6 +44,9 @@ fn template(lang: Lang) -> &'static [(&'static str, &'static str)] {
         }
         Lang::Python => files!("python": "app.py", "build.sh", ".gitignore", "README.md"),
         Lang::Js => files!("js": "app.js", "build.sh", ".gitignore", "README.md"),
+        Lang::Ts => {
+            files!("ts": "app.ts", "tsconfig.json", "env.d.ts", "build.sh", ".gitignore", "README.md")
+        }
         Lang::C => files!("c": "main.c", "build.sh", ".gitignore", "README.md"),
         Lang::Cpp => {
             files!("cpp": "main.cpp", "bulk_imports.h", "build.sh", ".gitignore", "README.md")
@@ -123,6 +127,7 @@ mod tests {
             Lang::Rust,
             Lang::Python,
             Lang::Js,
+            Lang::Ts,
             Lang::C,
             Lang::Cpp,
             Lang::Zig,

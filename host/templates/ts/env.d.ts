@@ -1,0 +1,26 @@
+// Globals of the engine componentize-js runs the plugin in (StarlingMonkey), written by
+// hand: it has web APIs such as TextEncoder/TextDecoder and console, but neither Node.js
+// (fs, Buffer, require) nor a DOM, so neither lib "dom" nor @types/node. Declare here
+// what else you use.
+
+interface TextDecoderOptions {
+  fatal?: boolean;
+  ignoreBOM?: boolean;
+}
+
+declare class TextDecoder {
+  constructor(label?: string, options?: TextDecoderOptions);
+  readonly encoding: string;
+  decode(input?: Uint8Array): string;
+}
+
+declare class TextEncoder {
+  constructor();
+  readonly encoding: string;
+  encode(input?: string): Uint8Array;
+}
+
+declare var console: {
+  log(...data: unknown[]): void;
+  error(...data: unknown[]): void;
+};

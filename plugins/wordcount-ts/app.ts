@@ -1,0 +1,112 @@
+// Word count in TypeScript: the same behaviour as plugins/wordcount-js, line for line,
+// with the contract's types (generated from wit/streamhost.wit into types/ by build.sh).
+//
+// Each record value is decoded as UTF-8 (invalid bytes become U+FFFD), split on
+// whitespace, lowercased, and 1 is added per word to the job state (key = word, value =
+// count). With config `emit=true` it also emits one record per word (key = word, value =
+// "1"), in order.
+//
+// Values are lowercased and split 64 KiB at a time, not record by record: built-in calls
+// are fast, the interpreted code around them is what costs. Joining the values with a
+// newline changes nothing (a newline is whitespace). The counts are handed to the host in
+// one `state.apply` call.
+
+import { apply } from "streamhost:plugin/state@0.2.0";
+import { send } from "streamhost:plugin/emit@0.2.0";
+import type { Batch, OutputRecord, StateOp } from "streamhost:plugin/types@0.2.0";
+import type * as Handler from "streamhost:plugin/handler@0.2.0";
+import type * as Lifecycle from "streamhost:plugin/lifecycle@0.2.0";
+
+// Unicode's White_Space set, as the Rust plugin splits on. JavaScript's \s would also
+// split on U+FEFF, which Unicode does not count as whitespace.
+const WHITESPACE =
+  /[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/;
+const decoder = new TextDecoder("utf-8"); // not fatal: bad bytes become U+FFFD
+const encoder = new TextEncoder();
+const ONE = encoder.encode("1");
+
+let emitWords = false;
+
+// StarlingMonkey's toLowerCase has no final-sigma rule (Rust, Python and browsers have
+// it): "ΟΔΟΣ" must become "οδος" with a final ς. Lowercasing code point by code point
+// equals whole-string lowercasing except for that one rule, so apply it here.
+function lower(word: string): string {
+  if (!word.includes("Σ")) return word.toLowerCase();
+  const cps = Array.from(word);
+  return cps
+    .map((c, i) => (c === "Σ" ? (isFinalSigma(cps, i) ? "ς" : "σ") : c.toLowerCase()))
+    .join("");
+}
+
+// Unicode: Σ is final when a cased letter comes before it and none after it, skipping
+// case-ignorable characters. Cased and case-ignorable are approximated (letters with a
+// case mapping; apostrophes, periods, colons and combining diacritics).
+function isFinalSigma(cps: string[], i: number): boolean {
+  return casedAround(cps, i, -1) && !casedAround(cps, i, 1);
+}
+
+function casedAround(cps: string[], i: number, step: 1 | -1): boolean {
+  for (let j = i + step; j >= 0 && j < cps.length; j += step) {
+    if (CASE_IGNORABLE.test(cps[j])) continue;
+    return cps[j].toLowerCase() !== cps[j] || cps[j].toUpperCase() !== cps[j];
+  }
+  return false;
+}
+
+const CASE_IGNORABLE = /^[':.\u00b7\u00ad\u2018\u2019\u2024\u2027\u0300-\u036f]$/;
+
+// `init`'s WIT result is result<_, string>: componentize-js turns a thrown string into
+// the `err`, which refuses the configuration.
+export const lifecycle: typeof Lifecycle = {
+  init(config) {
+    for (const [key, value] of config) {
+      let flag: boolean;
+      if (["true", "1", "yes"].includes(value)) flag = true;
+      else if (["false", "0", "no"].includes(value)) flag = false;
+      else throw `config ${key}=${value}: expected true or false`;
+      if (key === "emit") emitWords = flag;
+      else throw `unknown config key "${key}"; wordcount knows emit`;
+    }
+  },
+};
+
+// Characters of values lowercased and split in one go: big enough that the calls are few,
+// small enough that the words of a 4 MiB batch never sit in memory all at once.
+const CHUNK = 64 * 1024;
+
+function countWords(parts: string[], counts: Map<string, number>, out: OutputRecord[]): void {
+  for (const word of lower(parts.join("\n")).split(WHITESPACE)) {
+    if (word === "") continue;
+    counts.set(word, (counts.get(word) ?? 0) + 1);
+    if (emitWords) out.push({ key: encoder.encode(word), value: ONE, headers: [] });
+  }
+}
+
+export const handler: typeof Handler = {
+  process(batch: Batch) {
+    const data = batch.data;
+    const counts = new Map<string, number>();
+    const out: OutputRecord[] = [];
+    let parts: string[] = [];
+    let size = 0;
+    for (const record of batch.records) {
+      const span = record.value;
+      if (span === undefined) continue;
+      const text = decoder.decode(data.subarray(span.start, span.start + span.len));
+      parts.push(text);
+      size += text.length;
+      if (size >= CHUNK) {
+        countWords(parts, counts, out);
+        parts = [];
+        size = 0;
+      }
+    }
+    if (parts.length > 0) countWords(parts, counts, out);
+    const ops: StateOp[] = [];
+    for (const [key, n] of counts) {
+      ops.push({ tag: "incr", val: { key, delta: BigInt(n) } });
+    }
+    apply(ops);
+    if (out.length > 0) send(out);
+  },
+};
