@@ -1,10 +1,12 @@
-//! The cost of each plugin language: the word count of every folder of `plugins/`, with
-//! the same word count compiled natively into the host as the baseline, in one run.
+//! The cost of each plugin language: the word count of every `wordcount*` folder of
+//! `plugins/`, with the same word count compiled natively into the host as the baseline,
+//! in one run.
 //!
 //! Per plugin: component size, compile time (no cache), load time from the compile cache,
-//! instantiate time (from the `InstancePre`, including `init`), and the per-record cost of
-//! `process` on a 10,000-record batch of ~40-byte text values. Prints a Markdown table
-//! (the one in docs/plugins/README.md) and each language's speed relative to native.
+//! instantiate time (from the `InstancePre`, including `init`), the per-record cost of
+//! `process` on a 10,000-record batch of ~40-byte text values, and the guest's peak linear
+//! memory after those batches (it only grows). Prints a Markdown table (the one in
+//! docs/plugins/README.md) and each language's speed relative to native.
 //!
 //! Run with `bench/run languages` (builds the plugins and a release host first).
 //! A plain harness rather than criterion: compiling a Python component takes seconds, so
@@ -57,6 +59,7 @@ struct Row {
     load_cached: Duration,
     instantiate: Duration,
     process: Duration,
+    memory: usize,
 }
 
 fn measure(wasm: &Path, batch: &Batch, reference: &Effects) -> Row {
@@ -96,6 +99,7 @@ fn measure(wasm: &Path, batch: &Batch, reference: &Effects) -> Row {
     let process = median(if slow { 5 } else { 21 }, || {
         black_box(runner.process(black_box(&mut batch)).expect("process"));
     });
+    let memory = runner.linear_memory_bytes().unwrap_or(0);
     Row {
         name,
         size,
@@ -103,6 +107,7 @@ fn measure(wasm: &Path, batch: &Batch, reference: &Effects) -> Row {
         load_cached,
         instantiate,
         process,
+        memory,
     }
 }
 
@@ -116,6 +121,7 @@ fn main() {
         .expect("plugins/")
         .filter_map(|e| e.ok())
         .filter(|e| e.path().join("build.sh").exists())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("wordcount"))
         .map(|e| {
             root.join("build/plugins")
                 .join(format!("{}.wasm", e.file_name().to_string_lossy()))
@@ -138,13 +144,13 @@ fn main() {
     );
     println!();
     println!(
-        "| plugin | size | compile | load from cache | instantiate | process 10k | per record | vs native |"
+        "| plugin | size | compile | load from cache | instantiate | process 10k | per record | vs native | peak memory |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for wasm in &plugins {
         let r = measure(wasm, &batch, &reference);
         println!(
-            "| {} | {:.1} KiB | {} | {} | {:.3} ms | {} | {:.2} µs | {:.2}x |",
+            "| {} | {:.1} KiB | {} | {} | {:.3} ms | {} | {:.2} µs | {:.2}x | {:.1} MiB |",
             r.name,
             r.size as f64 / 1024.0,
             ms(r.compile),
@@ -153,6 +159,7 @@ fn main() {
             ms(r.process),
             r.process.as_secs_f64() * 1e6 / RECORDS as f64,
             native.as_secs_f64() / r.process.as_secs_f64(),
+            r.memory as f64 / (1 << 20) as f64,
         );
     }
 }

@@ -75,7 +75,7 @@ fn build_and_test(lang: &str, cache: &std::path::Path) -> Result<(), String> {
 fn every_language_template_builds_and_passes_host_test() {
     let cache = tempfile::tempdir().expect("cache");
     let mut failed = Vec::new();
-    for lang in ["rust", "python", "js", "ts", "c", "cpp", "zig"] {
+    for lang in ["rust", "python", "js", "ts", "c", "cpp", "zig", "go"] {
         match build_and_test(lang, cache.path()) {
             Ok(()) => eprintln!("host new --lang {lang}: ok"),
             Err(e) => failed.push(format!("--lang {lang}: {e}")),
@@ -106,7 +106,7 @@ fn a_bad_name_or_an_existing_folder_is_refused_with_the_reason() {
     );
     let out = host(&["new", "--lang", "c", "--dir", d, "p"], cache.path());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
-    let out = host(&["new", "--lang", "go", "--dir", d, "q"], cache.path());
+    let out = host(&["new", "--lang", "cobol", "--dir", d, "q"], cache.path());
     assert_eq!(
         out.status.code(),
         Some(2),

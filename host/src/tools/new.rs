@@ -13,6 +13,7 @@ pub enum Lang {
     C,
     Cpp,
     Zig,
+    Go,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +53,17 @@ fn template(lang: Lang) -> &'static [(&'static str, &'static str)] {
             files!("cpp": "main.cpp", "bulk_imports.h", "build.sh", ".gitignore", "README.md")
         }
         Lang::Zig => files!("zig": "src/main.zig", "build.sh", ".gitignore", "README.md"),
+        Lang::Go => files!("go":
+            "go.mod",
+            "export_streamhost_plugin_handler/handler.go",
+            "export_streamhost_plugin_lifecycle/lifecycle.go",
+            "witgo/go.mod",
+            "witgo/wit/types/types.go",
+            "witgo/wit/runtime/runtime.go",
+            "build.sh",
+            ".gitignore",
+            "README.md"
+        ),
     }
 }
 
@@ -131,6 +143,7 @@ mod tests {
             Lang::C,
             Lang::Cpp,
             Lang::Zig,
+            Lang::Go,
         ] {
             let root = create(lang, &format!("p-{lang:?}").to_lowercase(), dir.path()).unwrap();
             assert!(root.join("build.sh").exists());
