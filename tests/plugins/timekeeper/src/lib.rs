@@ -4,7 +4,15 @@
 //!   batch's processing time); `cancel KEY event|processing` cancels it;
 //! * `set KEY VALUE`, `delete KEY`, `setx KEY VALUE EXPIRY`, `expire KEY EXPIRY`,
 //!   `persist KEY`, where EXPIRY is `after-ms MS` or `at-watermark T`;
-//! * `rearm KEY MS`: when the timer KEY fires, it sets it again MS later (once).
+//! * `rearm KEY MS`: when the timer KEY fires, it sets it again MS later (once);
+//! * `get KEY` emits `got VALUE` (or `got none`), `incr KEY N` emits `incr TOTAL` (key =
+//!   KEY; a failed `state.incr` is a fatal error with the host's message);
+//! * `emit KEY VALUE [NAME=VALUE | NAME]...` emits a record with those headers (a bare
+//!   NAME is a null header value);
+//! * `fail retryable|fatal MESSAGE...` and `fail poison INDEX MESSAGE...` fail the batch
+//!   with that error.
+//!
+//! Config: `tag=T` adds the header `tag: T` to every emit; any other key fails `init`.
 //!
 //! When timers fire, it emits one record per timer (key = timer key, value =
 //! `fired DOMAIN AT wm=WATERMARK`) and adds 1 to the state key `fired:KEY`, so a test
@@ -16,15 +24,38 @@
 //! `timer-plugin`s without it.)
 
 use exports::streamhost::plugin::{event_time, handler, lifecycle, timer_handler};
+use std::cell::RefCell;
+
 use streamhost::plugin::types::{
-    Batch, ExpiringValue, Expiry, KeyDelta, KeyExpiry, KeyValue, OutputRecord, PluginError,
-    StateOp, TimeDomain, Timer, TimerContext, TimerId,
+    Batch, ExpiringValue, Expiry, Header, KeyDelta, KeyExpiry, KeyValue, OutputRecord, PluginError,
+    PoisonRecord, StateOp, TimeDomain, Timer, TimerContext, TimerId,
 };
 use streamhost::plugin::{emit, state, timers};
 
 wit_bindgen::generate!({ path: "../../../wit", world: "event-time-plugin" });
 
 struct Timekeeper;
+
+thread_local! {
+    /// `--config tag=T`: the value of the `tag` header on every emit.
+    static TAG: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// A record to emit, with the `tag` header if the config set one.
+fn output(key: &str, value: String, mut headers: Vec<Header>) -> OutputRecord {
+    if let Some(tag) = TAG.with_borrow(Clone::clone) {
+        headers.push(Header {
+            name: "tag".to_owned(),
+            value: Some(tag.into_bytes()),
+        });
+    }
+    OutputRecord {
+        topic: None,
+        key: Some(key.as_bytes().to_vec()),
+        value: Some(value.into_bytes()),
+        headers,
+    }
+}
 
 fn domain(word: &str) -> Result<TimeDomain, PluginError> {
     match word {
@@ -44,7 +75,13 @@ fn expiry(kind: &str, value: &str) -> Result<Expiry, PluginError> {
 }
 
 impl lifecycle::Guest for Timekeeper {
-    fn init(_config: Vec<(String, String)>) -> Result<(), String> {
+    fn init(config: Vec<(String, String)>) -> Result<(), String> {
+        for (key, value) in config {
+            match key.as_str() {
+                "tag" => TAG.set(Some(value)),
+                _ => return Err(format!("unknown config key {key:?}; timekeeper knows tag")),
+            }
+        }
         Ok(())
     }
 }
@@ -116,6 +153,48 @@ impl handler::Guest for Timekeeper {
                     key: format!("rearm:{key}"),
                     value: ms.as_bytes().to_vec(),
                 })),
+                ["get", key] => {
+                    state::apply(&std::mem::take(&mut ops));
+                    let got = state::get(key).map_or_else(
+                        || "none".to_owned(),
+                        |v| String::from_utf8_lossy(&v).into_owned(),
+                    );
+                    emit::send(&[output(key, format!("got {got}"), Vec::new())]);
+                }
+                ["incr", key, n] => {
+                    let n = n.parse().map_err(|_| bad())?;
+                    state::apply(&std::mem::take(&mut ops));
+                    let total = state::incr(key, n).map_err(PluginError::Fatal)?;
+                    emit::send(&[output(key, format!("incr {total}"), Vec::new())]);
+                }
+                ["emit", key, value, headers @ ..] => {
+                    let headers = headers
+                        .iter()
+                        .map(|h| match h.split_once('=') {
+                            Some((name, value)) => Header {
+                                name: name.to_owned(),
+                                value: Some(value.as_bytes().to_vec()),
+                            },
+                            None => Header {
+                                name: (*h).to_owned(),
+                                value: None,
+                            },
+                        })
+                        .collect();
+                    emit::send(&[output(key, (*value).to_owned(), headers)]);
+                }
+                ["fail", "retryable", message @ ..] => {
+                    return Err(PluginError::Retryable(message.join(" ")));
+                }
+                ["fail", "fatal", message @ ..] => {
+                    return Err(PluginError::Fatal(message.join(" ")));
+                }
+                ["fail", "poison", index, message @ ..] => {
+                    return Err(PluginError::Poison(PoisonRecord {
+                        index: index.parse().map_err(|_| bad())?,
+                        message: message.join(" "),
+                    }));
+                }
                 _ => return Err(bad()),
             }
         }
@@ -139,12 +218,11 @@ impl timer_handler::Guest for Timekeeper {
                 TimeDomain::EventTime => "event",
                 TimeDomain::ProcessingTime => "processing",
             };
-            out.push(OutputRecord {
-                topic: None,
-                key: Some(t.key.as_bytes().to_vec()),
-                value: Some(format!("fired {d} {} wm={wm}", t.at).into_bytes()),
-                headers: Vec::new(),
-            });
+            out.push(output(
+                &t.key,
+                format!("fired {d} {} wm={wm}", t.at),
+                Vec::new(),
+            ));
             ops.push(StateOp::Incr(KeyDelta {
                 key: format!("fired:{}", t.key),
                 delta: 1,
