@@ -117,16 +117,21 @@ fn ms(d: Duration) -> String {
 
 fn main() {
     let root = streamhost_tests::repo_root();
-    let mut plugins: Vec<PathBuf> = std::fs::read_dir(root.join("plugins"))
-        .expect("plugins/")
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("build.sh").exists())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("wordcount"))
-        .map(|e| {
-            root.join("build/plugins")
-                .join(format!("{}.wasm", e.file_name().to_string_lossy()))
-        })
-        .collect();
+    // STREAMHOST_BENCH_PLUGINS=a.wasm,b.wasm measures those instead (e.g. a variant
+    // while profiling); each must still count words like the others.
+    let mut plugins: Vec<PathBuf> = match std::env::var("STREAMHOST_BENCH_PLUGINS") {
+        Ok(list) => list.split(',').map(PathBuf::from).collect(),
+        Err(_) => std::fs::read_dir(root.join("plugins"))
+            .expect("plugins/")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().join("build.sh").exists())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("wordcount"))
+            .map(|e| {
+                root.join("build/plugins")
+                    .join(format!("{}.wasm", e.file_name().to_string_lossy()))
+            })
+            .collect(),
+    };
     plugins.sort();
     if let Some(missing) = plugins.iter().find(|p| !p.exists()) {
         panic!("{} missing: run scripts/build-plugins", missing.display());

@@ -11,4 +11,4 @@ if ! command -v componentize-js >/dev/null; then
     exit 127
 fi
 # No HTTP: the host offers plugins no network, so the component must not import wasi:http.
-componentize-js app.js --wit ../../wit --world-name plugin -d http fetch-event -o "$OUT"
+componentize-js app.js --wit ../../wit --world-name columns-plugin -d http fetch-event -o "$OUT"

@@ -10,4 +10,4 @@ if ! command -v componentize-py >/dev/null; then
     echo "error: componentize-py not found; run scripts/build-plugins, or: pip install componentize-py==0.25.1" >&2
     exit 127
 fi
-componentize-py -d ../../wit -w plugin componentize app -o "$OUT"
+componentize-py -d ../../wit -w columns-plugin componentize app -o "$OUT"

@@ -17,13 +17,13 @@ if ! command -v componentize-js >/dev/null || ! command -v tsc >/dev/null || [ !
     exit 127
 fi
 
-# Types of the imports and exports of the world `plugin`, from the WIT: jco's guest
+# Types of the imports and exports of the world `columns-plugin`, from the WIT: jco's guest
 # types. Not `jco guest-types` itself: jco 1.35 runs its WIT reader with no file system
 # preopened (preview2-shim 0.26 opens none by default), so the CLI fails with "failed to
 # read path for WIT ... (os error 44)". The same generator is called here, with the WIT
 # folder (and only it) preopened.
 rm -rf types dist
-node --input-type=module - "$NPM/node_modules" ../../wit plugin types <<'JS'
+node --input-type=module - "$NPM/node_modules" ../../wit columns-plugin types <<'JS'
 import { createRequire } from "node:module";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -45,4 +45,4 @@ JS
 
 tsc -p tsconfig.json # -> dist/app.js
 # No HTTP: the host offers plugins no network, so the component must not import wasi:http.
-componentize-js dist/app.js --wit ../../wit --world-name plugin -d http fetch-event -o "$OUT"
+componentize-js dist/app.js --wit ../../wit --world-name columns-plugin -d http fetch-event -o "$OUT"

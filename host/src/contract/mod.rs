@@ -8,9 +8,18 @@
 //! breaks a host rule (exceeds the effects cap, for example) fails its batch with a
 //! typed error instead of getting a value back.
 
+// The host binds every export a plugin may have: the largest world, plus the handler
+// of a `columns-plugin`, which no plugin world combines with `handler`.
 wasmtime::component::bindgen!({
     path: "../wit",
-    world: "event-time-plugin",
+    inline: "
+        package streamhost:host;
+        world all-exports {
+            include streamhost:plugin/event-time-plugin@0.2.0;
+            export streamhost:plugin/columns-handler@0.2.0;
+        }
+    ",
+    world: "streamhost:host/all-exports",
     imports: { default: trappable },
 });
 

@@ -6,6 +6,7 @@
 //! that instance; `Runner` replaces it with a fresh one before the next batch.
 
 mod cache;
+mod columns;
 mod compat;
 mod error;
 mod host_api;
@@ -36,7 +37,9 @@ use self::host_api::HostState;
 use self::limits::Limiter;
 use self::stdio::{LogStream, Stream};
 use crate::batch::effects::{EffectError, Effects};
-use crate::contract::exports::streamhost::plugin::{event_time, handler, lifecycle, timer_handler};
+use crate::contract::exports::streamhost::plugin::{
+    columns_handler, event_time, handler, lifecycle, timer_handler,
+};
 use crate::contract::v0_1::exports::streamhost::plugin as old;
 use crate::store::StateStore;
 
@@ -46,6 +49,7 @@ pub const CONTRACT_VERSION: &str = "0.2.0";
 pub const OLD_CONTRACT_VERSION: &str = "0.1.0";
 const CONTRACT_PACKAGE: &str = "streamhost:plugin";
 const HANDLER_INTERFACE: &str = "handler";
+const COLUMNS_HANDLER_INTERFACE: &str = "columns-handler";
 const LIFECYCLE_INTERFACE: &str = "lifecycle";
 const TIMER_HANDLER_INTERFACE: &str = "timer-handler";
 const EVENT_TIME_INTERFACE: &str = "event-time";
@@ -88,7 +92,7 @@ impl Runtime {
 
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        crate::contract::EventTimePlugin::add_to_linker::<HostState, HasSelf<HostState>>(
+        crate::contract::AllExports::add_to_linker::<HostState, HasSelf<HostState>>(
             &mut linker,
             |s| s,
         )?;
@@ -164,7 +168,16 @@ impl Runtime {
         } else {
             let v = CONTRACT_VERSION;
             Indices::V0_2 {
-                handler: handler::GuestIndices::new(&pre).map_err(wrong(HANDLER_INTERFACE, v))?,
+                handler: if exports.columns {
+                    HandlerIndices::Columns(
+                        columns_handler::GuestIndices::new(&pre)
+                            .map_err(wrong(COLUMNS_HANDLER_INTERFACE, v))?,
+                    )
+                } else {
+                    HandlerIndices::Records(
+                        handler::GuestIndices::new(&pre).map_err(wrong(HANDLER_INTERFACE, v))?,
+                    )
+                },
                 lifecycle: exports
                     .lifecycle
                     .then(|| lifecycle::GuestIndices::new(&pre))
@@ -226,6 +239,8 @@ fn supported_versions() -> String {
 /// The contract version a component was built against, and its optional exports.
 struct Exports {
     version: &'static str,
+    /// `columns-handler` instead of `handler`.
+    columns: bool,
     lifecycle: bool,
     timer_handler: bool,
     event_time: bool,
@@ -262,9 +277,11 @@ fn check_exports(
         .map(|(name, _)| name.to_owned())
         .collect();
     let handler_prefix = format!("{CONTRACT_PACKAGE}/{HANDLER_INTERFACE}@");
+    let columns = exports.contains(&export_name(COLUMNS_HANDLER_INTERFACE, CONTRACT_VERSION));
     let Some(version) = [CONTRACT_VERSION, OLD_CONTRACT_VERSION]
         .into_iter()
         .find(|v| exports.contains(&export_name(HANDLER_INTERFACE, v)))
+        .or(columns.then_some(CONTRACT_VERSION))
     else {
         if let Some(other) = exports.iter().find(|e| e.starts_with(&handler_prefix)) {
             return Err(LoadError::IncompatibleVersion {
@@ -282,6 +299,7 @@ fn check_exports(
     let has = |interface: &str| exports.contains(&export_name(interface, version));
     Ok(Exports {
         version,
+        columns: version == CONTRACT_VERSION && !has(HANDLER_INTERFACE),
         lifecycle: has(LIFECYCLE_INTERFACE),
         timer_handler: version == CONTRACT_VERSION && has(TIMER_HANDLER_INTERFACE),
         event_time: version == CONTRACT_VERSION && has(EVENT_TIME_INTERFACE),
@@ -337,7 +355,7 @@ enum Indices {
         lifecycle: Option<old::lifecycle::GuestIndices>,
     },
     V0_2 {
-        handler: handler::GuestIndices,
+        handler: HandlerIndices,
         lifecycle: Option<lifecycle::GuestIndices>,
         timer_handler: Option<timer_handler::GuestIndices>,
         event_time: Option<event_time::GuestIndices>,
@@ -350,10 +368,21 @@ enum Guests {
         handler: old::handler::Guest,
     },
     V0_2 {
-        handler: handler::Guest,
+        handler: HandlerGuest,
         timer_handler: Option<timer_handler::Guest>,
         event_time: Option<event_time::Guest>,
     },
+}
+
+/// A 0.2 plugin's batch handler: `handler` (records) or `columns-handler`.
+enum HandlerIndices {
+    Records(handler::GuestIndices),
+    Columns(columns_handler::GuestIndices),
+}
+
+enum HandlerGuest {
+    Records(handler::Guest),
+    Columns(columns_handler::Guest),
 }
 
 /// What an instance needs besides the plugin: where its state lives, which partition it
@@ -476,9 +505,15 @@ impl Plugin {
                 timer_handler,
                 event_time,
             } => {
-                let handler = handler
-                    .load(&mut store, &instance)
-                    .map_err(|e| failed(e, &stderr))?;
+                let handler = match handler {
+                    HandlerIndices::Records(h) => {
+                        h.load(&mut store, &instance).map(HandlerGuest::Records)
+                    }
+                    HandlerIndices::Columns(h) => {
+                        h.load(&mut store, &instance).map(HandlerGuest::Columns)
+                    }
+                }
+                .map_err(|e| failed(e, &stderr))?;
                 let timer_handler = timer_handler
                     .as_ref()
                     .map(|t| t.load(&mut store, &instance))
@@ -564,7 +599,14 @@ impl PluginInstance {
                     .call_process(&mut *store, b)
                     .map(|r| r.map_err(compat::plugin_error))
             }),
-            Guests::V0_2 { handler, .. } => handler.call_process(&mut *store, batch),
+            Guests::V0_2 {
+                handler: HandlerGuest::Records(handler),
+                ..
+            } => handler.call_process(&mut *store, batch),
+            Guests::V0_2 {
+                handler: HandlerGuest::Columns(handler),
+                ..
+            } => columns::with_columns(batch, |c| handler.call_process_columns(&mut *store, c)),
         };
         self.finish_call(outcome)
     }
