@@ -24,12 +24,12 @@ export GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod GOOS=wasip1 GOARCH=wasm
 # main) with the exports, which call our export_* packages. wit-bindgen's go.mod is
 # not used: ours has the replace directive.
 rm -rf gen
-wit-bindgen go --world plugin ../../wit --out-dir gen >/dev/null
+out="$(wit-bindgen go --world plugin ../../wit --out-dir gen 2>&1)" || { echo "$out" >&2; exit 1; }
 rm -rf streamhost_plugin_* wit_exports.go
 mv gen/streamhost_plugin_* gen/wit_exports.go .
 rm -rf gen
 # A reactor: no main to run, only exports, and _initialize starts the Go runtime.
-go build -buildmode=c-shared -ldflags=-s -o core.wasm .
+go build -buildmode=c-shared -trimpath -ldflags=-s -o core.wasm .
 # The WIT world goes into a custom section; the adapter maps preview1 calls onto WASI 0.2.
 wasm-tools component embed ../../wit --world plugin core.wasm -o core.wasm
 wasm-tools component new core.wasm --adapt "wasi_snapshot_preview1=$ADAPTER" -o "$OUT"

@@ -17,10 +17,10 @@ export GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod GOOS=wasip1 GOARCH=wasm
 # The bindings: a package per interface, and wit_exports.go (package main), which calls
 # the export_* packages. wit-bindgen writes a go.mod too; ours (with the replace) stays.
 rm -rf gen streamhost_plugin_* wit_exports.go
-wit-bindgen go --world plugin wit --out-dir gen >/dev/null 2>&1
+out="$(wit-bindgen go --world plugin wit --out-dir gen 2>&1)" || { echo "$out" >&2; exit 1; }
 mv gen/streamhost_plugin_* gen/wit_exports.go . && rm -rf gen
 # A reactor: only exports; _initialize starts the Go runtime.
-go build -buildmode=c-shared -ldflags=-s -o core.wasm .
+go build -buildmode=c-shared -trimpath -ldflags=-s -o core.wasm .
 wasm-tools component embed wit --world plugin core.wasm -o core.wasm
 wasm-tools component new core.wasm --adapt "wasi_snapshot_preview1=$ADAPTER" -o {{name}}.wasm
 rm -f core.wasm

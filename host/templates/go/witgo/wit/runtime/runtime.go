@@ -7,6 +7,8 @@ package runtime
 import (
 	"fmt"
 	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
 	"unsafe"
 )
 
@@ -46,14 +48,38 @@ func allocate(size, align uintptr) unsafe.Pointer {
 var received runtime.Pinner
 
 // Unpin releases the blocks the host has written since the last call.
-func Unpin() { received.Unpin() }
+func Unpin() {
+	received.Unpin()
+	collectIfDue()
+}
+
+// The collector never starts on its own (a cycle that starts or ends inside
+// cabi_realloc reads the wall clock or polls timers: host calls, which trap there);
+// collectIfDue runs one at the start of an export when the heap has doubled.
+var (
+	heapSample = []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	heapGoal   uint64
+)
+
+func collectIfDue() {
+	metrics.Read(heapSample)
+	if heapSample[0].Value.Uint64() < heapGoal {
+		return
+	}
+	runtime.GC()
+	metrics.Read(heapSample)
+	heapGoal = 2*heapSample[0].Value.Uint64() + 4<<20
+}
 
 // ready is false until this package's init has run. Before that (while the Go runtime
 // itself starts, and the WASI adapter asks for its state) the heap is not ours to use,
 // and blocks come from early instead: the adapter's state is well under a page.
 var ready = false
 
-func init() { ready = true }
+func init() {
+	debug.SetGCPercent(-1)
+	ready = true
+}
 
 var (
 	early     [128 << 10]byte
