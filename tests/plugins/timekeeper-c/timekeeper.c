@@ -5,12 +5,21 @@
 //   batch's processing time); `cancel KEY event|processing` cancels it;
 // * `set KEY VALUE`, `delete KEY`, `setx KEY VALUE EXPIRY`, `expire KEY EXPIRY`,
 //   `persist KEY`, where EXPIRY is `after-ms MS` or `at-watermark T`;
-// * `rearm KEY MS`: when the timer KEY fires, it sets it again MS later (once).
+// * `rearm KEY MS`: when the timer KEY fires, it sets it again MS later (once);
+// * `get KEY` emits `got VALUE` (or `got none`), `incr KEY N` emits `incr TOTAL` (key =
+//   KEY; a failed `state.incr` is a fatal error with the host's message);
+// * `emit KEY VALUE [NAME=VALUE | NAME]...` emits a record with those headers (a bare
+//   NAME is a null header value);
+// * `fail retryable|fatal MESSAGE...` and `fail poison INDEX MESSAGE...` fail the batch
+//   with that error.
 //
-// State writes are buffered into one `state.apply` at the end of the batch, except that a
-// `timer` command first flushes the writes before it (a timer due at once fires after
-// them). When timers fire, it emits one record per timer (key = timer key, value =
-// `fired DOMAIN AT wm=WATERMARK`) and adds 1 to the state key `fired:KEY`.
+// Config: `tag=T` adds the header `tag: T` to every emit; any other key fails `init`.
+//
+// State writes are buffered into one `state.apply` at the end of the batch, except that
+// `timer`, `get` and `incr` first flush the writes before them (a timer due at once fires
+// after them; a read sees them). When timers fire, it emits one record per timer (key =
+// timer key, value = `fired DOMAIN AT wm=WATERMARK`) and adds 1 to the state key
+// `fired:KEY`.
 //
 // Arithmetic wraps at 64 bits like the Rust plugin's (a release build), numbers parse the
 // way Rust's `str::parse` does, and error messages quote like Rust's `{:?}` (table in
@@ -19,7 +28,8 @@
 // Memory: the exports own their arguments (freed before returning). What is passed to
 // imports stays ours (the host copies it during the call); every string made during a
 // call is kept in a `pool_t` and freed at the end of the call. Error messages are
-// malloc'd: the bindings free them after the host read them.
+// malloc'd: the bindings free them after the host read them. The `tag` of the config is
+// kept for the instance's life.
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -250,12 +260,63 @@ static int64_t wrapping_add(int64_t a, int64_t b) { return (int64_t)((uint64_t)a
 
 static bool eq(str_t s, const char *lit) { return s.len == strlen(lit) && memcmp(s.ptr, lit, s.len) == 0; }
 
+// Rust's `str::parse::<u32>`.
+static bool parse_u32(str_t s, uint32_t *out) {
+    uint64_t n;
+    if (!parse_u64(s.ptr, s.len, &n) || n > UINT32_MAX) return false;
+    *out = (uint32_t)n;
+    return true;
+}
+
+// Appends `s` with U+FFFD for what is not UTF-8, as Rust's from_utf8_lossy.
+static void buf_lossy(buf_t *b, const uint8_t *s, size_t len) {
+    for (size_t i = 0; i < len;) buf_utf8(b, decode(s, len, &i));
+}
+
+// The words of `s` (valid UTF-8), as Rust's `split_whitespace`: a malloc'd array (NULL
+// for none) pointing into `s`.
+static str_t *split_words(str_t s, size_t *count) {
+    str_t *w = NULL;
+    size_t n = 0, cap = 0;
+    for (size_t i = 0; i < s.len;) {
+        size_t at = i;
+        if (is_space(decode(s.ptr, s.len, &i))) continue;
+        size_t end = i;
+        while (i < s.len) {
+            size_t next = i;
+            if (is_space(decode(s.ptr, s.len, &next))) break;
+            i = end = next;
+        }
+        w = grow(w, &cap, n + 1, sizeof *w);
+        w[n++] = (str_t){s.ptr + at, end - at};
+    }
+    *count = n;
+    return w;
+}
+
+// `w[0..n]` joined by single spaces, malloc'd (NULL when empty).
+static str_t join(const str_t *w, size_t n) {
+    buf_t b = {0};
+    for (size_t i = 0; i < n; i++) {
+        if (i) buf_push(&b, " ", 1);
+        buf_push(&b, w[i].ptr, w[i].len);
+    }
+    return (str_t){b.ptr, b.len};
+}
+
 // ---------------------------------------------------------------------------------------
-// Errors: fatal, with a malloc'd message the bindings free.
+// Errors, with a malloc'd message the bindings free.
 
 static bool fatal(plugin_error_t *err, buf_t *msg) {
     err->tag = STREAMHOST_PLUGIN_TYPES_PLUGIN_ERROR_FATAL;
     err->val.fatal = (str_t){msg->ptr, msg->len};
+    return false;
+}
+
+static bool fail(plugin_error_t *err, uint8_t tag, str_t message) {
+    err->tag = tag;
+    if (tag == STREAMHOST_PLUGIN_TYPES_PLUGIN_ERROR_RETRYABLE) err->val.retryable = message;
+    else err->val.fatal = message;
     return false;
 }
 
@@ -322,32 +383,75 @@ static void apply(ops_t *ops) {
 static timer_plugin_list_u8_t bytes(str_t s) { return (timer_plugin_list_u8_t){s.ptr, s.len}; }
 
 // ---------------------------------------------------------------------------------------
+// Emits.
+
+// `--config tag=T`: the value of the `tag` header on every emit (malloc'd).
+static timer_plugin_option_string_t tag;
+
+typedef struct {
+    streamhost_plugin_types_header_t *ptr;
+    size_t len, cap;
+} headers_t;
+
+// Appends the header `name: value`, or `name` with a null value if `value` is NULL.
+static void header_push(headers_t *h, str_t name, const str_t *value) {
+    h->ptr = grow(h->ptr, &h->cap, h->len + 1, sizeof *h->ptr);
+    streamhost_plugin_types_header_t *hd = &h->ptr[h->len++];
+    *hd = (streamhost_plugin_types_header_t){.name = name};
+    if (value) hd->value = (timer_plugin_option_list_u8_t){true, bytes(*value)};
+}
+
+// A record to emit, with the `tag` header (appended to `headers`) if the config set one.
+// It points into `key`, `value` and `headers`, which stay the caller's.
+static streamhost_plugin_emit_output_record_t output(str_t key, str_t value, headers_t *headers) {
+    if (tag.is_some) header_push(headers, (str_t){(uint8_t *)"tag", 3}, &tag.val);
+    return (streamhost_plugin_emit_output_record_t){
+        .key = {true, bytes(key)},
+        .value = {true, bytes(value)},
+        .headers = {headers->ptr, headers->len},
+    };
+}
+
+// Emits one record (`emit.send`) and frees `value` and `headers`.
+static void send_one(str_t key, buf_t *value, headers_t *headers) {
+    str_t v = {value->ptr, value->len};
+    streamhost_plugin_emit_output_record_t o = output(key, v, headers);
+    streamhost_plugin_emit_list_output_record_t records = {&o, 1};
+    streamhost_plugin_emit_send(&records);
+    free(value->ptr);
+    free(headers->ptr);
+}
+
+// ---------------------------------------------------------------------------------------
 // The exports.
 
 bool exports_streamhost_plugin_lifecycle_init(timer_plugin_list_tuple2_string_string_t *config,
                                               str_t *err) {
-    (void)err;
+    bool ok = true;
+    for (size_t i = 0; i < config->len && ok; i++) {
+        str_t key = config->ptr[i].f0, value = config->ptr[i].f1;
+        if (eq(key, "tag")) {
+            buf_t t = {0};
+            buf_push(&t, value.ptr, value.len);
+            free(tag.val.ptr);
+            tag = (timer_plugin_option_string_t){true, {t.ptr, t.len}};
+        } else {
+            buf_t m = {0};
+            buf_str(&m, "unknown config key ");
+            buf_debug(&m, key);
+            buf_str(&m, "; timekeeper knows tag");
+            *err = (str_t){m.ptr, m.len};
+            ok = false;
+        }
+    }
     timer_plugin_list_tuple2_string_string_free(config);
-    return true;
+    return ok;
 }
 
-// Runs one command line (valid UTF-8): false with `err` set for a bad one.
-static bool command(exports_streamhost_plugin_handler_batch_t *batch, str_t line, ops_t *ops,
-                    pool_t *pool, plugin_error_t *err) {
-    // The first words; one past five is enough to know the line has too many.
-    str_t w[6];
-    size_t n = 0;
-    for (size_t i = 0; i < line.len && n < 6;) {
-        size_t at = i;
-        if (is_space(decode(line.ptr, line.len, &i))) continue;
-        size_t end = i;
-        while (i < line.len) {
-            size_t next = i;
-            if (is_space(decode(line.ptr, line.len, &next))) break;
-            i = end = next;
-        }
-        w[n++] = (str_t){line.ptr + at, end - at};
-    }
+// Runs the command of `line` (valid UTF-8), its words `w[0..n]`: false with `err` set for a
+// bad one or a `fail`.
+static bool run(exports_streamhost_plugin_handler_batch_t *batch, str_t line, str_t *w,
+                size_t n, ops_t *ops, pool_t *pool, plugin_error_t *err) {
     if (n == 4 && eq(w[0], "timer")) {
         int64_t at, ms;
         if (w[3].len > 0 && w[3].ptr[0] == '+') {
@@ -387,10 +491,70 @@ static bool command(exports_streamhost_plugin_handler_batch_t *batch, str_t line
     } else if (n == 3 && eq(w[0], "rearm")) {
         op_push(ops, STREAMHOST_PLUGIN_TYPES_STATE_OP_SET)->val.set =
             (streamhost_plugin_types_key_value_t){concat(pool, "rearm:", w[1]), bytes(w[2])};
+    } else if (n == 2 && eq(w[0], "get")) {
+        apply(ops);
+        timer_plugin_list_u8_t got;
+        buf_t v = {0};
+        buf_str(&v, "got ");
+        if (streamhost_plugin_state_get(&w[1], &got)) {
+            buf_lossy(&v, got.ptr, got.len);
+            timer_plugin_list_u8_free(&got);
+        } else {
+            buf_str(&v, "none");
+        }
+        headers_t h = {0};
+        send_one(w[1], &v, &h);
+    } else if (n == 3 && eq(w[0], "incr")) {
+        int64_t delta, total;
+        if (!parse_i64(w[2].ptr, w[2].len, &delta)) return bad_command(err, line);
+        apply(ops);
+        str_t message;
+        if (!streamhost_plugin_state_incr(&w[1], delta, &total, &message))
+            return fail(err, STREAMHOST_PLUGIN_TYPES_PLUGIN_ERROR_FATAL, message);
+        buf_t v = {0};
+        buf_str(&v, "incr ");
+        buf_i64(&v, total);
+        headers_t h = {0};
+        send_one(w[1], &v, &h);
+    } else if (n >= 3 && eq(w[0], "emit")) {
+        headers_t h = {0};
+        for (size_t i = 3; i < n; i++) {
+            const uint8_t *at = memchr(w[i].ptr, '=', w[i].len);
+            if (at) {
+                size_t name_len = (size_t)(at - w[i].ptr);
+                str_t value = {(uint8_t *)at + 1, w[i].len - name_len - 1};
+                header_push(&h, (str_t){w[i].ptr, name_len}, &value);
+            } else {
+                header_push(&h, w[i], NULL);
+            }
+        }
+        buf_t v = {0};
+        buf_push(&v, w[2].ptr, w[2].len);
+        send_one(w[1], &v, &h);
+    } else if (n >= 2 && eq(w[0], "fail") && eq(w[1], "retryable")) {
+        return fail(err, STREAMHOST_PLUGIN_TYPES_PLUGIN_ERROR_RETRYABLE, join(w + 2, n - 2));
+    } else if (n >= 2 && eq(w[0], "fail") && eq(w[1], "fatal")) {
+        return fail(err, STREAMHOST_PLUGIN_TYPES_PLUGIN_ERROR_FATAL, join(w + 2, n - 2));
+    } else if (n >= 3 && eq(w[0], "fail") && eq(w[1], "poison")) {
+        uint32_t index;
+        if (!parse_u32(w[2], &index)) return bad_command(err, line);
+        err->tag = STREAMHOST_PLUGIN_TYPES_PLUGIN_ERROR_POISON;
+        err->val.poison = (streamhost_plugin_types_poison_record_t){index, join(w + 3, n - 3)};
+        return false;
     } else {
         return bad_command(err, line);
     }
     return true;
+}
+
+// Runs one command line (valid UTF-8): false with `err` set for a bad one or a `fail`.
+static bool command(exports_streamhost_plugin_handler_batch_t *batch, str_t line, ops_t *ops,
+                    pool_t *pool, plugin_error_t *err) {
+    size_t n;
+    str_t *w = split_words(line, &n);
+    bool ok = run(batch, line, w, n, ops, pool, err);
+    free(w);
+    return ok;
 }
 
 bool exports_streamhost_plugin_handler_process(exports_streamhost_plugin_handler_batch_t *batch,
@@ -404,7 +568,7 @@ bool exports_streamhost_plugin_handler_process(exports_streamhost_plugin_handler
         const uint8_t *text = batch->data.ptr + rec->value.val.start;
         size_t len = rec->value.val.len;
         buf_t line = {0};
-        for (size_t i = 0; i < len;) buf_utf8(&line, decode(text, len, &i));
+        buf_lossy(&line, text, len);
         ok = command(batch, pool_keep(&pool, &line), &ops, &pool, err);
     }
     if (ok) apply(&ops);
@@ -427,8 +591,9 @@ bool exports_streamhost_plugin_timer_handler_on_timers(
 
     str_t *rearm_keys = calloc(n + 1, sizeof *rearm_keys);
     streamhost_plugin_emit_output_record_t *out = calloc(n + 1, sizeof *out);
+    headers_t *headers = calloc(n + 1, sizeof *headers);
     streamhost_plugin_timers_timer_t *again = calloc(n + 1, sizeof *again);
-    if (!rearm_keys || !out || !again) abort();
+    if (!rearm_keys || !out || !headers || !again) abort();
     for (size_t i = 0; i < n; i++) rearm_keys[i] = concat(&pool, "rearm:", fired->ptr[i].key);
     timer_plugin_list_string_t keys = {rearm_keys, n};
     timer_plugin_list_option_list_u8_t rearms;
@@ -444,11 +609,8 @@ bool exports_streamhost_plugin_timer_handler_on_timers(
         buf_i64(&v, t->at);
         buf_str(&v, " wm=");
         buf_push(&v, wm.ptr, wm.len);
-        streamhost_plugin_emit_output_record_t *o = &out[n_out++];
-        o->key.is_some = true;
-        o->key.val = bytes(t->key);
-        o->value.is_some = true;
-        o->value.val = bytes(pool_keep(&pool, &v));
+        out[n_out] = output(t->key, pool_keep(&pool, &v), &headers[n_out]);
+        n_out++;
         op_push(&ops, STREAMHOST_PLUGIN_TYPES_STATE_OP_INCR)->val.incr =
             (streamhost_plugin_types_key_delta_t){concat(&pool, "fired:", t->key), 1};
         int64_t ms;
@@ -467,6 +629,8 @@ bool exports_streamhost_plugin_timer_handler_on_timers(
     timer_plugin_list_option_list_u8_free(&rearms);
     free(ops.ptr);
     free(again);
+    for (size_t i = 0; i < n_out; i++) free(headers[i].ptr);
+    free(headers);
     free(out);
     free(rearm_keys);
     pool_free(&pool);

@@ -5,18 +5,27 @@
 //   batch's processing time); `cancel KEY event|processing` cancels it;
 // * `set KEY VALUE`, `delete KEY`, `setx KEY VALUE EXPIRY`, `expire KEY EXPIRY`,
 //   `persist KEY`, where EXPIRY is `after-ms MS` or `at-watermark T`;
-// * `rearm KEY MS`: when the timer KEY fires, it sets it again MS later (once).
+// * `rearm KEY MS`: when the timer KEY fires, it sets it again MS later (once);
+// * `get KEY` emits `got VALUE` (or `got none`), `incr KEY N` emits `incr TOTAL` (key =
+//   KEY; a failed `state.incr` is a fatal error with the host's message);
+// * `emit KEY VALUE [NAME=VALUE | NAME]...` emits a record with those headers (a bare
+//   NAME is a null header value);
+// * `fail retryable|fatal MESSAGE...` and `fail poison INDEX MESSAGE...` fail the batch
+//   with that error.
 //
-// State writes are buffered into one `state.apply` at the end of the batch, except that a
-// `timer` command first flushes the writes before it (a timer due at once fires after
-// them). When timers fire, it emits one record per timer (key = timer key, value =
-// `fired DOMAIN AT wm=WATERMARK`) and adds 1 to the state key `fired:KEY`.
+// Config: `tag=T` adds the header `tag: T` to every emit; any other key fails `init`.
+//
+// State writes are buffered into one `state.apply` at the end of the batch, except that
+// `timer`, `get` and `incr` first flush the writes before them (a timer due at once fires
+// after them; a read sees them). When timers fire, it emits one record per timer (key =
+// timer key, value = `fired DOMAIN AT wm=WATERMARK`) and adds 1 to the state key
+// `fired:KEY`.
 //
 // s64 values are BigInts; arithmetic wraps at 64 bits like the Rust plugin's (a release
 // build), numbers parse the way Rust's `str::parse` does, and error messages quote like
 // Rust's `{:?}` (with the table at the end of this file: componentize-js takes one file).
 
-import { apply, getMany } from "streamhost:plugin/state@0.2.0";
+import { apply, get, getMany, incr } from "streamhost:plugin/state@0.2.0";
 import { send } from "streamhost:plugin/emit@0.2.0";
 import { set as setTimers, cancel as cancelTimers } from "streamhost:plugin/timers@0.2.0";
 
@@ -34,6 +43,7 @@ const UNSIGNED = /^\+?[0-9]+$/;
 const I64_MIN = -(2n ** 63n);
 const I64_MAX = 2n ** 63n - 1n;
 const U64_MAX = 2n ** 64n - 1n;
+const U32_MAX = 2n ** 32n - 1n;
 
 function parseI64(s) {
   if (!SIGNED.test(s)) return undefined;
@@ -45,6 +55,11 @@ function parseU64(s) {
   if (!UNSIGNED.test(s)) return undefined;
   const n = BigInt(s);
   return n <= U64_MAX ? n : undefined;
+}
+
+function parseU32(s) {
+  const n = parseU64(s);
+  return n !== undefined && n <= U32_MAX ? Number(n) : undefined;
 }
 
 // `a + b` wrapped to a signed 64-bit integer, as Rust's release arithmetic does.
@@ -98,8 +113,47 @@ function expiry(kind, value) {
 
 const bytes = (s) => encoder.encode(s);
 
+// componentize-js 0.23 lowers an s64 argument of an import in two steps that disagree:
+// its generated bindings make it a signed BigInt (`BigInt.asIntN(64, v)`), then its engine
+// takes only a BigInt in 0..2^64-1 and aborts the instance on a negative one. Records are
+// lowered through memory and are not affected; `state.incr(key, delta)` with a negative
+// delta is. The bindings run in a realm of their own (the one that made `batch`): while
+// `call` runs, their `BigInt.asIntN` gives the same 64 bits unsigned, which the engine
+// passes on as they are.
+function withUnsignedS64Lowering(batch, call) {
+  const bindingsBigInt = Object.getPrototypeOf(batch).constructor.constructor("return BigInt")();
+  const asIntN = bindingsBigInt.asIntN;
+  bindingsBigInt.asIntN = bindingsBigInt.asUintN;
+  try {
+    return call();
+  } finally {
+    bindingsBigInt.asIntN = asIntN;
+  }
+}
+
+// `--config tag=T`: the value of the `tag` header on every emit.
+let tag;
+
+// A record to emit, with the `tag` header if the config set one.
+function output(key, value, headers) {
+  if (tag !== undefined) headers.push({ name: "tag", value: bytes(tag) });
+  return { topic: undefined, key: bytes(key), value: bytes(value), headers };
+}
+
+// `NAME=VALUE` as a header (split at the first `=`), a bare `NAME` as a null one.
+function header(word) {
+  const eq = word.indexOf("=");
+  if (eq < 0) return { name: word, value: undefined };
+  return { name: word.slice(0, eq), value: bytes(word.slice(eq + 1)) };
+}
+
 export const lifecycle = {
-  init(config) {},
+  init(config) {
+    for (const [key, value] of config) {
+      if (key === "tag") tag = value;
+      else throw `unknown config key ${debug(key)}; timekeeper knows tag`;
+    }
+  },
 };
 
 export const handler = {
@@ -141,6 +195,36 @@ export const handler = {
         ops.push({ tag: "persist", val: a });
       } else if (cmd === "rearm" && n === 3) {
         ops.push({ tag: "set", val: { key: `rearm:${a}`, value: bytes(b) } });
+      } else if (cmd === "get" && n === 2) {
+        apply(ops);
+        ops = [];
+        const got = get(a);
+        send([output(a, `got ${got === undefined ? "none" : decoder.decode(got)}`, [])]);
+      } else if (cmd === "incr" && n === 3) {
+        const delta = parseI64(b);
+        if (delta === undefined) throw bad();
+        apply(ops);
+        ops = [];
+        let total;
+        try {
+          total = withUnsignedS64Lowering(batch, () => incr(a, delta));
+        } catch (e) {
+          // An import's `err` is thrown as an error whose `payload` is the value, here the
+          // host's message.
+          if (typeof e?.payload !== "string") throw e;
+          throw fatal(e.payload);
+        }
+        send([output(a, `incr ${total}`, [])]);
+      } else if (cmd === "emit" && n >= 3) {
+        send([output(a, b, words.slice(3).map(header))]);
+      } else if (cmd === "fail" && n >= 2 && a === "retryable") {
+        throw { tag: "retryable", val: words.slice(2).join(" ") };
+      } else if (cmd === "fail" && n >= 2 && a === "fatal") {
+        throw fatal(words.slice(2).join(" "));
+      } else if (cmd === "fail" && n >= 3 && a === "poison") {
+        const index = parseU32(b);
+        if (index === undefined) throw bad();
+        throw { tag: "poison", val: { index, message: words.slice(3).join(" ") } };
       } else {
         throw bad();
       }
@@ -162,12 +246,7 @@ export const timerHandler = {
     const again = [];
     fired.forEach((t, i) => {
       const d = t.domain === "event-time" ? "event" : "processing";
-      out.push({
-        topic: undefined,
-        key: bytes(t.key),
-        value: bytes(`fired ${d} ${t.at} wm=${wm}`),
-        headers: [],
-      });
+      out.push(output(t.key, `fired ${d} ${t.at} wm=${wm}`, []));
       ops.push({ tag: "incr", val: { key: `fired:${t.key}`, delta: 1n } });
       const rearm = rearms[i];
       // Digits are ASCII: bytes that are not UTF-8 never parse, as in Rust.

@@ -5,12 +5,21 @@
   processing time); `cancel KEY event|processing` cancels it;
 * `set KEY VALUE`, `delete KEY`, `setx KEY VALUE EXPIRY`, `expire KEY EXPIRY`,
   `persist KEY`, where EXPIRY is `after-ms MS` or `at-watermark T`;
-* `rearm KEY MS`: when the timer KEY fires, it sets it again MS later (once).
+* `rearm KEY MS`: when the timer KEY fires, it sets it again MS later (once);
+* `get KEY` emits `got VALUE` (or `got none`), `incr KEY N` emits `incr TOTAL` (key =
+  KEY; a failed `state.incr` is a fatal error with the host's message);
+* `emit KEY VALUE [NAME=VALUE | NAME]...` emits a record with those headers (a bare
+  NAME is a null header value);
+* `fail retryable|fatal MESSAGE...` and `fail poison INDEX MESSAGE...` fail the batch
+  with that error.
 
-State writes are buffered into one `state.apply` at the end of the batch, except that a
-`timer` command first flushes the writes before it (a timer due at once fires after
-them). When timers fire, it emits one record per timer (key = timer key, value =
-`fired DOMAIN AT wm=WATERMARK`) and adds 1 to the state key `fired:KEY`.
+Config: `tag=T` adds the header `tag: T` to every emit; any other key fails `init`.
+
+State writes are buffered into one `state.apply` at the end of the batch, except that
+`timer`, `get` and `incr` first flush the writes before them (a timer due at once fires
+after them; a read sees them). When timers fire, it emits one record per timer (key =
+timer key, value = `fired DOMAIN AT wm=WATERMARK`) and adds 1 to the state key
+`fired:KEY`.
 
 Arithmetic wraps at 64 bits like the Rust plugin's (a release build), numbers parse the
 way Rust's `str::parse` does, and error messages quote like Rust's `{:?}`.
@@ -26,11 +35,15 @@ from wit_world.imports.types import (
     ExpiringValue,
     Expiry_AfterMs,
     Expiry_AtWatermark,
+    Header,
     KeyDelta,
     KeyExpiry,
     KeyValue,
     OutputRecord,
     PluginError_Fatal,
+    PluginError_Poison,
+    PluginError_Retryable,
+    PoisonRecord,
     StateOp_Delete,
     StateOp_Expire,
     StateOp_Incr,
@@ -54,6 +67,9 @@ _WHITESPACE = re.compile(
 # What Rust's `str::parse` accepts: an optional sign (`+` only for unsigned) and ASCII digits.
 _SIGNED = re.compile(r"[+-]?[0-9]+")
 _UNSIGNED = re.compile(r"\+?[0-9]+")
+
+# `--config tag=T`: the value of the `tag` header on every emit.
+_tag = None
 
 # What Rust's `{:?}` escapes in a string: six characters by name, others as \u{HEX}.
 _NAMED = {"\0": "\\0", "\t": "\\t", "\r": "\\r", "\n": "\\n", '"': '\\"', "\\": "\\\\"}
@@ -96,6 +112,25 @@ def _parse_u64(s):
     return n if n < 1 << 64 else None
 
 
+def _parse_u32(s):
+    """`s` as a u32 the way Rust parses one, or None."""
+    n = _parse_u64(s)
+    return n if n is not None and n < 1 << 32 else None
+
+
+def _output(key, value, headers):
+    """A record to emit, with the `tag` header if the config set one."""
+    if _tag is not None:
+        headers.append(Header("tag", _tag.encode()))
+    return OutputRecord(None, key.encode(), value.encode(), headers)
+
+
+def _header(word):
+    """`NAME=VALUE` as a header (split at the first `=`), a bare `NAME` as a null one."""
+    name, eq, value = word.partition("=")
+    return Header(name, value.encode() if eq else None)
+
+
 def _domain(word):
     if word == "event":
         return TimeDomain.EVENT_TIME
@@ -118,7 +153,12 @@ def _expiry(kind, value):
 
 class Lifecycle(exports.Lifecycle):
     def init(self, config):
-        pass
+        global _tag
+        for key, value in config:
+            if key == "tag":
+                _tag = value
+            else:
+                raise Err(f"unknown config key {_debug(key)}; timekeeper knows tag")
 
 
 class Handler(exports.Handler):
@@ -161,6 +201,34 @@ class Handler(exports.Handler):
                 ops.append(StateOp_Persist(words[1]))
             elif cmd == "rearm" and n == 3:
                 ops.append(StateOp_Set(KeyValue(f"rearm:{words[1]}", words[2].encode())))
+            elif cmd == "get" and n == 2:
+                state.apply(ops)
+                ops = []
+                got = state.get(words[1])
+                got = "none" if got is None else got.decode("utf-8", "replace")
+                emit.send([_output(words[1], f"got {got}", [])])
+            elif cmd == "incr" and n == 3:
+                delta = _parse_i64(words[2])
+                if delta is None:
+                    raise Err(PluginError_Fatal(f"bad command {_debug(line)}"))
+                state.apply(ops)
+                ops = []
+                try:
+                    total = state.incr(words[1], delta)
+                except Err as e:
+                    raise Err(PluginError_Fatal(e.value))
+                emit.send([_output(words[1], f"incr {total}", [])])
+            elif cmd == "emit" and n >= 3:
+                emit.send([_output(words[1], words[2], [_header(h) for h in words[3:]])])
+            elif cmd == "fail" and n >= 2 and words[1] == "retryable":
+                raise Err(PluginError_Retryable(" ".join(words[2:])))
+            elif cmd == "fail" and n >= 2 and words[1] == "fatal":
+                raise Err(PluginError_Fatal(" ".join(words[2:])))
+            elif cmd == "fail" and n >= 3 and words[1] == "poison":
+                index = _parse_u32(words[2])
+                if index is None:
+                    raise Err(PluginError_Fatal(f"bad command {_debug(line)}"))
+                raise Err(PluginError_Poison(PoisonRecord(index, " ".join(words[3:]))))
             else:
                 raise Err(PluginError_Fatal(f"bad command {_debug(line)}"))
         state.apply(ops)
@@ -176,7 +244,7 @@ class TimerHandler(exports.TimerHandler):
         again = []
         for t, rearm_key, rearm in zip(fired, rearm_keys, rearms):
             d = "event" if t.domain == TimeDomain.EVENT_TIME else "processing"
-            out.append(OutputRecord(None, t.key.encode(), f"fired {d} {t.at} wm={wm}".encode(), []))
+            out.append(_output(t.key, f"fired {d} {t.at} wm={wm}", []))
             ops.append(StateOp_Incr(KeyDelta(f"fired:{t.key}", 1)))
             # Digits are ASCII: bytes that are not UTF-8 never parse, as in Rust.
             ms = None if rearm is None else _parse_i64(rearm.decode("latin-1"))

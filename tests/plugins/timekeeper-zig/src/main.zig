@@ -5,12 +5,21 @@
 //!   batch's processing time); `cancel KEY event|processing` cancels it;
 //! * `set KEY VALUE`, `delete KEY`, `setx KEY VALUE EXPIRY`, `expire KEY EXPIRY`,
 //!   `persist KEY`, where EXPIRY is `after-ms MS` or `at-watermark T`;
-//! * `rearm KEY MS`: when the timer KEY fires, it sets it again MS later (once).
+//! * `rearm KEY MS`: when the timer KEY fires, it sets it again MS later (once);
+//! * `get KEY` emits `got VALUE` (or `got none`), `incr KEY N` emits `incr TOTAL` (key =
+//!   KEY; a failed `state.incr` is a fatal error with the host's message);
+//! * `emit KEY VALUE [NAME=VALUE | NAME]...` emits a record with those headers (a bare
+//!   NAME is a null header value);
+//! * `fail retryable|fatal MESSAGE...` and `fail poison INDEX MESSAGE...` fail the batch
+//!   with that error.
 //!
-//! State writes are buffered into one `state.apply` at the end of the batch, except that a
-//! `timer` command first flushes the writes before it (a timer due at once fires after
-//! them). When timers fire, it emits one record per timer (key = timer key, value =
-//! `fired DOMAIN AT wm=WATERMARK`) and adds 1 to the state key `fired:KEY`.
+//! Config: `tag=T` adds the header `tag: T` to every emit; any other key fails `init`.
+//!
+//! State writes are buffered into one `state.apply` at the end of the batch, except that
+//! `timer`, `get` and `incr` first flush the writes before them (a timer due at once fires
+//! after them; a read sees them). When timers fire, it emits one record per timer (key =
+//! timer key, value = `fired DOMAIN AT wm=WATERMARK`) and adds 1 to the state key
+//! `fired:KEY`.
 //!
 //! Arithmetic wraps at 64 bits like the Rust plugin's (a release build), numbers parse the
 //! way Rust's `str::parse` does (not Zig's `parseInt`, which takes `_`), and error messages
@@ -19,7 +28,8 @@
 //!
 //! The bindings are the C ones from `wit-bindgen c` (world timer-plugin), turned into Zig
 //! by `zig translate-c` (build.sh writes src/bindings.zig). The exports own their arguments
-//! and free them; what a call makes lives in an arena freed when it returns. Lists handed
+//! and free them; what a call makes lives in an arena freed when it returns (the config's
+//! `tag` lives as long as the instance). Lists handed
 //! to the host never carry a Zig empty slice's pointer (it lies outside linear memory):
 //! an empty list is passed as null.
 
@@ -35,6 +45,8 @@ const Op = c.streamhost_plugin_state_state_op_t;
 const Timer = c.streamhost_plugin_timers_timer_t;
 const Domain = c.streamhost_plugin_types_time_domain_t;
 const Expiry = c.streamhost_plugin_types_expiry_t;
+const Header = c.streamhost_plugin_types_header_t;
+const OutputRecord = c.streamhost_plugin_emit_output_record_t;
 
 /// A C pointer for a slice handed to the host: null when it is empty.
 fn cptr(comptime T: type, s: []const T) [*c]T {
@@ -182,6 +194,11 @@ fn parseU64(s: []const u8) ?u64 {
     return n;
 }
 
+/// Rust's `str::parse::<u32>`.
+fn parseU32(s: []const u8) ?u32 {
+    return std.math.cast(u32, parseU64(s) orelse return null);
+}
+
 /// Rust's `str::parse::<i64>`: an optional sign, then ASCII digits; null out of range.
 fn parseI64(s: []const u8) ?i64 {
     if (s.len > 0 and s[0] == '-') {
@@ -196,19 +213,33 @@ fn parseI64(s: []const u8) ?i64 {
 }
 
 // ---------------------------------------------------------------------------------------
-// Errors: fatal, with a malloc'd message the bindings free.
+// Errors, with a malloc'd message the bindings free.
 
-const Failed = error{Fatal} || std.mem.Allocator.Error;
+/// `error.Failed`: the call fails with the error in its `err`.
+const Failed = error{Failed} || std.mem.Allocator.Error;
 
 fn fail(err: *PluginError, comptime prefix: []const u8, quoted: ?[]const u8, plain: []const u8) Failed {
     var msg: std.ArrayList(u8) = .empty;
     try msg.appendSlice(gpa, prefix);
     if (quoted) |q| try appendDebug(&msg, gpa, q);
     try msg.appendSlice(gpa, plain);
-    const owned = try msg.toOwnedSlice(gpa);
-    err.tag = c.STREAMHOST_PLUGIN_TYPES_PLUGIN_ERROR_FATAL;
-    err.val.fatal = toStr(owned);
-    return error.Fatal;
+    return failWith(err, c.STREAMHOST_PLUGIN_TYPES_PLUGIN_ERROR_FATAL, toStr(try msg.toOwnedSlice(gpa)));
+}
+
+/// Fails with a retryable or fatal error whose message (malloc'd, or empty) is `message`.
+fn failWith(err: *PluginError, tag: c_int, message: Str) Failed {
+    err.tag = @intCast(tag);
+    if (tag == c.STREAMHOST_PLUGIN_TYPES_PLUGIN_ERROR_RETRYABLE) {
+        err.val.retryable = message;
+    } else {
+        err.val.fatal = message;
+    }
+    return error.Failed;
+}
+
+/// `words` joined by single spaces, malloc'd (empty: no allocation).
+fn join(words: []const []const u8) !Str {
+    return toStr(try std.mem.join(gpa, " ", words));
 }
 
 fn domain(word: []const u8, err: *PluginError) Failed!Domain {
@@ -260,11 +291,50 @@ const Ops = struct {
 };
 
 // ---------------------------------------------------------------------------------------
+// Emits.
+
+/// `--config tag=T`: the value of the `tag` header on every emit (allocated with `gpa`).
+var config_tag: ?[]u8 = null;
+
+/// A record to emit, with the `tag` header (appended to `headers`) if the config set one.
+/// It points into `key`, `value` and `headers`.
+fn output(a: std.mem.Allocator, key: []const u8, value: []const u8, headers: *std.ArrayList(Header)) !OutputRecord {
+    if (config_tag) |t| try headers.append(a, .{ .name = toStr("tag"), .value = .{ .is_some = true, .val = toBytes(t) } });
+    var o = std.mem.zeroes(OutputRecord);
+    o.key = .{ .is_some = true, .val = toBytes(key) };
+    o.value = .{ .is_some = true, .val = toBytes(value) };
+    o.headers = .{ .ptr = cptr(Header, headers.items), .len = headers.items.len };
+    return o;
+}
+
+/// Emits one record (`emit.send`).
+fn sendOne(a: std.mem.Allocator, key: []const u8, value: []const u8, headers: *std.ArrayList(Header)) !void {
+    var o = try output(a, key, value, headers);
+    var records = c.streamhost_plugin_emit_list_output_record_t{ .ptr = &o, .len = 1 };
+    c.streamhost_plugin_emit_send(&records);
+}
+
+// ---------------------------------------------------------------------------------------
 // The exports.
 
 export fn exports_streamhost_plugin_lifecycle_init(config: *c.timer_plugin_list_tuple2_string_string_t, err: *Str) bool {
-    _ = err;
-    c.timer_plugin_list_tuple2_string_string_free(config);
+    defer c.timer_plugin_list_tuple2_string_string_free(config);
+    for (slice(c.timer_plugin_tuple2_string_string_t, config.ptr, config.len)) |kv| {
+        const key = slice(u8, kv.f0.ptr, kv.f0.len);
+        const value = slice(u8, kv.f1.ptr, kv.f1.len);
+        if (eql(key, "tag")) {
+            const t = gpa.dupe(u8, value) catch @panic("out of memory");
+            if (config_tag) |old| gpa.free(old);
+            config_tag = t;
+        } else {
+            var msg: std.ArrayList(u8) = .empty;
+            msg.appendSlice(gpa, "unknown config key ") catch @panic("out of memory");
+            appendDebug(&msg, gpa, key) catch @panic("out of memory");
+            msg.appendSlice(gpa, "; timekeeper knows tag") catch @panic("out of memory");
+            err.* = toStr(msg.toOwnedSlice(gpa) catch @panic("out of memory"));
+            return false;
+        }
+    }
     return true;
 }
 
@@ -273,7 +343,7 @@ export fn exports_streamhost_plugin_handler_process(batch: *c.exports_streamhost
     var arena_state = std.heap.ArenaAllocator.init(gpa);
     defer arena_state.deinit();
     processBatch(arena_state.allocator(), batch, err) catch |e| switch (e) {
-        error.Fatal => return false,
+        error.Failed => return false,
         error.OutOfMemory => @panic("out of memory"),
     };
     return true;
@@ -292,11 +362,10 @@ fn processBatch(a: std.mem.Allocator, batch: *c.exports_streamhost_plugin_handle
 
 /// Runs one command line (valid UTF-8); the ops point into `line`, which lives in `a`.
 fn command(a: std.mem.Allocator, processing_time: i64, line: []const u8, ops: *Ops, err: *PluginError) Failed!void {
-    // The first words; one past five is enough to know the line has too many.
-    var w: [6][]const u8 = undefined;
-    var n: usize = 0;
+    // The words, as Rust's `split_whitespace`.
+    var words: std.ArrayList([]const u8) = .empty;
     var i: usize = 0;
-    while (i < line.len and n < w.len) {
+    while (i < line.len) {
         const at = i;
         if (isSpace(decode(line, &i))) continue;
         var end = i;
@@ -306,9 +375,10 @@ fn command(a: std.mem.Allocator, processing_time: i64, line: []const u8, ops: *O
             i = next;
             end = next;
         }
-        w[n] = line[at..end];
-        n += 1;
+        try words.append(a, line[at..end]);
     }
+    const w = words.items;
+    const n = w.len;
     const cmd: []const u8 = if (n > 0) w[0] else "";
     if (n == 4 and eql(cmd, "timer")) {
         const when = w[3];
@@ -340,6 +410,46 @@ fn command(a: std.mem.Allocator, processing_time: i64, line: []const u8, ops: *O
     } else if (n == 3 and eql(cmd, "rearm")) {
         const key = try std.fmt.allocPrint(a, "rearm:{s}", .{w[1]});
         (try ops.push(a, c.STREAMHOST_PLUGIN_TYPES_STATE_OP_SET)).val.set = .{ .key = toStr(key), .value = toBytes(w[2]) };
+    } else if (n == 2 and eql(cmd, "get")) {
+        ops.apply();
+        var key = toStr(w[1]);
+        var got: c.timer_plugin_list_u8_t = undefined;
+        const value = if (c.streamhost_plugin_state_get(&key, &got)) blk: {
+            defer c.timer_plugin_list_u8_free(&got);
+            break :blk try std.fmt.allocPrint(a, "got {s}", .{try lossy(a, slice(u8, got.ptr, got.len))});
+        } else "got none";
+        var headers: std.ArrayList(Header) = .empty;
+        try sendOne(a, w[1], value, &headers);
+    } else if (n == 3 and eql(cmd, "incr")) {
+        const delta = parseI64(w[2]) orelse return fail(err, "bad command ", line, "");
+        ops.apply();
+        var key = toStr(w[1]);
+        var total: i64 = undefined;
+        var message: Str = undefined;
+        if (!c.streamhost_plugin_state_incr(&key, delta, &total, &message)) {
+            return failWith(err, c.STREAMHOST_PLUGIN_TYPES_PLUGIN_ERROR_FATAL, message);
+        }
+        var headers: std.ArrayList(Header) = .empty;
+        try sendOne(a, w[1], try std.fmt.allocPrint(a, "incr {d}", .{total}), &headers);
+    } else if (n >= 3 and eql(cmd, "emit")) {
+        var headers: std.ArrayList(Header) = .empty;
+        for (w[3..]) |h| {
+            if (std.mem.indexOfScalar(u8, h, '=')) |eq| {
+                try headers.append(a, .{ .name = toStr(h[0..eq]), .value = .{ .is_some = true, .val = toBytes(h[eq + 1 ..]) } });
+            } else {
+                try headers.append(a, .{ .name = toStr(h), .value = std.mem.zeroes(c.timer_plugin_option_list_u8_t) });
+            }
+        }
+        try sendOne(a, w[1], w[2], &headers);
+    } else if (n >= 2 and eql(cmd, "fail") and eql(w[1], "retryable")) {
+        return failWith(err, c.STREAMHOST_PLUGIN_TYPES_PLUGIN_ERROR_RETRYABLE, try join(w[2..]));
+    } else if (n >= 2 and eql(cmd, "fail") and eql(w[1], "fatal")) {
+        return failWith(err, c.STREAMHOST_PLUGIN_TYPES_PLUGIN_ERROR_FATAL, try join(w[2..]));
+    } else if (n >= 3 and eql(cmd, "fail") and eql(w[1], "poison")) {
+        const index = parseU32(w[2]) orelse return fail(err, "bad command ", line, "");
+        err.tag = c.STREAMHOST_PLUGIN_TYPES_PLUGIN_ERROR_POISON;
+        err.val.poison = .{ .index = index, .message = try join(w[3..]) };
+        return error.Failed;
     } else {
         return fail(err, "bad command ", line, "");
     }
@@ -379,10 +489,9 @@ fn onTimers(a: std.mem.Allocator, context: *c.exports_streamhost_plugin_timer_ha
         const key = slice(u8, t.key.ptr, t.key.len);
         const d = if (t.domain == c.STREAMHOST_PLUGIN_TYPES_TIME_DOMAIN_EVENT_TIME) "event" else "processing";
         const value = try std.fmt.allocPrint(a, "fired {s} {d} wm={s}", .{ d, t.at, wm });
-        var o = std.mem.zeroes(c.streamhost_plugin_emit_output_record_t);
-        o.key = .{ .is_some = true, .val = toBytes(key) };
-        o.value = .{ .is_some = true, .val = toBytes(value) };
-        try out.append(a, o);
+        const headers = try a.create(std.ArrayList(Header));
+        headers.* = .empty;
+        try out.append(a, try output(a, key, value, headers));
         (try ops.push(a, c.STREAMHOST_PLUGIN_TYPES_STATE_OP_INCR)).val.incr = .{
             .key = toStr(try std.fmt.allocPrint(a, "fired:{s}", .{key})),
             .delta = 1,
