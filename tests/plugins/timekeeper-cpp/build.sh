@@ -6,6 +6,7 @@
 set -euo pipefail
 # OUT is taken relative to where the script was called from.
 OUT="$(realpath -m -- "${1:-$(dirname "$0")/timekeeper-cpp.wasm}")"
+mkdir -p "$(dirname "$OUT")"
 cd "$(dirname "$0")"
 TOOLS="$HOME/.cache/streamhost/toolchains"
 export PATH="$TOOLS/cargo/bin:$TOOLS/pyvenv/bin:$PATH"

@@ -9,6 +9,7 @@
 set -euo pipefail
 # OUT is taken relative to where the script was called from.
 OUT="$(realpath -m -- "${1:-$(dirname "$0")/timekeeper-ts.wasm}")"
+mkdir -p "$(dirname "$OUT")"
 cd "$(dirname "$0")"
 NPM="$HOME/.cache/streamhost/toolchains/npm"
 export PATH="$NPM/node_modules/.bin:$PATH"
