@@ -200,7 +200,7 @@ fn timers_move_cancel_rearm_and_expiries_delete_keys_in_every_language() {
         .collect();
     let input = dir.path().join("commands.jsonl");
     std::fs::write(&input, text.join("\n")).unwrap();
-    let languages = ["", "-python", "-js", "-c", "-zig"];
+    let languages = ["", "-python", "-js", "-ts", "-c", "-cpp", "-zig", "-go"];
     for (lang, batch) in languages
         .iter()
         .flat_map(|l| ["1", "3", "100"].map(|b| (*l, b)))

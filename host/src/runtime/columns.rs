@@ -85,7 +85,11 @@ mod tests {
                 (0, vec![1, 0])
             );
             assert_eq!(c.headers.len(), 1);
-            assert_eq!(c.event_times, [NO_TIME, NO_TIME]);
+            assert_eq!(
+                c.event_times,
+                [1000, NO_TIME],
+                "the Kafka timestamp until extract"
+            );
             (c.topic.clone(), c.partition, c.watermark)
         });
         assert_eq!(seen, ("t".to_owned(), 3, Some(500)));
