@@ -4,7 +4,8 @@
 //!
 //! Per plugin: component size, compile time (no cache), load time from the compile cache,
 //! instantiate time (from the `InstancePre`, including `init`), the per-record cost of
-//! `process` on a 10,000-record batch of ~40-byte text values, and the guest's peak linear
+//! `process` on a 10,000-record batch of ~40-byte text values and on a 100-record one
+//! (where per-batch costs show), and the guest's peak linear
 //! memory after those batches (it only grows). Prints a Markdown table (the one in
 //! docs/plugins/README.md) and each language's speed relative to native.
 //!
@@ -25,6 +26,7 @@ use streamhost_bench::{native_process, text_batch};
 
 const RECORDS: usize = 10_000;
 const VALUE_LEN: usize = 40;
+const SMALL: usize = 100;
 
 /// Median of `n` timings of `f` (after one untimed warm-up call).
 fn median(n: usize, mut f: impl FnMut()) -> Duration {
@@ -59,11 +61,14 @@ struct Row {
     load_cached: Duration,
     instantiate: Duration,
     process: Duration,
+    /// `process` of a 100-record batch: what a batch costs besides its records shows here.
+    small: Duration,
     memory: usize,
 }
 
-fn measure(wasm: &Path, batch: &Batch, reference: &Effects) -> Row {
+fn measure(wasm: &Path, batch: &Batch, small: &Batch, reference: &Effects) -> Row {
     let mut batch = batch.clone();
+    let mut small_batch = small.clone();
     let name = wasm
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -99,6 +104,13 @@ fn measure(wasm: &Path, batch: &Batch, reference: &Effects) -> Row {
     let process = median(if slow { 5 } else { 21 }, || {
         black_box(runner.process(black_box(&mut batch)).expect("process"));
     });
+    let small = median(21, || {
+        black_box(
+            runner
+                .process(black_box(&mut small_batch))
+                .expect("process"),
+        );
+    });
     let memory = runner.linear_memory_bytes().unwrap_or(0);
     Row {
         name,
@@ -107,6 +119,7 @@ fn measure(wasm: &Path, batch: &Batch, reference: &Effects) -> Row {
         load_cached,
         instantiate,
         process,
+        small,
         memory,
     }
 }
@@ -138,6 +151,7 @@ fn main() {
     }
 
     let batch = text_batch(RECORDS, VALUE_LEN);
+    let small = text_batch(SMALL, VALUE_LEN);
     let reference = native_process(&batch);
     let native = median(21, || {
         black_box(native_process(black_box(&batch)));
@@ -149,13 +163,13 @@ fn main() {
     );
     println!();
     println!(
-        "| plugin | size | compile | load from cache | instantiate | process 10k | per record | vs native | peak memory |"
+        "| plugin | size | compile | load from cache | instantiate | process 10k | per record | vs native | per record, batches of {SMALL} | peak memory |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for wasm in &plugins {
-        let r = measure(wasm, &batch, &reference);
+        let r = measure(wasm, &batch, &small, &reference);
         println!(
-            "| {} | {:.1} KiB | {} | {} | {:.3} ms | {} | {:.2} µs | {:.2}x | {:.1} MiB |",
+            "| {} | {:.1} KiB | {} | {} | {:.3} ms | {} | {:.2} µs | {:.2}x | {:.2} µs | {:.1} MiB |",
             r.name,
             r.size as f64 / 1024.0,
             ms(r.compile),
@@ -164,6 +178,7 @@ fn main() {
             ms(r.process),
             r.process.as_secs_f64() * 1e6 / RECORDS as f64,
             native.as_secs_f64() / r.process.as_secs_f64(),
+            r.small.as_secs_f64() * 1e6 / SMALL as f64,
             r.memory as f64 / (1 << 20) as f64,
         );
     }

@@ -84,6 +84,15 @@ export const lifecycle: typeof Lifecycle = {
 const CHUNK = 64 * 1024;
 // The length of a null value in `batch-columns`.
 const NO_BYTES = 0xffffffff;
+// Six u32 per record in `batch-columns.spans`; the value's start and length are the 3rd and 4th.
+const SPAN_FIELDS = 6;
+
+// The bytes of `spans` as the u32 they hold (WebAssembly is little-endian, as they are).
+function u32s(bytes: Uint8Array): Uint32Array {
+  return bytes.byteOffset % 4 === 0
+    ? new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4)
+    : new Uint32Array(bytes.slice().buffer);
+}
 
 function countWords(parts: string[], counts: Map<string, number>, out: OutputRecord[]): void {
   const text = lower(parts.join(" "));
@@ -98,15 +107,17 @@ function countWords(parts: string[], counts: Map<string, number>, out: OutputRec
 
 export const columnsHandler: typeof ColumnsHandler = {
   processColumns(batch: BatchColumns) {
-    const { data, valueStarts: starts, valueLens: lens } = batch;
+    const { data, count } = batch;
+    const spans = u32s(batch.spans);
     const counts = new Map<string, number>();
     const out: OutputRecord[] = [];
     let parts: string[] = [];
     let size = 0;
-    for (let i = 0; i < lens.length; i++) {
-      const len = lens[i];
+    for (let i = 0; i < count; i++) {
+      const start = spans[i * SPAN_FIELDS + 2];
+      const len = spans[i * SPAN_FIELDS + 3];
       if (len === NO_BYTES) continue;
-      parts.push(decoder.decode(data.subarray(starts[i], starts[i] + len)));
+      parts.push(decoder.decode(data.subarray(start, start + len)));
       size += len;
       if (size >= CHUNK) {
         countWords(parts, counts, out);

@@ -31,7 +31,8 @@ impl Default for Limits {
 /// than a silent `-1`, so the host can report "memory limit" instead of a generic trap.
 pub(crate) struct Limiter {
     pub memory_bytes: usize,
-    /// The largest linear memory of the instance so far (for metrics).
+    /// The instance's linear memories, all together (they only grow): for metrics and the
+    /// cost table.
     pub current_bytes: usize,
 }
 
@@ -41,7 +42,7 @@ const MAX_TABLE_ELEMENTS: usize = 1_000_000;
 impl ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -52,6 +53,7 @@ impl ResourceLimiter for Limiter {
             }
             .into());
         }
+        self.current_bytes += desired.saturating_sub(current);
         Ok(true)
     }
 
