@@ -36,6 +36,8 @@ fn inputs() -> Vec<Option<Vec<u8>>> {
         text("x"),
         text("emoji 🦀 🦀 crab's dog."),
         text("\u{1c}sep\u{1f}not-whitespace \u{feff}bom"),
+        // A leading U+FEFF is a character of the first word, not a byte-order mark.
+        text("\u{feff}leading bom"),
     ]
 }
 
@@ -208,8 +210,8 @@ fn without_topic(emits: &Value) -> Value {
 fn every_plugin_gives_the_specified_state_and_emits_in_host_test_and_the_pipeline() {
     let plugins = discovered_plugins();
     assert!(
-        plugins.len() >= 5,
-        "expected the Rust, Python, JavaScript, C and Zig plugins under plugins/, found {plugins:?}"
+        plugins.len() >= 8,
+        "expected the Rust, Python, JavaScript, TypeScript, C, C++, Zig and Go plugins under plugins/, found {plugins:?}"
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let input = input_file(dir.path());
@@ -225,6 +227,7 @@ fn every_plugin_gives_the_specified_state_and_emits_in_host_test_and_the_pipelin
         .into();
     let words: usize = spec.values().sum::<i64>() as usize;
     assert!(spec.contains_key("οδος") && spec.contains_key("i\u{307}stanbul"));
+    assert!(spec.contains_key("\u{feff}leading"));
 
     let (redis, kafka) = (Redis::start_in_memory(), Tansu::start());
     let producer = producer(&kafka.brokers());

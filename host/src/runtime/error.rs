@@ -32,7 +32,7 @@ pub enum LoadError {
     #[error(
         "plugin {path} does not implement the streamhost plugin world: it exports [{exports}], \
          but a plugin must export `{expected}` (world `plugin` or `basic-plugin` of \
-         wit/streamhost.wit)"
+         wit/streamhost.wit), or `columns-handler` instead (world `columns-plugin`)"
     )]
     WrongWorld {
         path: PathBuf,
