@@ -37,6 +37,8 @@ pub enum EffectError {
          world `timer-plugin` and implement `on-timers`"
     )]
     NoTimerHandler,
+    #[error("state.incr-packed: {0}")]
+    Packed(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -211,6 +213,56 @@ impl Effects {
         Ok(())
     }
 
+    /// `state.incr-packed`: the keys' bytes back to back, their lengths (u32) and the
+    /// deltas (s64), little-endian. Checked whole before any increment is applied.
+    pub fn incr_packed(
+        &mut self,
+        keys: &[u8],
+        lens: &[u8],
+        deltas: &[u8],
+    ) -> Result<(), EffectError> {
+        let bad = |why: String| EffectError::Packed(why);
+        if !lens.len().is_multiple_of(4) || !deltas.len().is_multiple_of(8) {
+            return Err(bad(format!(
+                "key-lens ({} bytes) must be u32s and deltas ({} bytes) s64s",
+                lens.len(),
+                deltas.len()
+            )));
+        }
+        let lens: Vec<usize> = lens
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize)
+            .collect();
+        if lens.len() != deltas.len() / 8 {
+            return Err(bad(format!(
+                "{} key lengths but {} deltas",
+                lens.len(),
+                deltas.len() / 8
+            )));
+        }
+        let total: usize = lens.iter().sum();
+        if total != keys.len() {
+            return Err(bad(format!(
+                "the key lengths add up to {total} bytes, but keys holds {}",
+                keys.len()
+            )));
+        }
+        let mut parsed = Vec::with_capacity(lens.len());
+        let mut at = 0;
+        for (i, (len, delta)) in lens.iter().zip(deltas.chunks_exact(8)).enumerate() {
+            let key = std::str::from_utf8(&keys[at..at + len])
+                .map_err(|_| bad(format!("key {i} is not UTF-8")))?;
+            let mut d = [0; 8];
+            d.copy_from_slice(delta);
+            parsed.push((key.to_owned(), i64::from_le_bytes(d)));
+            at += len;
+        }
+        for (key, delta) in parsed {
+            self.add(key, delta)?;
+        }
+        Ok(())
+    }
+
     /// Read-your-writes: the value a key has for this batch, given the store underneath.
     pub fn get_many(
         &self,
@@ -334,6 +386,38 @@ mod tests {
                 time: &effects.time,
             })
             .expect("commit")
+    }
+
+    fn packed(keys: &[&str], deltas: &[i64]) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+        let lens = keys
+            .iter()
+            .flat_map(|k| (k.len() as u32).to_le_bytes())
+            .collect();
+        let d = deltas.iter().flat_map(|d| d.to_le_bytes()).collect();
+        (keys.concat().into_bytes(), lens, d)
+    }
+
+    #[test]
+    fn packed_increments_add_like_incr_ops_and_bad_packing_changes_nothing() {
+        let store = MemoryStore::new();
+        let mut e = Effects::new(1 << 20);
+        let (k, l, d) = packed(&["a", "ωx", "a"], &[2, -5, 1]);
+        e.incr_packed(&k, &l, &d).unwrap();
+        let seen = e.get_many(&store, Some(0), &["a", "ωx"]).unwrap();
+        assert_eq!(seen, [Some(b"3".to_vec()), Some(b"-5".to_vec())]);
+
+        let (k, l, d) = packed(&["b", "c"], &[1, 1]);
+        for (keys, lens, deltas, says) in [
+            (&k[..1], &l[..], &d[..], "add up to 2 bytes"),
+            (&k[..], &l[..4], &d[..], "1 key lengths but 2 deltas"),
+            (&k[..], &l[..], &d[..7], "s64s"),
+            (&[0xff, b'c'][..], &l[..], &d[..], "key 0 is not UTF-8"),
+        ] {
+            let err = e.incr_packed(keys, lens, deltas).unwrap_err().to_string();
+            assert!(err.contains(says), "{err}");
+        }
+        let seen = e.get_many(&store, Some(0), &["b", "c"]).unwrap();
+        assert_eq!(seen, [None, None], "a rejected call applies nothing");
     }
 
     #[test]

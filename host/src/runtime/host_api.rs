@@ -101,6 +101,16 @@ impl state::Host for HostState {
         self.effects.apply(ops)?;
         Ok(())
     }
+
+    fn incr_packed(
+        &mut self,
+        keys: Vec<u8>,
+        key_lens: Vec<u8>,
+        deltas: Vec<u8>,
+    ) -> wasmtime::Result<()> {
+        self.effects.incr_packed(&keys, &key_lens, &deltas)?;
+        Ok(())
+    }
 }
 
 impl timers::Host for HostState {
