@@ -57,8 +57,10 @@ func Unpin() {
 // cabi_realloc reads the wall clock or polls timers: host calls, which trap there);
 // collectIfDue runs one at the start of an export when the heap has doubled.
 var (
-	heapSample = []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	heapGoal   uint64
+	heapSample = []metrics.Sample{
+		{Name: "/memory/classes/heap/objects:bytes"},
+	}
+	heapGoal uint64
 )
 
 func collectIfDue() {
