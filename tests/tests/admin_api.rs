@@ -612,3 +612,32 @@ fn each_job_runs_in_its_own_sandbox_settings() {
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(r.json()["reason"], "bad_settings");
 }
+
+/// With no job running, `/metrics` still describes the server: its build, jobs by state,
+/// the registry's plugins and the admin requests it answered.
+#[test]
+fn metrics_describe_the_server_with_no_job_running() {
+    let redis = Redis::start_in_memory();
+    let cache = tempfile::tempdir().expect("cache");
+    let s = serve(&redis, "127.0.0.1:1", Some(TOKEN), &[], cache.path());
+    assert_eq!(s.call("GET", "/v1/plugins", None, b"").status, 200);
+    assert_eq!(s.call("GET", "/v1/nothing-here", None, b"").status, 404);
+    assert_eq!(s.upload("wc", "1", "wordcount").status, 201);
+    let body = s.call("GET", "/metrics", None, b"").text();
+    let has = |line: &str| body.lines().any(|l| l == line);
+    let version = env!("CARGO_PKG_VERSION");
+    for line in [
+        format!("streamhost_build_info{{version=\"{version}\",contracts=\"0.2.0,0.1.0\"}} 1"),
+        "streamhost_jobs{state=\"running\"} 0".to_owned(),
+        "streamhost_jobs{state=\"failed\"} 0".to_owned(),
+        "streamhost_plugins 1".to_owned(),
+        "streamhost_admin_requests_total{route=\"/v1/plugins\",method=\"GET\",status=\"200\"} 1"
+            .to_owned(),
+        "streamhost_admin_requests_total{route=\"(no route)\",method=\"GET\",status=\"404\"} 1"
+            .to_owned(),
+        "streamhost_admin_requests_total{route=\"/v1/plugins/{name}/{version}\",method=\"PUT\",status=\"201\"} 1"
+            .to_owned(),
+    ] {
+        assert!(has(&line), "{line} is not in /metrics:\n{body}");
+    }
+}

@@ -69,14 +69,19 @@ impl JobHandle {
         }
     }
 
-    fn view(&self) -> serde_json::Value {
+    /// The job's state as the API and `/metrics` name it, and its error if it failed.
+    pub(super) fn status(&self) -> (&'static str, Option<String>) {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let (status, error) = match state {
+        match state {
             JobState::Running if self.ready.load(Ordering::Relaxed) => ("running", None),
             JobState::Running => ("starting", None),
             JobState::Failed(e) => ("failed", Some(e)),
             JobState::Stopped => ("stopped", None),
-        };
+        }
+    }
+
+    fn view(&self) -> serde_json::Value {
+        let (status, error) = self.status();
         let partitions: Vec<serde_json::Value> = self
             .progress
             .partitions()

@@ -77,9 +77,12 @@ fn router(admin: Shared, ready: Arc<AtomicBool>) -> Router {
             api::authorize,
         ))
         .with_state(admin.clone());
-    v1.merge(crate::telemetry::metrics::routes(
+    let scraped = admin.clone();
+    let before_scrape = Arc::new(move || count_jobs_and_plugins(&scraped));
+    v1.merge(crate::telemetry::metrics::routes_with(
         admin.metrics.clone(),
         ready,
+        before_scrape,
     ))
     .fallback(|| async {
         ApiError::new(
@@ -88,6 +91,59 @@ fn router(admin: Shared, ready: Arc<AtomicBool>) -> Router {
             "no such route; the API is described in docs/openapi.json",
         )
     })
+    .layer(middleware::from_fn_with_state(admin, count_request))
+}
+
+/// `streamhost_jobs` and `streamhost_plugins`, as of this scrape. Every state is exported,
+/// at zero too, so a `max_over_time` or an alert on `failed` sees the first one.
+fn count_jobs_and_plugins(admin: &Admin) {
+    let mut counts: HashMap<&'static str, i64> = ["starting", "running", "failed", "stopped"]
+        .into_iter()
+        .map(|s| (s, 0))
+        .collect();
+    for job in admin
+        .jobs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+    {
+        *counts.entry(job.status().0).or_insert(0) += 1;
+    }
+    for (state, n) in counts {
+        let labels = crate::telemetry::metrics::StateLabels {
+            state: state.to_owned(),
+        };
+        admin.metrics.jobs.get_or_create(&labels).set(n);
+    }
+    // A registry Redis cannot answer now keeps the last count; the scrape still answers.
+    match admin.registry.list() {
+        Ok(entries) => {
+            admin.metrics.plugins.set(entries.len() as i64);
+        }
+        Err(e) => tracing::debug!(error = %e, "counting plugins for /metrics"),
+    }
+}
+
+/// Counts every admin request by its route pattern, method and status.
+async fn count_request(
+    axum::extract::State(admin): axum::extract::State<Shared>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("(no route)", |m| m.as_str())
+        .to_owned();
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    let labels = crate::telemetry::metrics::RequestLabels {
+        route,
+        method,
+        status: response.status().as_u16().to_string(),
+    };
+    admin.metrics.admin_requests.get_or_create(&labels).inc();
+    response
 }
 
 /// Runs the admin server until SIGINT/SIGTERM, then stops every job cleanly.

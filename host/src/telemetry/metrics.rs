@@ -76,6 +76,33 @@ pub struct Metrics {
     pub timers_fired: Family<PartitionLabels, Counter>,
     pub expired_keys: Family<PartitionLabels, Counter>,
     pub watermark: Family<PartitionLabels, Gauge>,
+    pub build_info: Family<BuildLabels, Gauge>,
+    /// `host serve`: jobs by state, refreshed at each scrape.
+    pub jobs: Family<StateLabels, Gauge>,
+    /// `host serve`: plugin versions in the registry, refreshed at each scrape.
+    pub plugins: Gauge,
+    /// `host serve`: admin requests by route, method and status.
+    pub admin_requests: Family<RequestLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: String,
+    /// The plugin contract versions this host loads.
+    pub contracts: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The route's pattern (`/v1/jobs/{id}`), not the path: the label's values stay few.
+    pub route: String,
+    pub method: String,
+    pub status: String,
 }
 
 /// Labels of a late record's count: what `--late-records` did with it.
@@ -109,8 +136,42 @@ impl Metrics {
             timers_fired: Family::default(),
             expired_keys: Family::default(),
             watermark: Family::default(),
+            build_info: Family::default(),
+            jobs: Family::default(),
+            plugins: Gauge::default(),
+            admin_requests: Family::default(),
             registry: Registry::default(),
         };
+        m.build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                contracts: format!(
+                    "{},{}",
+                    crate::runtime::CONTRACT_VERSION,
+                    crate::runtime::OLD_CONTRACT_VERSION
+                ),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "The host's version and the plugin contracts it loads (always 1)",
+            m.build_info.clone(),
+        );
+        registry.register(
+            "jobs",
+            "host serve: jobs by state (starting, running, failed, stopped)",
+            m.jobs.clone(),
+        );
+        registry.register(
+            "plugins",
+            "host serve: plugin versions in the registry",
+            m.plugins.clone(),
+        );
+        registry.register(
+            "admin_requests",
+            "host serve: admin requests by route, method and status",
+            m.admin_requests.clone(),
+        );
         registry.register(
             "records_in",
             "Records read from Kafka and committed",
@@ -275,8 +336,18 @@ pub fn serve(
     Ok(bound)
 }
 
-/// `/metrics`, `/healthz` and `/readyz`, for `host run --metrics-addr` and `host serve`.
+/// `/metrics`, `/healthz` and `/readyz`, for `host run --metrics-addr`.
 pub fn routes(metrics: Arc<Metrics>, ready: Arc<AtomicBool>) -> axum::Router {
+    routes_with(metrics, ready, Arc::new(|| {}))
+}
+
+/// The same, running `before_scrape` before each `/metrics` answer (`host serve` counts
+/// its jobs and plugins then).
+pub fn routes_with(
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    before_scrape: Arc<dyn Fn() + Send + Sync>,
+) -> axum::Router {
     use axum::Router;
     use axum::http::{StatusCode, header};
     use axum::routing::get;
@@ -285,6 +356,7 @@ pub fn routes(metrics: Arc<Metrics>, ready: Arc<AtomicBool>) -> axum::Router {
         .route(
             "/metrics",
             get(move || {
+                before_scrape();
                 let body = metrics.encode();
                 async move {
                     (
