@@ -11,6 +11,7 @@
 pub mod bulk;
 pub mod config;
 pub mod consumer;
+pub mod dead_letters;
 pub mod errors;
 pub mod mirror;
 pub mod producer;

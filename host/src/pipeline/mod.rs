@@ -6,6 +6,7 @@
 //! * `worker`: one partition worker: the commit protocol, top to bottom.
 
 pub mod policy;
+pub mod replay;
 pub mod slot;
 pub mod time;
 pub mod worker;

@@ -40,6 +40,7 @@ use crate::batch::effects::{EffectError, Effects};
 use crate::batch::{Batch, BatchBuilder};
 use crate::kafka::bulk::{BulkQueue, RawMessage};
 use crate::kafka::consumer::{ResetPolicy, SourceContext};
+use crate::kafka::dead_letters::header as dlq;
 use crate::kafka::mirror::MirrorHandle;
 use crate::kafka::producer::Sink;
 use crate::pipeline::policy::{ErrorPolicy, OnError};
@@ -52,7 +53,7 @@ use crate::store::{CommitOutcome, StoreError};
 use crate::telemetry::metrics::{
     LateLabels, Metrics, OutcomeLabels, PartitionLabels, PluginLabels,
 };
-use crate::telemetry::progress::Progress;
+use crate::telemetry::progress::{ErrorNote, Progress};
 
 /// When to cut a batch.
 #[derive(Debug, Clone)]
@@ -456,10 +457,30 @@ impl PartitionWorker {
         !self.stopping()
     }
 
-    fn plugin_identity(&self) -> (String, String) {
+    /// Keeps a failure for the console (`host serve`'s job view).
+    fn note_error(&self, kind: &'static str, offset: Option<i64>, error: &ProcessError) {
+        self.progress.error(ErrorNote {
+            at_ms: crate::telemetry::metrics::unix_ms(),
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset,
+            kind,
+            message: error.to_string(),
+        });
+    }
+
+    /// (name, origin, digest) of what processes the batches, for dead-letter headers.
+    fn plugin_identity(&self) -> (String, String, String) {
         match &self.processor {
-            Processor::Plugin(r) => (r.plugin().name().to_owned(), r.plugin().digest().to_owned()),
-            Processor::Native(native) => (native.name().to_owned(), String::new()),
+            Processor::Plugin(r) => {
+                let p = r.plugin();
+                (
+                    p.name().to_owned(),
+                    p.origin().to_owned(),
+                    p.digest().to_owned(),
+                )
+            }
+            Processor::Native(native) => (native.name().to_owned(), String::new(), String::new()),
         }
     }
 
@@ -476,6 +497,11 @@ impl PartitionWorker {
             anyhow::bail!("no --dlq-topic to send failed records to");
         };
         self.send_aside(topic, batch, indices, error, attempts)?;
+        self.metrics
+            .dead_lettered
+            .get_or_create(&self.labels())
+            .inc_by(indices.len() as u64);
+        self.progress.dead_lettered(indices.len() as u64);
         tracing::warn!(topic = %self.topic, partition = self.partition, dlq = %topic, count = indices.len(), "records sent to the dead-letter topic");
         Ok(())
     }
@@ -491,7 +517,7 @@ impl PartitionWorker {
         error: &str,
         attempts: u32,
     ) -> anyhow::Result<()> {
-        let (plugin, digest) = self.plugin_identity();
+        let (plugin, origin, digest) = self.plugin_identity();
         let bytes = |s: crate::batch::Span| crate::batch::slice(batch, s).to_vec();
         let records: Vec<OutputRecord> = indices
             .iter()
@@ -511,14 +537,19 @@ impl PartitionWorker {
                     value: Some(value.into_bytes()),
                 };
                 headers.extend([
-                    h("streamhost-error", error.to_owned()),
-                    h("streamhost-plugin", plugin.clone()),
-                    h("streamhost-plugin-digest", digest.clone()),
-                    h("streamhost-source-topic", self.topic.clone()),
-                    h("streamhost-source-partition", self.partition.to_string()),
-                    h("streamhost-source-offset", r.offset.to_string()),
-                    h("streamhost-attempts", attempts.to_string()),
+                    h(dlq::ERROR, error.to_owned()),
+                    h(dlq::JOB, self.job.clone()),
+                    h(dlq::PLUGIN, plugin.clone()),
+                    h(dlq::PLUGIN_VERSION, origin.clone()),
+                    h(dlq::PLUGIN_DIGEST, digest.clone()),
+                    h(dlq::SOURCE_TOPIC, self.topic.clone()),
+                    h(dlq::SOURCE_PARTITION, self.partition.to_string()),
+                    h(dlq::SOURCE_OFFSET, r.offset.to_string()),
+                    h(dlq::ATTEMPTS, attempts.to_string()),
                 ]);
+                if let Some(ts) = r.timestamp {
+                    headers.push(h(dlq::SOURCE_TIMESTAMP, ts.to_string()));
+                }
                 OutputRecord {
                     topic: Some(topic.to_owned()),
                     key: r.key.map(bytes),
@@ -580,7 +611,10 @@ impl PartitionWorker {
                 }
             );
             match &error {
-                ProcessError::Fatal { .. } | ProcessError::Load(_) => return Err(error.into()),
+                ProcessError::Fatal { .. } | ProcessError::Load(_) => {
+                    self.note_error("failed", Some(from), &error);
+                    return Err(error.into());
+                }
                 // Redis unreachable while the plugin read state: not the batch's fault, so
                 // it does not use up attempts; it waits for Redis up to --redis-give-up-ms.
                 _ if redis_down => {
@@ -604,6 +638,7 @@ impl PartitionWorker {
                         );
                     }
                     let offset = batch.records[index].offset;
+                    self.note_error("poison", Some(offset), &error);
                     match self.policy.on_error {
                         OnError::Dlq => {
                             self.dead_letter(batch, &[index], &error.to_string(), attempt)?
@@ -623,11 +658,15 @@ impl PartitionWorker {
                     self.set_aside += 1;
                     attempt = 0;
                 }
-                _ if self.policy.on_error == OnError::Stop => return Err(error.into()),
+                _ if self.policy.on_error == OnError::Stop => {
+                    self.note_error("failed", Some(from), &error);
+                    return Err(error.into());
+                }
                 _ if attempt > self.policy.max_retries => match self.policy.on_error {
                     OnError::Skip => {
                         self.set_aside += 1;
                         self.count_batch("skipped");
+                        self.note_error("skip", Some(from), &error);
                         tracing::warn!(
                             topic = %self.topic, partition = self.partition, from, until, attempts = attempt, error = %error,
                             set_aside_total = self.set_aside,
@@ -644,21 +683,22 @@ impl PartitionWorker {
                         let all: Vec<usize> = (0..batch.records.len()).collect();
                         self.dead_letter(batch, &all, &error.to_string(), attempt)?;
                         self.count_batch("dead_lettered");
-                        self.metrics
-                            .dead_lettered
-                            .get_or_create(&self.labels())
-                            .inc_by(all.len() as u64);
+                        self.note_error("dead_letter", Some(from), &error);
                         return Ok(Some(Processed {
                             effects: Effects::new(0),
                             fired: None,
                             set_aside: true,
                         }));
                     }
-                    _ => anyhow::bail!("{error} (gave up after {attempt} attempts)"),
+                    _ => {
+                        self.note_error("failed", Some(from), &error);
+                        anyhow::bail!("{error} (gave up after {attempt} attempts)")
+                    }
                 },
                 _ => {
                     let pause = self.policy.backoff(attempt);
                     self.metrics.retries.get_or_create(&self.labels()).inc();
+                    self.note_error("retry", Some(from), &error);
                     tracing::warn!(
                         topic = %self.topic, partition = self.partition, from, until, attempt, error = %error,
                         "batch failed; retrying in {pause:?}"

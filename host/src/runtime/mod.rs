@@ -198,6 +198,7 @@ impl Runtime {
         Ok(Plugin {
             inner: Arc::new(PluginInner {
                 name: Arc::from(name),
+                origin: Arc::from(origin.to_string_lossy().as_ref()),
                 digest,
                 pre,
                 indices,
@@ -342,6 +343,8 @@ pub struct Plugin {
 
 struct PluginInner {
     name: Arc<str>,
+    /// Where it came from: a file path, or `NAME@VERSION` in the registry.
+    origin: Arc<str>,
     digest: String,
     pre: InstancePre<HostState>,
     indices: Indices,
@@ -397,6 +400,11 @@ pub struct InstanceSettings {
 impl Plugin {
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// Where it came from: its file path, or `NAME@VERSION` for a registry plugin.
+    pub fn origin(&self) -> &str {
+        &self.inner.origin
     }
 
     /// Hex sha256 of the component bytes.

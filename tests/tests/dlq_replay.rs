@@ -1,0 +1,193 @@
+//! Dead letters put back through a fixed plugin (`host dlq replay`): exactly once into the
+//! job's state, however often the replay is interrupted and run again.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::Message;
+use rdkafka::message::Headers;
+use streamhost_tests::services::{
+    Host, Redis, Tansu, create_topic, offsets_key, produce, producer, read_topic,
+};
+use streamhost_tests::{host, plugin, plugin_run_args, stdout_json};
+
+const MINUTE: Duration = Duration::from_secs(60);
+const PER_PARTITION: usize = 300;
+
+/// The replay cursors of dead-letter partition 0: source partition → next DLQ offset.
+fn cursors(redis: &Redis) -> BTreeMap<String, i64> {
+    redis
+        .hgetall(&offsets_key("rj", "rj", "dlq-replay:dead:0"))
+        .into_iter()
+        .map(|(p, o)| (p, o.parse().expect("offset")))
+        .collect()
+}
+
+fn poison_count(redis: &Redis) -> i64 {
+    redis.counts("rj").get("poison").copied().unwrap_or(0)
+}
+
+fn replay_args(brokers: &str, redis: &Redis, plugin_name: &str, extra: &[&str]) -> Vec<String> {
+    let wasm = plugin(plugin_name);
+    let mut args: Vec<String> = [
+        "dlq",
+        "replay",
+        "--job",
+        "rj",
+        "--dlq-topic",
+        "dead",
+        "--plugin",
+        wasm.to_str().unwrap_or_default(),
+        "--brokers",
+        brokers,
+        "--redis",
+        &redis.url(),
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+#[test]
+fn a_replay_killed_midway_and_run_again_counts_every_dead_letter_once() {
+    let (redis, kafka) = (Redis::start_in_memory(), Tansu::start());
+    let brokers = kafka.brokers();
+    create_topic(&brokers, "words", 2);
+    create_topic(&brokers, "dead", 1);
+    let values: Vec<Vec<u8>> = (0..2 * PER_PARTITION)
+        .map(|i| {
+            if i % 2 == 0 {
+                &b"poison"[..]
+            } else {
+                &b"fine"[..]
+            }
+            .to_vec()
+        })
+        .collect();
+    let p = producer(&brokers);
+    for partition in 0..2 {
+        produce(&p, "words", partition, &values);
+    }
+    let cache = tempfile::tempdir().unwrap();
+
+    // Version 1 of the job's logic (`faulty`) marks every "poison" record as poison: the
+    // job dead-letters them and goes on.
+    let mut job = Host::spawn(
+        &plugin_run_args(
+            "faulty",
+            &brokers,
+            &redis.url(),
+            "words",
+            "rj",
+            &["--on-error", "dlq", "--dlq-topic", "dead"],
+        ),
+        cache.path(),
+    );
+    let end = (2 * PER_PARTITION) as i64;
+    job.wait_for(MINUTE, "both partitions to commit", || {
+        let o = redis.offsets("rj", "words");
+        o.get(&0) == Some(&end) && o.get(&1) == Some(&end)
+    });
+    job.signal(libc::SIGTERM);
+    assert!(job.wait(MINUTE).success(), "{}", job.log_text());
+    let total = 2 * PER_PARTITION;
+    let dead = read_topic(&brokers, "dead", total);
+    assert_eq!(dead.len(), total);
+    assert_eq!(redis.counts("rj").get("ok"), Some(&(total as i64)));
+    assert_eq!(poison_count(&redis), 0);
+    let source_partition = |m: &rdkafka::message::OwnedMessage| -> String {
+        let h = m.headers().expect("dead-letter headers");
+        let h = h
+            .iter()
+            .find(|h| h.key == "streamhost-source-partition")
+            .expect("source partition header");
+        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()
+    };
+
+    // A replay through a plugin that still fails stops at the first dead letter and
+    // moves nothing.
+    let failed = host(
+        &replay_args(&brokers, &redis, "faulty", &[])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        cache.path(),
+    );
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success());
+    assert!(
+        stderr.contains("dead letter dead/0@0") && stderr.contains("still fails"),
+        "{stderr}"
+    );
+    assert!(cursors(&redis).is_empty());
+    assert_eq!(poison_count(&redis), 0);
+
+    // The fixed version (`wordcount` counts the word "poison"), one dead letter per
+    // commit. Once it has committed some, Redis holds its writes and the replay is
+    // SIGKILLed with a batch processed and its commit unanswered.
+    let replaying = Host::spawn(
+        &replay_args(&brokers, &redis, "wordcount", &["--batch-max-records", "1"]),
+        cache.path(),
+    );
+    replaying.wait_for(MINUTE, "the replay to commit some dead letters", || {
+        poison_count(&redis) >= 50
+    });
+    let mut admin = redis.conn();
+    redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(60_000)
+        .arg("WRITE")
+        .query::<()>(&mut admin)
+        .expect("CLIENT PAUSE");
+    let at_kill = poison_count(&redis);
+    replaying.kill9();
+    redis::cmd("CLIENT")
+        .arg("UNPAUSE")
+        .query::<()>(&mut admin)
+        .expect("CLIENT UNPAUSE");
+    assert!(
+        (50..total as i64).contains(&at_kill),
+        "killed mid-replay: {at_kill} of {total} replayed"
+    );
+    // The state and the cursors moved together: what lies below the cursors is exactly
+    // what was counted.
+    let c = cursors(&redis);
+    let below = dead
+        .iter()
+        .filter(|m| c.get(&source_partition(m)).is_some_and(|&u| m.offset() < u))
+        .count();
+    assert_eq!(below as i64, at_kill, "cursors {c:?}");
+    assert_eq!(poison_count(&redis), at_kill);
+
+    // Run again: it goes on from the cursors, and every dead letter counts once.
+    let args = replay_args(&brokers, &redis, "wordcount", &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let report = stdout_json(&host(&args, cache.path()));
+    assert_eq!(report["replayed"], total as i64 - at_kill, "{report}");
+    assert_eq!(report["already_replayed"], at_kill, "{report}");
+    assert!(
+        report["plugin_version"]
+            .as_str()
+            .is_some_and(|v| v.ends_with("wordcount.wasm")),
+        "{report}"
+    );
+    assert_eq!(poison_count(&redis), total as i64);
+    let mut past_last: BTreeMap<String, i64> = BTreeMap::new();
+    for m in &dead {
+        past_last.insert(source_partition(m), m.offset() + 1);
+    }
+    assert_eq!(
+        cursors(&redis),
+        past_last,
+        "each source partition's cursor is past its last dead letter"
+    );
+
+    // A third run finds nothing left to replay.
+    let report = stdout_json(&host(&args, cache.path()));
+    assert_eq!(report["replayed"], 0, "{report}");
+    assert_eq!(report["already_replayed"], total as i64, "{report}");
+    assert_eq!(poison_count(&redis), total as i64);
+}
