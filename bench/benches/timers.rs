@@ -83,23 +83,11 @@ fn produce(
 /// Redis commands run so far, by name (`INFO commandstats`: the scripts' own commands
 /// count too), without those this benchmark sends to watch progress.
 fn commands(redis: &Redis) -> BTreeMap<String, u64> {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut redis.conn())
-        .expect("INFO");
-    info.lines()
-        .filter_map(|l| l.strip_prefix("cmdstat_"))
-        .filter_map(|l| {
-            let (name, rest) = l.split_once(':')?;
-            let calls = rest
-                .strip_prefix("calls=")?
-                .split(',')
-                .next()?
-                .parse()
-                .ok()?;
-            (!["info", "hgetall", "zcard", "hlen"].contains(&name))
-                .then(|| (name.to_owned(), calls))
-        })
+    redis
+        .command_stats()
+        .into_iter()
+        .filter(|(name, _)| !["info", "hgetall", "zcard", "hlen"].contains(&name.as_str()))
+        .map(|(name, (calls, _))| (name, calls))
         .collect()
 }
 

@@ -181,6 +181,12 @@ impl Shared {
         partition: i32,
     ) -> Result<Offset, String> {
         let (offset, expected) = self.start_of(consumer, topic, partition)?;
+        if self.store.scope() == crate::store::StateScope::Partition
+            && let Err(e) = self.store.register_partition(partition)
+        {
+            // Only reads outside batches (the console, `host state`) need it.
+            tracing::warn!(topic, partition, error = %e, "recording the partition's state for readers");
+        }
         let queue = consumer
             .split_partition_queue(topic, partition)
             .ok_or_else(|| format!("cannot split off the queue of {topic}/{partition}"))?;

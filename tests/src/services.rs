@@ -157,6 +157,27 @@ impl Redis {
             .collect()
     }
 
+    /// Per Redis command: (calls so far, microseconds per call), from INFO commandstats
+    /// (the commands scripts run count too).
+    pub fn command_stats(&self) -> BTreeMap<String, (u64, f64)> {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut self.conn())
+            .expect("INFO commandstats");
+        info.lines()
+            .filter_map(|l| {
+                let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+                let field = |f: &str| {
+                    rest.split(',')
+                        .find_map(|kv| kv.strip_prefix(f)?.strip_prefix('='))
+                };
+                let calls = field("calls")?.parse().ok()?;
+                let usec = field("usec_per_call")?.parse().ok()?;
+                Some((name.to_owned(), (calls, usec)))
+            })
+            .collect()
+    }
+
     /// A job's state, values parsed as integers.
     pub fn counts(&self, job: &str) -> BTreeMap<String, i64> {
         self.hgetall(&state_key(job))

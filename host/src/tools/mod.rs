@@ -4,10 +4,14 @@
 //! * `input`: the file formats `host test` and `host produce` read;
 //! * `offsets`: `host offsets show|set|reset`;
 //! * `produce`: `host produce`, a file's records to a topic;
-//! * `new`: `host new`, a plugin project from a template.
+//! * `new`: `host new`, a plugin project from a template;
+//! * `state`: `host state get|scan`, a job's state read by key or prefix;
+//! * `dlq`: `host dlq list|replay`, a job's dead letters and their replay.
 
+pub mod dlq;
 pub mod input;
 pub mod new;
 pub mod offsets;
 pub mod produce;
+pub mod state;
 pub mod test;

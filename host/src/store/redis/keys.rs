@@ -21,6 +21,10 @@
 //!   - `streamhost:{JOB}:members:GROUP`: ZSET of the running hosts, scored by when their
 //!     heartbeat expires (ms since the epoch), so `host offsets set` can refuse to move
 //!     offsets under a live job.
+//!   - `streamhost:{JOB}:partitions`: SET of the partition numbers that have state of
+//!     their own (`--state-scope partition`), so reads outside a batch find their hashes.
+//! * A dead-letter replay's cursor is kept like a partition's offset, under the
+//!   pseudo-topic `dlq-replay:DLQ_TOPIC:DLQ_PARTITION` (see `pipeline::replay`).
 //!
 //! The layout before hash tags (layout 1) is in `legacy`; `migrate` moves it.
 
@@ -98,6 +102,10 @@ impl Keys {
 
     pub fn topics(&self) -> String {
         format!("streamhost:{{{}}}:topics:{}", self.job, self.group)
+    }
+
+    pub fn partitions(&self) -> String {
+        format!("streamhost:{{{}}}:partitions", self.job)
     }
 
     pub fn members(&self) -> String {

@@ -8,6 +8,7 @@ pub mod committer;
 pub mod connect;
 pub mod keys;
 mod migrate;
+pub mod query;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
