@@ -20,7 +20,8 @@ use crate::tools::input::InputFormat;
                   `host offsets` shows and moves the offsets kept in Redis.\n\
                   `host new --lang LANG NAME` starts a plugin project.\n\
                   `host plugin push|list|show|rm` manages the plugin registry in Redis.\n\
-                  `host serve` runs the admin HTTP API and the jobs defined through it."
+                  `host serve` runs the admin HTTP API, the console and the jobs defined through it.\n\
+                  `host state get|scan` reads a job's state; `host dlq list|replay` its dead letters."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -59,8 +60,101 @@ pub enum Command {
     /// Push, list, show and remove plugins in the registry (kept in Redis).
     #[command(subcommand)]
     Plugin(PluginCommand),
-    /// Serve the admin HTTP API: upload plugins, run and swap jobs, /metrics.
+    /// Serve the admin HTTP API and the console: upload plugins, run and swap jobs, /metrics.
     Serve(ServeArgs),
+    /// Read a job's state in Redis: one key, or the keys under a prefix.
+    #[command(subcommand)]
+    State(StateCommand),
+    /// List a job's dead letters, or replay them through its current plugin.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+/// Which job: its name in Redis (`host run --job`, or a `host serve` job's id).
+#[derive(Debug, Args)]
+pub struct JobTarget {
+    /// The job: `host run`'s --job (default there: the group), or a `host serve` job id.
+    #[arg(long, env = "STREAMHOST_JOB", value_parser = parse_name)]
+    pub job: String,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Print one key's value (text, or base64:… when it is not UTF-8).
+    Get {
+        #[command(flatten)]
+        target: JobTarget,
+        key: String,
+        /// Only this partition's state (--state-scope partition) [default: every partition's].
+        #[arg(long)]
+        partition: Option<i32>,
+    },
+    /// Print the keys starting with a prefix, a `KEY<TAB>VALUE` line each (or JSON Lines).
+    Scan {
+        #[command(flatten)]
+        target: JobTarget,
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Stop after this many keys [default: all].
+        #[arg(long)]
+        limit: Option<u64>,
+        /// JSON Lines: {"key", "value", "encoding", "partition"}.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DlqTarget {
+    #[command(flatten)]
+    pub job: JobTarget,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// The dead-letter topic [default: the `host serve` job's settings.dlq_topic].
+    #[arg(long, env = "STREAMHOST_DLQ_TOPIC")]
+    pub dlq_topic: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// The job's newest dead letters: where they came from, why they failed, whether replayed.
+    List {
+        #[command(flatten)]
+        target: DlqTarget,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send the job's dead letters back through its current plugin, exactly once into its
+    /// state: an interrupted replay run again goes on where it stopped.
+    Replay {
+        #[command(flatten)]
+        target: DlqTarget,
+        /// The plugin to run [default: the `host serve` job's current version].
+        #[arg(long)]
+        plugin: Option<PathBuf>,
+        /// Its `init` config (KEY=VALUE, repeatable) [default: the `host serve` job's].
+        #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        config: Vec<(String, String)>,
+        /// Where emits go [default: the `host serve` job's output topic].
+        #[arg(long)]
+        output_topic: Option<String>,
+        /// Only dead letters written at or after this time: unix ms, RFC 3339
+        /// (2026-12-01T10:00:00Z), or an age (90m, 2h) [default: every one not yet replayed].
+        #[arg(long, value_parser = parse_time)]
+        from: Option<i64>,
+        /// Only dead letters written before this time (same forms as --from).
+        #[arg(long, value_parser = parse_time)]
+        until: Option<i64>,
+        /// Dead letters per commit.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        batch_max_records: u64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -98,7 +192,7 @@ pub struct ProduceArgs {
 
 /// The subcommands; anything else as the first argument means `run`.
 pub const SUBCOMMANDS: &[&str] = &[
-    "run", "test", "offsets", "produce", "new", "plugin", "serve", "help",
+    "run", "test", "offsets", "produce", "new", "plugin", "serve", "state", "dlq", "help",
 ];
 
 /// Inserts the default subcommand: `host --plugin P --topic T` is `host run --plugin ...`.
@@ -684,6 +778,27 @@ fn parse_name(s: &str) -> Result<String, String> {
         Ok(s.to_owned())
     } else {
         Err(format!("{s:?}: use 1-200 characters of A-Z a-z 0-9 - _ ."))
+    }
+}
+
+/// A point in time as unix ms: a number of ms, an RFC 3339 time, or an age before now.
+fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    let unix_ms = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .map_err(|e| e.to_string())
+    };
+    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        return unix_ms(t);
+    }
+    match humantime::parse_duration(s) {
+        Ok(age) => unix_ms(std::time::SystemTime::now() - age),
+        Err(_) => Err(format!(
+            "{s:?} is not a time: use unix milliseconds, RFC 3339 (2026-12-01T10:00:00Z) or an age (90m, 2h)"
+        )),
     }
 }
 

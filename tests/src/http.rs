@@ -43,6 +43,18 @@ pub fn request(
     token: Option<&str>,
     body: &[u8],
 ) -> Option<Response> {
+    request_with(addr, method, path, token, &[], body)
+}
+
+/// `request` with extra headers (`Origin`, ...).
+pub fn request_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) -> Option<Response> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(120))).ok()?;
     let mut head = format!(
@@ -51,6 +63,9 @@ pub fn request(
     );
     if let Some(t) = token {
         head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    for (name, value) in extra {
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
     s.write_all(head.as_bytes()).ok()?;

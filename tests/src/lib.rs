@@ -1,5 +1,6 @@
 //! Helpers for the end-to-end tests: where the `host` binary and the built plugins are.
 
+pub mod browser;
 pub mod http;
 pub mod kafka_secure;
 pub mod redis_topologies;

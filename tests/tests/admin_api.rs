@@ -357,6 +357,302 @@ fn every_documented_route_and_status_answers_as_documented() {
     assert_eq!(swapped["plugin_version"], "1");
     assert_eq!(swapped["spec"]["plugin"], "echo@1");
 
+    // The console and what it asks the server first.
+    for path in ["/", "/console/app.js", "/console/app.css"] {
+        let r = s.call("GET", path, None, b"");
+        w.check("GET", path, &r, 200, None);
+        assert!(!r.body.is_empty(), "{path}");
+    }
+    let info = w.check(
+        "GET",
+        "/v1/info",
+        &s.call("GET", "/v1/info", None, b""),
+        200,
+        None,
+    );
+    assert_eq!(info["token_required"], true);
+
+    // Stop and start: the definition stays, marked stopped.
+    let (stop, start) = ("/v1/jobs/{id}/stop", "/v1/jobs/{id}/start");
+    let call = |method: &str, path: &str, token: Option<&str>| s.call(method, path, token, b"");
+    w.check(
+        "POST",
+        stop,
+        &call("POST", "/v1/jobs/j1/stop", None),
+        401,
+        Some("unauthorized"),
+    );
+    w.check(
+        "POST",
+        stop,
+        &call("POST", "/v1/jobs/nope/stop", Some(TOKEN)),
+        404,
+        Some("not_found"),
+    );
+    w.check(
+        "POST",
+        start,
+        &call("POST", "/v1/jobs/j1/start", Some(TOKEN)),
+        409,
+        Some("job_running"),
+    );
+    let stopped = w.check(
+        "POST",
+        stop,
+        &call("POST", "/v1/jobs/j1/stop", Some(TOKEN)),
+        200,
+        None,
+    );
+    assert_eq!(stopped["status"], "stopped");
+    let stored: Value =
+        serde_json::from_str(&redis.hgetall("streamhost:serve:jobs")["j1"]).expect("spec");
+    assert_eq!(stored["stopped"], true);
+    w.check(
+        "POST",
+        start,
+        &call("POST", "/v1/jobs/j1/start", None),
+        401,
+        Some("unauthorized"),
+    );
+    w.check(
+        "POST",
+        start,
+        &call("POST", "/v1/jobs/nope/start", Some(TOKEN)),
+        404,
+        Some("not_found"),
+    );
+    let started = w.check(
+        "POST",
+        start,
+        &call("POST", "/v1/jobs/j1/start", Some(TOKEN)),
+        200,
+        None,
+    );
+    assert!(
+        matches!(started["status"].as_str(), Some("starting" | "running")),
+        "{started}"
+    );
+    assert_eq!(started["plugin_version"], "1");
+
+    // State.
+    let (st, sk) = ("/v1/jobs/{id}/state", "/v1/jobs/{id}/state/{key}");
+    let page = w.check(
+        "GET",
+        st,
+        &call("GET", "/v1/jobs/j1/state", None),
+        200,
+        None,
+    );
+    assert_eq!(page, json!({"entries": [], "cursor": null}));
+    w.check(
+        "GET",
+        st,
+        &call("GET", "/v1/jobs/j1/state?cursor=junk", None),
+        400,
+        Some("bad_cursor"),
+    );
+    w.check(
+        "GET",
+        st,
+        &call("GET", "/v1/jobs/nope/state", None),
+        404,
+        Some("not_found"),
+    );
+    w.check(
+        "GET",
+        sk,
+        &call("GET", "/v1/jobs/j1/state/nothing", None),
+        404,
+        Some("no_key"),
+    );
+    redis::cmd("HSET")
+        .arg("streamhost:{j1}:state")
+        .arg("k/1")
+        .arg("v")
+        .query::<i64>(&mut redis.conn())
+        .expect("HSET");
+    let one = w.check(
+        "GET",
+        sk,
+        &call("GET", "/v1/jobs/j1/state/k%2F1", None),
+        200,
+        None,
+    );
+    assert_eq!(one["value"], "v");
+
+    // Dead letters: j2 (faulty) dead-letters its poison record; a replay through faulty
+    // still fails and applies nothing; after a swap to wc it counts the record, once.
+    let (dl, rp) = (
+        "/v1/jobs/{id}/dead-letters",
+        "/v1/jobs/{id}/dead-letters/replay",
+    );
+    let none = w.check(
+        "GET",
+        dl,
+        &call("GET", "/v1/jobs/j1/dead-letters", None),
+        200,
+        None,
+    );
+    assert_eq!(none["topic"], Value::Null);
+    w.check(
+        "GET",
+        dl,
+        &call("GET", "/v1/jobs/j1/dead-letters?limit=0", None),
+        400,
+        Some("bad_limit"),
+    );
+    w.check(
+        "GET",
+        dl,
+        &call("GET", "/v1/jobs/nope/dead-letters", None),
+        404,
+        Some("not_found"),
+    );
+    w.check(
+        "POST",
+        rp,
+        &call("POST", "/v1/jobs/j1/dead-letters/replay", None),
+        401,
+        Some("unauthorized"),
+    );
+    w.check(
+        "POST",
+        rp,
+        &call("POST", "/v1/jobs/j1/dead-letters/replay", Some(TOKEN)),
+        400,
+        Some("no_dlq"),
+    );
+    w.check(
+        "POST",
+        rp,
+        &call("POST", "/v1/jobs/nope/dead-letters/replay", Some(TOKEN)),
+        404,
+        Some("not_found"),
+    );
+    create_topic(&kafka.brokers(), "walk2", 1);
+    create_topic(&kafka.brokers(), "walkdead", 1);
+    produce(
+        &producer(&kafka.brokers()),
+        "walk2",
+        0,
+        &[b"poison".to_vec(), b"x".to_vec()],
+    );
+    let j2 = json!({"id": "j2", "plugin": "faulty@1", "topics": ["walk2"], "partitions": [0],
+                    "settings": {"on_error": "dlq", "dlq_topic": "walkdead",
+                                 "kafka": {"session.timeout.ms": "6000"}}});
+    w.check(
+        "POST",
+        "/v1/jobs",
+        &s.call("POST", "/v1/jobs", Some(TOKEN), j2.to_string().as_bytes()),
+        201,
+        None,
+    );
+    wait_until(MINUTE, "j2's dead letter", || {
+        s.call("GET", "/v1/jobs/j2/dead-letters", None, b"").json()["records"]
+            .as_array()
+            .is_some_and(|r| r.len() == 1)
+    });
+    let letters = w.check(
+        "GET",
+        dl,
+        &call("GET", "/v1/jobs/j2/dead-letters", None),
+        200,
+        None,
+    );
+    let letter = &letters["records"][0];
+    assert_eq!(letters["total"], 1);
+    assert_eq!(
+        (
+            &letter["value"],
+            &letter["source_topic"],
+            &letter["source_offset"],
+            &letter["plugin_version"],
+            &letter["replayed"]
+        ),
+        (
+            &json!("poison"),
+            &json!("walk2"),
+            &json!(0),
+            &json!("faulty@1"),
+            &json!(false)
+        ),
+        "{letter}"
+    );
+    let failed = w.check(
+        "POST",
+        rp,
+        &call("POST", "/v1/jobs/j2/dead-letters/replay", Some(TOKEN)),
+        422,
+        Some("replay_failed"),
+    );
+    assert!(
+        failed["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("walkdead/0@0")),
+        "{failed}"
+    );
+    w.check(
+        "POST",
+        rp,
+        &s.call(
+            "POST",
+            "/v1/jobs/j2/dead-letters/replay",
+            Some(TOKEN),
+            b"{oops",
+        ),
+        400,
+        Some("bad_json"),
+    );
+    w.check(
+        "PATCH",
+        j,
+        &s.call("PATCH", "/v1/jobs/j2", Some(TOKEN), to("wc@1").as_bytes()),
+        200,
+        None,
+    );
+    let report = w.check(
+        "POST",
+        rp,
+        &s.call(
+            "POST",
+            "/v1/jobs/j2/dead-letters/replay",
+            Some(TOKEN),
+            b"{}",
+        ),
+        200,
+        None,
+    );
+    assert_eq!(
+        (&report["replayed"], &report["plugin_version"]),
+        (&json!(1), &json!("wc@1")),
+        "{report}"
+    );
+    assert_eq!(
+        s.call("GET", "/v1/jobs/j2/state/poison", None, b"").json()["value"],
+        "1"
+    );
+    let again = s
+        .call("POST", "/v1/jobs/j2/dead-letters/replay", Some(TOKEN), b"")
+        .json();
+    assert_eq!(
+        (&again["replayed"], &again["already_replayed"]),
+        (&json!(0), &json!(1)),
+        "{again}"
+    );
+    assert_eq!(
+        s.call("GET", "/v1/jobs/j2/state/poison", None, b"").json()["value"],
+        "1"
+    );
+    let letters = s.call("GET", "/v1/jobs/j2/dead-letters", None, b"").json();
+    assert_eq!(letters["records"][0]["replayed"], true);
+    w.check(
+        "DELETE",
+        j,
+        &call("DELETE", "/v1/jobs/j2", Some(TOKEN)),
+        204,
+        None,
+    );
+
     // Plugin removal.
     w.check(
         "DELETE",
@@ -640,4 +936,35 @@ fn metrics_describe_the_server_with_no_job_running() {
     ] {
         assert!(has(&line), "{line} is not in /metrics:\n{body}");
     }
+}
+
+#[test]
+fn a_page_of_another_site_cannot_change_anything() {
+    // A loopback server without a token: any local process may change it, but a page a
+    // browser loaded from elsewhere must not (its cross-site requests carry its Origin).
+    let (redis, kafka) = (Redis::start_in_memory(), Tansu::start());
+    let cache = tempfile::tempdir().expect("cache");
+    let s = serve(&redis, &kafka.brokers(), None, &[], cache.path());
+    let body = br#"{"id": "x", "plugin": "wc@1", "topics": ["t"]}"#;
+    let from = |origin: &str| {
+        streamhost_tests::http::request_with(
+            &s.addr,
+            "POST",
+            "/v1/jobs",
+            None,
+            &[("Origin", origin), ("Content-Type", "text/plain")],
+            body,
+        )
+        .expect("answer")
+    };
+    let refused = from("http://evil.example");
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert_eq!(refused.json()["reason"], "cross_origin");
+    // The console's own page (same origin) gets as far as the registry lookup.
+    let own = from(&format!("http://{}", s.addr));
+    assert_eq!(own.status, 404, "{}", own.text());
+    assert_eq!(own.json()["reason"], "not_found");
+    assert!(redis.hgetall("streamhost:serve:jobs").is_empty());
+    let info = s.call("GET", "/v1/info", None, b"").json();
+    assert_eq!(info["token_required"], false);
 }

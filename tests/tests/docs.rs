@@ -68,6 +68,36 @@ fn matches(pattern: &str, key: &str) -> bool {
     p.len() == k.len() && p.iter().zip(&k).all(|(p, k)| segment(p, k))
 }
 
+/// A dead letter of `job` as a partition worker writes one: the failed record and the
+/// headers saying where it came from.
+fn dead_letter(brokers: &str, topic: &str, job: &str) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::FutureRecord;
+    let headers = [
+        (
+            "streamhost-error",
+            "plugin marked record #0 of the batch as poison",
+        ),
+        ("streamhost-job", job),
+        ("streamhost-source-topic", "words"),
+        ("streamhost-source-partition", "0"),
+        ("streamhost-source-offset", "0"),
+    ]
+    .into_iter()
+    .fold(OwnedHeaders::new(), |h, (key, value)| {
+        h.insert(Header {
+            key,
+            value: Some(value),
+        })
+    });
+    let record = FutureRecord::<(), str>::to(topic)
+        .partition(0)
+        .payload("replayed word")
+        .headers(headers);
+    futures::executor::block_on(producer(brokers).send(record, Duration::from_secs(30)))
+        .expect("dead letter produced");
+}
+
 #[test]
 fn every_documented_redis_key_and_metric_exists() {
     let text = docs();
@@ -115,6 +145,24 @@ fn every_documented_redis_key_and_metric_exists() {
             .status,
         201
     );
+    // And a replayed dead letter, whose cursor exists only then.
+    create_topic(&kafka.brokers(), "dead", 1);
+    let job = r#"{"id": "wcd", "plugin": "wordcount@1", "topics": ["words"], "partitions": [0],
+                  "settings": {"on_error": "dlq", "dlq_topic": "dead"}}"#;
+    assert_eq!(
+        s.call("POST", "/v1/jobs", Some("t0ken"), job.as_bytes())
+            .status,
+        201
+    );
+    dead_letter(&kafka.brokers(), "dead", "wcd");
+    let replay = s.call(
+        "POST",
+        "/v1/jobs/wcd/dead-letters/replay",
+        Some("t0ken"),
+        b"",
+    );
+    assert_eq!(replay.status, 200, "{}", replay.text());
+    assert_eq!(replay.json()["replayed"], 1);
     let (wcp_offsets, _) = partition_keys("wcp", "wcp", "words", 0);
     s.host
         .wait_for(MINUTE, "the jobs to commit every record", || {

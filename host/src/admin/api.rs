@@ -60,6 +60,15 @@ pub fn redis_down(e: impl std::fmt::Display) -> ApiError {
     )
 }
 
+/// A query string the route cannot read (an unknown parameter, a limit that is not a
+/// number), answered as JSON like every other error.
+pub fn bad_query(e: axum::extract::rejection::QueryRejection) -> ApiError {
+    bad_request(
+        "bad_query",
+        format!("{}; see docs/openapi.json", e.body_text()),
+    )
+}
+
 pub fn bad_request(reason: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, reason, message)
 }
@@ -77,9 +86,22 @@ pub async fn blocking<T: Send + 'static>(
     })
 }
 
-/// Mutating calls need `Authorization: Bearer <token>` when a token is configured.
+/// Mutating calls need `Authorization: Bearer <token>` when a token is configured, and
+/// none may come from another site's page: a browser sends a cross-site form POST to a
+/// loopback server without a token, and its `Origin` says where it came from.
 pub async fn authorize(State(admin): State<Shared>, request: Request, next: Next) -> Response {
     let mutating = !matches!(*request.method(), Method::GET | Method::HEAD);
+    if mutating && let Some(origin) = cross_origin(&request) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross_origin",
+            format!(
+                "refusing a change requested by a page of {origin}: use the console this \
+                 server serves, or a client that sends no Origin header"
+            ),
+        )
+        .into_response();
+    }
     if let (true, Some(token)) = (mutating, &admin.token) {
         let presented = request
             .headers()
@@ -101,6 +123,22 @@ pub async fn authorize(State(admin): State<Shared>, request: Request, next: Next
         }
     }
     next.run(request).await
+}
+
+/// The request's `Origin` when it names another host than the one the request was sent
+/// to (`Host`).
+fn cross_origin(request: &Request) -> Option<String> {
+    let origin = request.headers().get(header::ORIGIN)?.to_str().ok()?;
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let origin_host = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .unwrap_or(origin);
+    (!origin_host.eq_ignore_ascii_case(host)).then(|| origin.to_owned())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -69,6 +69,28 @@ impl JobHandle {
         }
     }
 
+    /// A job defined but not running: shown with its plugin until it is started.
+    fn stopped(spec: JobSpec, entry: Entry) -> Self {
+        JobHandle {
+            slot: None,
+            progress: Arc::default(),
+            spec,
+            entry,
+            stop: Arc::new(AtomicBool::new(true)),
+            ready: Arc::new(AtomicBool::new(false)),
+            state: Arc::new(Mutex::new(JobState::Stopped)),
+            thread: None,
+        }
+    }
+
+    pub(super) fn progress(&self) -> &Arc<Progress> {
+        &self.progress
+    }
+
+    pub(super) fn spec(&self) -> &JobSpec {
+        &self.spec
+    }
+
     /// The job's state as the API and `/metrics` name it, and its error if it failed.
     pub(super) fn status(&self) -> (&'static str, Option<String>) {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -82,23 +104,35 @@ impl JobHandle {
 
     fn view(&self) -> serde_json::Value {
         let (status, error) = self.status();
-        let partitions: Vec<serde_json::Value> = self
-            .progress
+        let p = &self.progress;
+        let partitions: Vec<serde_json::Value> = p
             .partitions()
             .into_iter()
             .map(|(topic, partition, committed, lag)| {
-                json!({"topic": topic, "partition": partition, "committed": committed, "lag": lag})
+                let end = lag.map(|l| committed + l);
+                json!({"topic": topic, "partition": partition, "committed": committed, "end": end, "lag": lag})
             })
+            .collect();
+        let (errors, dead_lettered) = p.error_counts();
+        let rate: Vec<(i64, f64)> = p
+            .rates()
+            .into_iter()
+            .map(|(t, r)| (t, (r * 10.0).round() / 10.0))
             .collect();
         json!({
             "id": self.spec.id,
             "spec": self.spec.shown(),
             "status": status,
             "error": error,
+            "plugin_name": self.entry.name,
             "plugin_version": self.entry.version,
             "plugin_digest": self.entry.digest,
-            "records": self.progress.records(),
+            "records": p.records(),
             "partitions": partitions,
+            "rate": rate,
+            "errors": errors,
+            "dead_lettered": dead_lettered,
+            "recent_errors": p.recent_errors(),
         })
     }
 
@@ -115,9 +149,15 @@ impl Admin {
     pub(super) fn resume_stored_jobs(&self) -> Result<(), ApiError> {
         for spec in self.stored_specs()? {
             let id = spec.id.clone();
-            let handle = self
-                .prepare(&spec)
-                .and_then(|(entry, plugin)| self.start(spec.clone(), entry, plugin));
+            let handle = if spec.stopped {
+                self.registry
+                    .resolve(&Reference::parse(&spec.plugin)?)
+                    .map(|entry| JobHandle::stopped(spec.clone(), entry))
+                    .map_err(ApiError::from)
+            } else {
+                self.prepare(&spec)
+                    .and_then(|(entry, plugin)| self.start(spec.clone(), entry, plugin))
+            };
             let handle = handle.unwrap_or_else(|e| {
                 tracing::error!(job = %id, error = %e.message, "cannot resume job");
                 JobHandle::failed(spec, e.message)
@@ -204,7 +244,7 @@ impl Admin {
         Ok((entry, plugin))
     }
 
-    fn runtime_for(&self, limits: &Limits) -> Result<Arc<Runtime>, ApiError> {
+    pub(super) fn runtime_for(&self, limits: &Limits) -> Result<Arc<Runtime>, ApiError> {
         if limits == self.runtime.limits() {
             return Ok(self.runtime.clone());
         }
@@ -250,7 +290,7 @@ impl Admin {
         let stop = Arc::new(AtomicBool::new(false));
         let ready = Arc::new(AtomicBool::new(false));
         let progress = Arc::new(Progress::default());
-        let group = spec.group.clone().unwrap_or_else(|| spec.id.clone());
+        let group = spec.namespace().to_owned();
         let mut kafka = self.kafka.clone();
         kafka.extend(s.kafka.clone());
         let config = JobConfig {
@@ -361,7 +401,11 @@ pub async fn create_job(
                 format!("job {} already exists; PATCH or DELETE it", spec.id),
             ));
         }
-        let handle = admin.start(spec.clone(), entry, plugin)?;
+        let handle = if spec.stopped {
+            JobHandle::stopped(spec.clone(), entry)
+        } else {
+            admin.start(spec.clone(), entry, plugin)?
+        };
         let view = handle.view();
         admin
             .jobs
@@ -381,7 +425,7 @@ pub async fn list_jobs(State(admin): State<Shared>) -> Response {
     axum::Json(json!({ "jobs": views })).into_response()
 }
 
-fn job_not_found(id: &str) -> ApiError {
+pub(super) fn job_not_found(id: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",
@@ -425,7 +469,11 @@ pub async fn patch_job(
             *job.state.lock().unwrap_or_else(|p| p.into_inner()),
             JobState::Running
         );
-        if let (true, Some(slot)) = (running, &job.slot) {
+        if job.spec.stopped {
+            // Swapped while stopped: it starts on the new version when started.
+            job.spec = new_spec;
+            job.entry = entry;
+        } else if let (true, Some(slot)) = (running, &job.slot) {
             let generation = slot.swap(plugin);
             tracing::info!(job = %id, plugin = %new_spec.plugin, digest = %entry.digest, generation, "plugin swap requested");
             job.spec = new_spec;
@@ -436,6 +484,90 @@ pub async fn patch_job(
             *job = admin.start(new_spec, entry, plugin)?;
         }
         Ok(job.view())
+    })
+    .await?;
+    Ok(axum::Json(view).into_response())
+}
+
+/// Stops a job and keeps its definition: it stays stopped across restarts until started.
+pub async fn stop_job(
+    State(admin): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let view = blocking(move || {
+        let spec = {
+            let jobs = admin.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            jobs.get(&id)
+                .ok_or_else(|| job_not_found(&id))?
+                .spec
+                .clone()
+        };
+        let stopped = JobSpec {
+            stopped: true,
+            ..spec
+        };
+        admin.store_spec(&stopped, false)?;
+        // The job thread is joined outside the jobs lock: a job stopping takes up to a
+        // batch, and the console and /metrics read the list meanwhile.
+        let thread = {
+            let mut jobs = admin.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            let job = jobs.get_mut(&id).ok_or_else(|| job_not_found(&id))?;
+            job.stop.store(true, Ordering::SeqCst);
+            job.thread.take()
+        };
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+        let mut jobs = admin.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let job = jobs.get_mut(&id).ok_or_else(|| job_not_found(&id))?;
+        *job = JobHandle::stopped(stopped, job.entry.clone());
+        let view = job.view();
+        drop(jobs);
+        tracing::info!(job = %id, "job stopped");
+        Ok(view)
+    })
+    .await?;
+    Ok(axum::Json(view).into_response())
+}
+
+/// Starts a stopped or failed job again, on the plugin version its definition names.
+pub async fn start_job(
+    State(admin): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let view = blocking(move || {
+        let (spec, status) = {
+            let jobs = admin.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            let job = jobs.get(&id).ok_or_else(|| job_not_found(&id))?;
+            (job.spec.clone(), job.status().0)
+        };
+        if matches!(status, "running" | "starting") {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "job_running",
+                format!(
+                    "job {id} is already running; stop it first, or PATCH it to swap its plugin"
+                ),
+            ));
+        }
+        let spec = JobSpec {
+            stopped: false,
+            ..spec
+        };
+        let (entry, plugin) = admin.prepare(&spec)?;
+        admin.store_spec(&spec, false)?;
+        let handle = admin.start(spec, entry, plugin)?;
+        let view = handle.view();
+        let old = admin
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), handle);
+        if let Some(mut old) = old {
+            old.stop_and_join();
+        }
+        tracing::info!(job = %id, "job started again");
+        Ok(view)
     })
     .await?;
     Ok(axum::Json(view).into_response())

@@ -1,6 +1,8 @@
-//! `host serve`: the admin HTTP API. Plugins go into the registry (Redis), jobs are
-//! defined, inspected, hot-swapped and deleted over `/v1`; `/metrics`, `/healthz` and
-//! `/readyz` sit beside it. The API is described in docs/openapi.json.
+//! `host serve`: the admin HTTP API and the console. Plugins go into the registry (Redis),
+//! jobs are defined, inspected, stopped, started, hot-swapped and deleted over `/v1`, their
+//! state read and their dead letters replayed; the console at `/` draws itself from the
+//! same API; `/metrics`, `/healthz` and `/readyz` sit beside it. The API is described in
+//! docs/openapi.json.
 //!
 //! Each job runs as in `host run` (its own consumer, producer, Redis connections and
 //! partition threads) on a thread of its own: one job failing does not touch another.
@@ -8,10 +10,13 @@
 //! server resumes its jobs; their offsets and state are in Redis anyway.
 
 mod api;
+mod console;
+mod dead_letters;
 mod jobs;
 mod plugins;
 pub mod registry;
 mod spec;
+mod state;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,7 +28,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::middleware;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 
 use crate::cli::ServeArgs;
 use crate::runtime::{Limits, Runtime, RuntimeOptions};
@@ -70,6 +75,22 @@ fn router(admin: Shared, ready: Arc<AtomicBool>) -> Router {
                 .patch(jobs::patch_job)
                 .delete(jobs::delete_job),
         )
+        .route("/v1/jobs/{id}/stop", post(jobs::stop_job))
+        .route("/v1/jobs/{id}/start", post(jobs::start_job))
+        .route("/v1/jobs/{id}/state", get(state::scan_state))
+        .route("/v1/jobs/{id}/state/{*key}", get(state::get_state))
+        .route(
+            "/v1/jobs/{id}/dead-letters",
+            get(dead_letters::list_dead_letters),
+        )
+        .route(
+            "/v1/jobs/{id}/dead-letters/replay",
+            post(dead_letters::replay_dead_letters),
+        )
+        .route("/v1/info", get(console::info))
+        .route("/", get(console::index))
+        .route("/console/app.js", get(console::app_js))
+        .route("/console/app.css", get(console::app_css))
         // The upload handler enforces its own limit with a JSON answer.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(
@@ -121,6 +142,41 @@ fn count_jobs_and_plugins(admin: &Admin) {
             admin.metrics.plugins.set(entries.len() as i64);
         }
         Err(e) => tracing::debug!(error = %e, "counting plugins for /metrics"),
+    }
+}
+
+/// The definition of `host serve` job `id`, if the server at `redis` has one (`host state`
+/// and `host dlq` take a served job's namespace, plugin and dead-letter topic from it).
+pub fn stored_job(redis: &crate::store::redis::Redis, id: &str) -> anyhow::Result<Option<JobSpec>> {
+    use redis::Commands;
+    let mut conn = redis
+        .connect()
+        .map_err(|e| redis.error(JOBS_KEY, e))
+        .with_context(|| format!("reading job definitions in {JOBS_KEY}"))?;
+    let json: Option<String> = conn
+        .hget(JOBS_KEY, id)
+        .map_err(|e| redis.error(JOBS_KEY, e))?;
+    json.map(|j| {
+        serde_json::from_str(&j)
+            .with_context(|| format!("job {id}'s definition in {JOBS_KEY} is not readable"))
+    })
+    .transpose()
+}
+
+/// Samples every job's record count for the console's rate charts.
+async fn sample_rates(admin: Shared) {
+    let mut every = tokio::time::interval(crate::telemetry::progress::RATE_EVERY);
+    loop {
+        every.tick().await;
+        let now = crate::telemetry::metrics::unix_ms();
+        for job in admin
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            job.progress().sample(now);
+        }
     }
 }
 
@@ -207,6 +263,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(addr = %bound, "admin API on http://{bound}/v1, metrics on /metrics");
     let ready = Arc::new(AtomicBool::new(true));
     let app = router(admin.clone(), ready);
+    let sampled = admin.clone();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -215,6 +272,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let wait_stop = stop.clone();
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
+        tokio::spawn(sample_rates(sampled));
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 while !wait_stop.load(Ordering::SeqCst) {

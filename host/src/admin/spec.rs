@@ -38,9 +38,18 @@ pub struct JobSpec {
     pub partitions: Option<Vec<i32>>,
     #[serde(default)]
     pub settings: JobSettings,
+    /// Defined but not running (`POST /v1/jobs/{id}/stop`); a restarted server leaves it
+    /// stopped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
 }
 
 impl JobSpec {
+    /// The job's namespace in Redis (its state and offsets), as `host run --group/--job`.
+    pub fn namespace(&self) -> &str {
+        self.group.as_deref().unwrap_or(&self.id)
+    }
+
     /// The definition as API answers show it: the values of secret Kafka properties
     /// (`sasl.password`, `ssl.key.password`, ...) and of secret-looking plugin settings
     /// as `***`. The stored definition keeps them (a restarted server needs them); guard

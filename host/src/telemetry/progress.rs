@@ -1,7 +1,8 @@
 //! What a running job shows its operator: on a terminal a live line (records/s, lag,
-//! last committed offsets), elsewhere a plain log line every so often.
+//! last committed offsets), elsewhere a plain log line every so often; in `host serve`
+//! the console's view (rate history, errors, dead letters).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,11 +25,37 @@ struct PartitionProgress {
     lag: Option<i64>,
 }
 
+/// How many of a job's latest errors are kept for the console.
+const RECENT_ERRORS: usize = 20;
+
+/// How many rate samples are kept: one per [`RATE_EVERY`], ten minutes.
+const RATE_SAMPLES: usize = 120;
+pub const RATE_EVERY: Duration = Duration::from_secs(5);
+
+/// One failure a partition worker met: a failed attempt, a poison record, a batch set
+/// aside. The console lists the newest.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ErrorNote {
+    pub at_ms: i64,
+    pub topic: String,
+    pub partition: i32,
+    /// The record's offset (poison records), or the batch's first offset.
+    pub offset: Option<i64>,
+    /// retry | poison | dead_letter | skip | failed
+    pub kind: &'static str,
+    pub message: String,
+}
+
 /// Counters the partition workers update after each commit.
 #[derive(Default)]
 pub struct Progress {
     records: AtomicU64,
+    errors: AtomicU64,
+    dead_lettered: AtomicU64,
     partitions: Mutex<BTreeMap<(String, i32), PartitionProgress>>,
+    recent_errors: Mutex<VecDeque<ErrorNote>>,
+    /// (unix ms, records so far) every RATE_EVERY, oldest first.
+    samples: Mutex<VecDeque<(i64, u64)>>,
 }
 
 impl Progress {
@@ -55,6 +82,61 @@ impl Progress {
 
     pub fn records(&self) -> u64 {
         self.records.load(Ordering::Relaxed)
+    }
+
+    /// A failure the job met (and handled, or not): counted and kept among the newest.
+    pub fn error(&self, note: ErrorNote) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let mut recent = self.recent_errors.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() == RECENT_ERRORS {
+            recent.pop_back();
+        }
+        recent.push_front(note);
+    }
+
+    pub fn dead_lettered(&self, records: u64) {
+        self.dead_lettered.fetch_add(records, Ordering::Relaxed);
+    }
+
+    /// (failures, records dead-lettered) so far.
+    pub fn error_counts(&self) -> (u64, u64) {
+        (
+            self.errors.load(Ordering::Relaxed),
+            self.dead_lettered.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The newest failures first.
+    pub fn recent_errors(&self) -> Vec<ErrorNote> {
+        self.recent_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Takes a sample of the record count (`host serve` does, every RATE_EVERY).
+    pub fn sample(&self, now_ms: i64) {
+        let records = self.records();
+        let mut samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        if samples.len() == RATE_SAMPLES + 1 {
+            samples.pop_front();
+        }
+        samples.push_back((now_ms, records));
+    }
+
+    /// Records per second between consecutive samples: (unix ms, rate), oldest first.
+    pub fn rates(&self) -> Vec<(i64, f64)> {
+        let samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        samples
+            .iter()
+            .zip(samples.iter().skip(1))
+            .map(|(&(t0, r0), &(t1, r1))| {
+                let secs = ((t1 - t0).max(1)) as f64 / 1000.0;
+                (t1, r1.saturating_sub(r0) as f64 / secs)
+            })
+            .collect()
     }
 
     /// (topic, partition, committed offset, lag if known) of every partition seen.
@@ -148,4 +230,39 @@ fn terminal_width() -> usize {
         .ok()
         .and_then(|c| c.parse().ok())
         .unwrap_or(120)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ErrorNote, Progress, RECENT_ERRORS};
+
+    #[test]
+    fn rates_come_from_consecutive_samples() {
+        let p = Progress::default();
+        p.sample(1_000);
+        p.committed("t", 0, 10, Some(0), 50);
+        p.sample(6_000);
+        p.committed("t", 0, 20, Some(0), 25);
+        p.sample(11_000);
+        assert_eq!(p.rates(), vec![(6_000, 10.0), (11_000, 5.0)]);
+    }
+
+    #[test]
+    fn only_the_newest_errors_are_kept_but_all_are_counted() {
+        let p = Progress::default();
+        for i in 0..(RECENT_ERRORS as i64 + 5) {
+            p.error(ErrorNote {
+                at_ms: i,
+                topic: "t".into(),
+                partition: 0,
+                offset: Some(i),
+                kind: "retry",
+                message: format!("failure {i}"),
+            });
+        }
+        let recent = p.recent_errors();
+        assert_eq!(recent.len(), RECENT_ERRORS);
+        assert_eq!(recent[0].offset, Some(RECENT_ERRORS as i64 + 4));
+        assert_eq!(p.error_counts().0, RECENT_ERRORS as u64 + 5);
+    }
 }
