@@ -191,3 +191,81 @@ fn a_replay_killed_midway_and_run_again_counts_every_dead_letter_once() {
     assert_eq!(report["already_replayed"], total as i64, "{report}");
     assert_eq!(poison_count(&redis), total as i64);
 }
+
+#[test]
+fn under_the_partition_scope_each_dead_letter_replays_into_its_own_partition() {
+    let (redis, kafka) = (Redis::start_in_memory(), Tansu::start());
+    let brokers = kafka.brokers();
+    create_topic(&brokers, "words", 2);
+    create_topic(&brokers, "dead", 1);
+    let p = producer(&brokers);
+    let poison = |n: usize| -> Vec<Vec<u8>> {
+        (0..2 * n)
+            .map(|i| {
+                if i % 2 == 0 {
+                    &b"poison"[..]
+                } else {
+                    &b"fine"[..]
+                }
+                .to_vec()
+            })
+            .collect()
+    };
+    produce(&p, "words", 0, &poison(3));
+    produce(&p, "words", 1, &poison(5));
+    let cache = tempfile::tempdir().unwrap();
+    let scope = ["--state-scope", "partition"];
+    let mut extra = vec!["--on-error", "dlq", "--dlq-topic", "dead"];
+    extra.extend(scope);
+    let mut job = Host::spawn(
+        &plugin_run_args("faulty", &brokers, &redis.url(), "words", "rp", &extra),
+        cache.path(),
+    );
+    job.wait_for(MINUTE, "both partitions to commit", || {
+        redis.hgetall("streamhost:{rp:0}:offsets:rp:words").get("0") == Some(&"6".to_owned())
+            && redis.hgetall("streamhost:{rp:1}:offsets:rp:words").get("1")
+                == Some(&"10".to_owned())
+    });
+    job.signal(libc::SIGTERM);
+    assert!(job.wait(MINUTE).success(), "{}", job.log_text());
+
+    let wasm = plugin("wordcount");
+    let url = redis.url();
+    let args = [
+        "dlq",
+        "replay",
+        "--job",
+        "rp",
+        "--dlq-topic",
+        "dead",
+        "--plugin",
+        wasm.to_str().unwrap_or_default(),
+        "--brokers",
+        &brokers,
+        "--redis",
+        &url,
+        "--json",
+    ];
+    let report = stdout_json(&host(&args, cache.path()));
+    assert_eq!(report["replayed"], 8, "{report}");
+    for (partition, count) in [(0, "3"), (1, "5")] {
+        let state = redis.hgetall(&format!("streamhost:{{rp:{partition}}}:state"));
+        assert_eq!(
+            state.get("poison").map(String::as_str),
+            Some(count),
+            "partition {partition}'s state: {state:?}"
+        );
+        let cursor = redis.hgetall(&format!(
+            "streamhost:{{rp:{partition}}}:offsets:rp:dlq-replay:dead:0"
+        ));
+        assert!(
+            cursor.contains_key(&partition.to_string()),
+            "partition {partition}'s cursor beside its state: {cursor:?}"
+        );
+    }
+    let again = stdout_json(&host(&args, cache.path()));
+    assert_eq!(
+        (&again["replayed"], &again["already_replayed"]),
+        (&serde_json::json!(0), &serde_json::json!(8))
+    );
+}
