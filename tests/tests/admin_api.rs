@@ -804,13 +804,43 @@ fn jobs_are_isolated_and_resume_after_a_restart() {
         "the failed batch must not commit"
     );
 
-    // Restart the server: both jobs come back from Redis; the counter goes on exactly.
+    // A job defined stopped, and (written behind the server's back) a stopped one whose
+    // plugin reference does not parse: neither may keep the server from resuming the others.
+    let paused = json!({"id": "paused", "plugin": "wc@1", "topics": ["words"], "stopped": true});
+    let r = s.call(
+        "POST",
+        "/v1/jobs",
+        Some(TOKEN),
+        paused.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    redis::cmd("HSET")
+        .arg("streamhost:serve:jobs")
+        .arg("ghost")
+        .arg(r#"{"id": "ghost", "plugin": "No Such/Ref", "topics": ["words"], "stopped": true}"#)
+        .query::<i64>(&mut redis.conn())
+        .expect("HSET");
+
+    // Restart the server: the jobs come back from Redis; the counter goes on exactly.
     s.host.signal(libc::SIGTERM);
     let status = s.host.wait(MINUTE);
     assert!(status.success(), "{status}: {}", s.host.log_text());
     let s = serve(&redis, &brokers, Some(TOKEN), &[], cache.path());
     let jobs = s.call("GET", "/v1/jobs", None, b"").json();
-    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(2), "{jobs}");
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(4), "{jobs}");
+    assert_eq!(s.job("paused")["status"], "stopped");
+    assert!(
+        redis.offsets("paused", "words").is_empty(),
+        "a stopped job does not run"
+    );
+    let ghost = s.job("ghost");
+    assert_eq!(ghost["status"], "failed", "{ghost}");
+    assert!(
+        ghost["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("No Such/Ref")),
+        "{ghost}"
+    );
     let second = text_values(2, 200);
     produce(&p, "words", 0, &second);
     wait_until(MINUTE, "the counter to commit after the restart", || {

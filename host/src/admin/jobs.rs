@@ -150,8 +150,9 @@ impl Admin {
         for spec in self.stored_specs()? {
             let id = spec.id.clone();
             let handle = if spec.stopped {
-                self.registry
-                    .resolve(&Reference::parse(&spec.plugin)?)
+                // A stopped job is not loaded: only its registry entry is shown.
+                Reference::parse(&spec.plugin)
+                    .and_then(|r| self.registry.resolve(&r))
                     .map(|entry| JobHandle::stopped(spec.clone(), entry))
                     .map_err(ApiError::from)
             } else {
