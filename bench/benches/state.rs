@@ -32,15 +32,10 @@ fn main() {
     }
     let n = env_number("STREAMHOST_BENCH_KEYS", 1_000_000);
     let redis = Redis::start_in_memory();
+    redis.fill_hash(&state_key("big"), n, |i| {
+        (format!("user:{i:07}"), i.to_string())
+    });
     let mut conn = redis.conn();
-    for chunk in (0..n).step_by(10_000) {
-        let mut cmd = redis::cmd("HSET");
-        cmd.arg(state_key("big"));
-        for i in chunk..(chunk + 10_000).min(n) {
-            cmd.arg(format!("user:{i:07}")).arg(i);
-        }
-        cmd.query::<i64>(&mut conn).expect("HSET");
-    }
     println!("\nstate: {n} keys in one job's state hash, Redis in memory, release host\n");
 
     // Baseline: the same HSCAN steps, straight from this process.
@@ -76,20 +71,8 @@ fn main() {
     assert_eq!(created.status, 201, "{}", created.text());
 
     let started = Instant::now();
-    let (mut cursor, mut seen, mut pages) = (None::<String>, 0usize, 0usize);
-    loop {
-        let path = match &cursor {
-            Some(c) => format!("/v1/jobs/big/state?limit=1000&cursor={c}"),
-            None => "/v1/jobs/big/state?limit=1000".to_owned(),
-        };
-        let page = s.call("GET", &path, None, b"").json();
-        pages += 1;
-        seen += page["entries"].as_array().map_or(0, Vec::len);
-        match page["cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => break,
-        }
-    }
+    let mut seen = 0usize;
+    let pages = s.scan_state("big", "limit=1000", |_| seen += 1);
     report(
         &format!("GET /v1/jobs/big/state ({pages} pages)"),
         seen,

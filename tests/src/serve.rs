@@ -75,4 +75,28 @@ impl Server {
         self.call("GET", &format!("/v1/jobs/{id}"), None, b"")
             .json()
     }
+
+    /// Scans job `id`'s state page after page (`query` as in `limit=1000&prefix=a`, the
+    /// cursor added), calling `each` with every entry; returns how many pages it took.
+    pub fn scan_state(&self, id: &str, query: &str, mut each: impl FnMut(&Value)) -> usize {
+        let mut cursor: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/v1/jobs/{id}/state?{query}&cursor={c}"),
+                None => format!("/v1/jobs/{id}/state?{query}"),
+            };
+            let page = self.call("GET", &path, None, b"").json();
+            pages += 1;
+            page["entries"]
+                .as_array()
+                .unwrap_or_else(|| panic!("GET {path}: {page}"))
+                .iter()
+                .for_each(&mut each);
+            match page["cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return pages,
+            }
+        }
+    }
 }

@@ -157,6 +157,20 @@ impl Redis {
             .collect()
     }
 
+    /// Writes `n` fields into hash `key`, `field(i)` for i in 0..n, 10,000 per HSET.
+    pub fn fill_hash(&self, key: &str, n: usize, field: impl Fn(usize) -> (String, String)) {
+        let mut conn = self.conn();
+        for chunk in (0..n).step_by(10_000) {
+            let mut cmd = redis::cmd("HSET");
+            cmd.arg(key);
+            for i in chunk..(chunk + 10_000).min(n) {
+                let (k, v) = field(i);
+                cmd.arg(k).arg(v);
+            }
+            cmd.query::<i64>(&mut conn).expect("HSET");
+        }
+    }
+
     /// Per Redis command: (calls so far, microseconds per call), from INFO commandstats
     /// (the commands scripts run count too).
     pub fn command_stats(&self) -> BTreeMap<String, (u64, f64)> {

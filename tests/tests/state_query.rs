@@ -31,15 +31,10 @@ fn a_million_keys_scan_exactly_and_the_job_commits_meanwhile() {
     assert_eq!(created.status, 201, "{}", created.text());
 
     // A million keys the job did not write, in its state hash.
+    redis.fill_hash(&state_key("big"), KEYS, |i| {
+        (format!("user:{i:06}"), i.to_string())
+    });
     let mut conn = redis.conn();
-    for chunk in 0..KEYS / 10_000 {
-        let mut cmd = redis::cmd("HSET");
-        cmd.arg(state_key("big"));
-        for i in chunk * 10_000..(chunk + 1) * 10_000 {
-            cmd.arg(format!("user:{i:06}")).arg(i);
-        }
-        cmd.query::<i64>(&mut conn).expect("HSET");
-    }
     redis::cmd("HSET")
         .arg(state_key("big"))
         .arg("a/b c")
@@ -74,22 +69,9 @@ fn a_million_keys_scan_exactly_and_the_job_commits_meanwhile() {
     let counted_before = alpha();
     let started = Instant::now();
     let mut seen: HashSet<String> = HashSet::with_capacity(KEYS + 8);
-    let (mut cursor, mut pages) = (None::<String>, 0);
-    loop {
-        let path = match &cursor {
-            Some(c) => format!("/v1/jobs/big/state?limit=1000&cursor={c}"),
-            None => "/v1/jobs/big/state?limit=1000".to_owned(),
-        };
-        let page = s.call("GET", &path, None, b"").json();
-        pages += 1;
-        for e in page["entries"].as_array().expect("entries") {
-            seen.insert(e["key"].as_str().expect("key").to_owned());
-        }
-        match page["cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => break,
-        }
-    }
+    let pages = s.scan_state("big", "limit=1000", |e| {
+        seen.insert(e["key"].as_str().expect("key").to_owned());
+    });
     let took = started.elapsed();
     let counted_during = alpha() - counted_before;
     let after = redis.command_stats();
@@ -128,28 +110,9 @@ fn a_million_keys_scan_exactly_and_the_job_commits_meanwhile() {
     // A rare prefix: pages without entries carry the cursor on, and the whole scan
     // finds exactly its ten keys.
     let mut found = Vec::new();
-    let (mut cursor, mut pages) = (None::<String>, 0);
-    loop {
-        let path = format!(
-            "/v1/jobs/big/state?prefix=user%3A12345&limit=100{}",
-            cursor
-                .as_ref()
-                .map_or(String::new(), |c| format!("&cursor={c}"))
-        );
-        let page = s.call("GET", &path, None, b"").json();
-        pages += 1;
-        found.extend(
-            page["entries"]
-                .as_array()
-                .expect("entries")
-                .iter()
-                .map(|e| e["key"].as_str().expect("key").to_owned()),
-        );
-        match page["cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => break,
-        }
-    }
+    let pages = s.scan_state("big", "prefix=user%3A12345&limit=100", |e| {
+        found.push(e["key"].as_str().expect("key").to_owned());
+    });
     found.sort();
     let want: Vec<String> = (123_450..123_460).map(|i| format!("user:{i}")).collect();
     assert_eq!(found, want);
