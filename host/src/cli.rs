@@ -295,6 +295,28 @@ pub struct RunArgs {
     #[arg(long, env = "STREAMHOST_OUTPUT_TOPIC")]
     pub output_topic: Option<String>,
 
+    /// How emits reach Kafka: at-least-once (produced before the batch commits; a crash
+    /// in between sends them again) or exactly-once (committed to a Redis outbox with the
+    /// batch's state, then published in Kafka transactions: `read_committed` consumers see
+    /// each once). Dead letters are at least once either way.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "at-least-once",
+        env = "STREAMHOST_DELIVERY"
+    )]
+    pub delivery: crate::pipeline::relay::Delivery,
+
+    /// Exactly-once: the shortest time between two Kafka transactions of a partition, in
+    /// milliseconds. Longer: fewer, larger transactions; shorter: emits visible sooner.
+    #[arg(long, default_value_t = 100, env = "STREAMHOST_TRANSACTION_INTERVAL_MS", value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub transaction_interval_ms: u64,
+
+    /// Exactly-once: most MiB of committed, unpublished emits per partition in the Redis
+    /// outbox; while Kafka does not take them, commits wait at this bound.
+    #[arg(long, default_value_t = 64, env = "STREAMHOST_OUTBOX_MAX_MB", value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub outbox_max_mb: u64,
+
     /// Read these partitions of every topic, without joining the consumer group
     /// (comma-separated or repeated).
     #[arg(long, env = "STREAMHOST_PARTITIONS", value_delimiter = ',', value_parser = clap::value_parser!(i32).range(0..))]

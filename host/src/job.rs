@@ -22,6 +22,7 @@ use crate::kafka::consumer::{
 use crate::kafka::mirror::{Mirror, MirrorHandle};
 use crate::kafka::producer::Sink;
 use crate::pipeline::policy::ErrorPolicy;
+use crate::pipeline::relay::{self, Delivery, RelaySettings};
 use crate::pipeline::slot::PluginSlot;
 use crate::pipeline::time::{PartitionTime, TimeSettings};
 use crate::pipeline::worker::{BatchLimits, NativeFactory, PartitionWorker, Processor};
@@ -66,6 +67,11 @@ pub struct JobConfig {
     pub progress: Arc<Progress>,
     /// Watermarks, idleness and late records (plugins of contract 0.2).
     pub time: TimeSettings,
+    /// How emits reach Kafka; with exactly-once, how often each partition's relay
+    /// commits a transaction and how many bytes its outbox may hold.
+    pub delivery: Delivery,
+    pub transaction_interval: Duration,
+    pub outbox_max_bytes: u64,
 }
 
 /// How often this host announces itself in Redis, and how long an announcement lasts.
@@ -85,6 +91,8 @@ struct Shared {
     store: Arc<RedisStore>,
     committer: Arc<Committer>,
     sink: Arc<Sink>,
+    /// `--delivery exactly-once`: what each partition's relay is started with.
+    relay: Option<RelaySettings>,
     stop: Arc<AtomicBool>,
     failure: Mutex<Option<String>>,
     /// Failures reported by worker threads.
@@ -207,6 +215,21 @@ impl Shared {
             runner.warm_up().map_err(|e| e.to_string())?;
             Processor::Plugin(runner)
         };
+        let stop = Arc::new(AtomicBool::new(false));
+        let relay = match &self.relay {
+            Some(settings) => Some(
+                relay::start(
+                    settings,
+                    self.store.clone(),
+                    (topic, partition),
+                    expected,
+                    stop.clone(),
+                    self.metrics.clone(),
+                )
+                .map_err(|e| format!("cannot start the relay of {topic}/{partition}: {e}"))?,
+            ),
+            None => None,
+        };
         self.prepared
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -228,7 +251,7 @@ impl Shared {
                 set_aside: 0,
                 metrics: self.metrics.clone(),
                 expected,
-                stop: Arc::new(AtomicBool::new(false)),
+                stop,
                 job_stop: self.stop.clone(),
                 plugin_slot: self.config.plugin.clone(),
                 generation,
@@ -241,6 +264,7 @@ impl Shared {
                 store: self.store.clone(),
                 time_settings: self.config.time.clone(),
                 time,
+                relay,
             });
         Ok(offset)
     }
@@ -428,6 +452,9 @@ pub fn run_from_args(
             kafka_give_up: Duration::from_millis(args.kafka_give_up_ms),
         },
         time: args.time.settings(),
+        delivery: args.delivery,
+        transaction_interval: Duration::from_millis(args.transaction_interval_ms),
+        outbox_max_bytes: args.outbox_max_mb * 1024 * 1024,
     };
     run(config, stop)
 }
@@ -506,12 +533,22 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     if let Some(addr) = config.metrics_addr {
         crate::telemetry::metrics::serve(addr, metrics.clone(), ready.clone())?;
     }
+    let relay_settings = (config.delivery == Delivery::ExactlyOnce).then(|| RelaySettings {
+        brokers: config.brokers.clone(),
+        kafka: config.kafka.clone(),
+        output_topic: config.output_topic.clone(),
+        job: config.job.clone(),
+        group: config.group.clone(),
+        interval: config.transaction_interval,
+        max_pending_bytes: config.outbox_max_bytes,
+    });
     let shared = Arc::new(Shared {
         metrics,
         config,
         committer: Arc::new(Committer::start(store.clone())),
         store: store.clone(),
         sink: sink.clone(),
+        relay: relay_settings,
         stop: stop.clone(),
         failure: Mutex::new(None),
         failures: Arc::new(Mutex::new(Vec::new())),

@@ -334,6 +334,9 @@ impl Admin {
             progress: progress.clone(),
             ready: ready.clone(),
             time: super::spec::time_of(s)?,
+            delivery: s.delivery,
+            transaction_interval: Duration::from_millis(s.transaction_interval_ms.min(60_000)),
+            outbox_max_bytes: s.outbox_max_mb.clamp(1, 4096) * 1024 * 1024,
         };
         let state = Arc::new(Mutex::new(JobState::Running));
         let (job_state, job_stop, id) = (state.clone(), stop.clone(), spec.id.clone());

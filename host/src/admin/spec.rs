@@ -105,6 +105,10 @@ pub struct JobSettings {
     pub allowed_lateness_ms: u64,
     /// process | drop | topic:NAME
     pub late_records: String,
+    /// at-least-once | exactly-once (`host run --delivery`).
+    pub delivery: crate::pipeline::relay::Delivery,
+    pub transaction_interval_ms: u64,
+    pub outbox_max_mb: u64,
     /// librdkafka properties for this job (added to the server's -X).
     pub kafka: BTreeMap<String, String>,
 }
@@ -135,6 +139,9 @@ impl Default for JobSettings {
             idle_timeout_ms: 0,
             allowed_lateness_ms: 0,
             late_records: "process".into(),
+            delivery: Default::default(),
+            transaction_interval_ms: 100,
+            outbox_max_mb: 64,
             kafka: BTreeMap::new(),
         }
     }

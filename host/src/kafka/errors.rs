@@ -146,6 +146,9 @@ impl Diagnostics {
 #[derive(Default)]
 pub struct QuietContext(pub Diagnostics);
 
+/// Also for the exactly-once relay's position reader, which never joins its group.
+impl rdkafka::consumer::ConsumerContext for QuietContext {}
+
 impl ClientContext for QuietContext {
     fn error(&self, error: KafkaError, reason: &str) {
         self.0.error(&error, reason);

@@ -60,17 +60,23 @@ impl Sink {
         })
     }
 
-    /// Sends every record and returns once all are acknowledged.
-    pub fn send(&self, records: &[OutputRecord]) -> Result<(), SinkError> {
-        if records.is_empty() {
-            return Ok(());
-        }
+    /// Every record has a topic: its own, or the job's output topic.
+    pub fn check_topics(&self, records: &[OutputRecord]) -> Result<(), SinkError> {
         if self.output_topic.is_none() {
             let count = records.iter().filter(|r| r.topic.is_none()).count();
             if count > 0 {
                 return Err(SinkError::NoOutputTopic { count });
             }
         }
+        Ok(())
+    }
+
+    /// Sends every record and returns once all are acknowledged.
+    pub fn send(&self, records: &[OutputRecord]) -> Result<(), SinkError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.check_topics(records)?;
         let mut pending = Vec::with_capacity(records.len());
         for record in records {
             let topic = match (&record.topic, &self.output_topic) {

@@ -13,7 +13,10 @@
 //! 3. wait for the previous batch's commit (see below). If it was fenced, drop this
 //!    batch's effects and re-seek; if it needed a retry, process this batch again (its
 //!    reads may have missed the previous batch's writes);
-//! 4. produce the emits and wait for the broker's acknowledgements;
+//! 4. produce the emits and wait for the broker's acknowledgements (`--delivery
+//!    exactly-once` instead encodes them as the batch's outbox entry, which commits in
+//!    step 5 with the state, and waits while the outbox is full; the relay,
+//!    `pipeline::relay`, publishes committed entries in Kafka transactions);
 //! 5. hand the commit to the committer (`store::redis::committer`), which applies it in
 //!    Redis atomically: if the stored offset is still the one this batch starts from, apply
 //!    the state writes, the timer changes and the partition's clock, and store `until`.
@@ -24,7 +27,7 @@
 //! committed only after N's commit was acknowledged, and a state read during N+1 waits
 //! for N's commit (`RedisStore::get_many`). A crash anywhere before a commit is applied
 //! leaves Redis untouched, so the batch is read again after a restart: state is
-//! exactly-once, emits at-least-once.
+//! exactly-once, emits at-least-once (exactly-once through the outbox).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -44,11 +47,13 @@ use crate::kafka::dead_letters::header as dlq;
 use crate::kafka::mirror::MirrorHandle;
 use crate::kafka::producer::Sink;
 use crate::pipeline::policy::{ErrorPolicy, OnError};
+use crate::pipeline::relay::{Blocked, RelayHandle};
 use crate::pipeline::slot::PluginSlot;
 use crate::pipeline::time::{self, Fired, LatePolicy, Next, PartitionTime, TimeSettings};
 use crate::runtime::{Header, OutputRecord, ProcessError, Runner};
 use crate::store::redis::RedisStore;
 use crate::store::redis::committer::{CommitRequest, Committer, Ticket};
+use crate::store::redis::outbox;
 use crate::store::{CommitOutcome, StoreError};
 use crate::telemetry::metrics::{
     LateLabels, Metrics, OutcomeLabels, PartitionLabels, PluginLabels,
@@ -199,6 +204,8 @@ pub struct PartitionWorker {
     /// The partition's event time; `None` for plugins without time (contract 0.1.0,
     /// native logic).
     pub time: Option<PartitionTime>,
+    /// `--delivery exactly-once`: the relay that publishes this partition's outbox.
+    pub relay: Option<RelayHandle>,
 }
 
 /// A batch run through the plugin, ready to produce and commit.
@@ -870,21 +877,39 @@ impl PartitionWorker {
         };
         let records_out = effects.emits.len() as u64;
         let emits = stamped_emits(effects.emits, &self.topic, self.partition, from, until);
-        let mut attempt = 0;
-        while let Err(e) = self.sink.send(&emits) {
-            attempt += 1;
-            if attempt > self.policy.max_retries {
-                return Err(self.batch_error(
-                    from,
-                    until,
-                    anyhow::Error::from(e).context(format!("gave up after {attempt} attempts")),
-                ));
+        let outbox = match &self.relay {
+            Some(relay) => {
+                self.sink
+                    .check_topics(&emits)
+                    .map_err(|e| self.batch_error(from, until, e.into()))?;
+                let entry = (!emits.is_empty()).then(|| outbox::encode(&emits));
+                let bytes = entry.as_ref().map_or(0, |e| e.len() as u64);
+                let at = format!("{}/{}", self.topic, self.partition);
+                match relay
+                    .outbox()
+                    .wait_for_room(bytes, &|| self.stopping(), &at)
+                {
+                    Ok(()) => {}
+                    Err(Blocked::Stopping) => return Ok(()),
+                    Err(Blocked::Failed(why)) => {
+                        return Err(self.batch_error(
+                            from,
+                            until,
+                            anyhow::anyhow!("the exactly-once relay stopped: {why}"),
+                        ));
+                    }
+                }
+                entry
             }
-            let pause = self.policy.backoff(attempt);
-            tracing::warn!(topic = %self.topic, partition = self.partition, from, until, error = %e, "producing the batch's records failed; retrying in {pause:?}");
-            if !self.pause(pause) {
-                return Ok(());
+            None => {
+                if !self.produce(&emits, from, until)? {
+                    return Ok(());
+                }
+                None
             }
+        };
+        if let Some(relay) = &self.relay {
+            relay.outbox().submitting(until);
         }
         let clock_after = effects.time.clock;
         let ticket = self.committer.submit(CommitRequest {
@@ -895,6 +920,8 @@ impl PartitionWorker {
             until_offset: until,
             writes: effects.state,
             time: effects.time,
+            outbox,
+            outbox_seq: None,
         });
         // The next batch starts where this one ends; should this commit be fenced, that
         // batch is dropped and the worker re-seeks (`settle`).
@@ -923,6 +950,28 @@ impl PartitionWorker {
             },
         });
         Ok(())
+    }
+
+    /// Step 4 at least once: produces the emits, retrying by the policy. False when the
+    /// job stopped meanwhile (nothing may commit then).
+    fn produce(&self, emits: &[OutputRecord], from: i64, until: i64) -> Result<bool, WorkerError> {
+        let mut attempt = 0;
+        while let Err(e) = self.sink.send(emits) {
+            attempt += 1;
+            if attempt > self.policy.max_retries {
+                return Err(self.batch_error(
+                    from,
+                    until,
+                    anyhow::Error::from(e).context(format!("gave up after {attempt} attempts")),
+                ));
+            }
+            let pause = self.policy.backoff(attempt);
+            tracing::warn!(topic = %self.topic, partition = self.partition, from, until, error = %e, "producing the batch's records failed; retrying in {pause:?}");
+            if !self.pause(pause) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// A batch's commit was applied: metrics, progress, the Kafka mirror.
@@ -1014,6 +1063,11 @@ impl PartitionWorker {
             .observe(took.as_secs_f64());
         match outcome {
             CommitOutcome::Committed => {
+                if let (Some(relay), Some(seq), Some(entry)) =
+                    (&self.relay, request.outbox_seq, &request.outbox)
+                {
+                    relay.outbox().committed(seq, entry.len() as u64);
+                }
                 self.committed(until, &stats);
                 Ok(Settled::Committed {
                     retried: attempt > 0,
@@ -1043,6 +1097,13 @@ impl PartitionWorker {
                         topic = %topic, partition, from, until, expected = ?expected, stored = ?stored,
                         "commit fenced: another worker moved this partition; nothing applied, re-seeking to the stored offset"
                     ),
+                }
+                // Exactly-once: another worker committed past this one, so it owns the
+                // partition and its relay publishes the outbox; this one stops here (its
+                // relay would otherwise contend for the transactional id).
+                if self.relay.is_some() && stored.is_some_and(|s| expected.is_none_or(|e| s > e)) {
+                    tracing::warn!(topic = %topic, partition, stored = ?stored, "another worker owns this partition now; stopping it on this host until the group assigns it again");
+                    self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
                 self.expected = stored;
                 self.pending.clear();

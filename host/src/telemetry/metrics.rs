@@ -76,6 +76,10 @@ pub struct Metrics {
     pub timers_fired: Family<PartitionLabels, Counter>,
     pub expired_keys: Family<PartitionLabels, Counter>,
     pub watermark: Family<PartitionLabels, Gauge>,
+    /// `--delivery exactly-once`: bytes of committed emits the relay has not published.
+    pub outbox_bytes: Family<PartitionLabels, Gauge>,
+    pub relay_transactions: Family<PartitionLabels, Counter>,
+    pub relay_records: Family<PartitionLabels, Counter>,
     pub build_info: Family<BuildLabels, Gauge>,
     /// `host serve`: jobs by state, refreshed at each scrape.
     pub jobs: Family<StateLabels, Gauge>,
@@ -136,6 +140,9 @@ impl Metrics {
             timers_fired: Family::default(),
             expired_keys: Family::default(),
             watermark: Family::default(),
+            outbox_bytes: Family::default(),
+            relay_transactions: Family::default(),
+            relay_records: Family::default(),
             build_info: Family::default(),
             jobs: Family::default(),
             plugins: Gauge::default(),
@@ -218,6 +225,22 @@ impl Metrics {
             "From a record's Kafka timestamp (its producer's clock, or the broker's for \
              LogAppendTime topics) to the commit of its batch, once per record",
             m.commit_latency.clone(),
+        );
+        registry.register(
+            "outbox_bytes",
+            "Exactly-once delivery: bytes of committed emits in the Redis outbox that the \
+             relay has not yet published in a Kafka transaction",
+            m.outbox_bytes.clone(),
+        );
+        registry.register(
+            "relay_transactions",
+            "Exactly-once delivery: Kafka transactions the relay committed",
+            m.relay_transactions.clone(),
+        );
+        registry.register(
+            "relay_records",
+            "Exactly-once delivery: records published in committed Kafka transactions",
+            m.relay_records.clone(),
         );
         registry.register(
             "committed_offset",

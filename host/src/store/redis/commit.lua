@@ -2,20 +2,23 @@
 -- protocol). Several batches commit together only when they share the state hash; their
 -- writes arrive merged, one per key.
 -- KEYS[1] state hash; then per batch: its offsets hash, and only when the batch writes
--- them, its clock hash and the sorted sets of its event-time and processing-time timers
--- (a key declared but absent makes the script wait out a Cluster slot migration).
+-- them, its clock hash, the sorted sets of its event-time and processing-time timers, and
+-- its outbox sequence hash and outbox stream (a key declared but absent makes the script
+-- wait out a Cluster slot migration).
 -- ARGV[1] n; then per batch: partition, expected stored offset ('' = none stored yet),
--- until, clock ('' = leave it), and for each timer set (event, processing) the number
--- of entries to add and to remove; then the number of sets, deletes, increments, then the
--- (key, value) pairs of the sets, the keys of the deletes, the (key, delta) pairs of the
+-- until, clock ('' = leave it), for each timer set (event, processing) the number of
+-- entries to add and to remove, and its outbox entry ('' = none); then the number of
+-- sets, deletes, increments, then the (key, value) pairs of the sets, the keys of the deletes, the (key, delta) pairs of the
 -- increments; then per batch and per timer set the (score, member) pairs to add and the
 -- members to remove.
--- Returns {1} committed, {0, batch, stored} fenced, {2, key, value} not an integer,
--- {3, key, value} would overflow; in the last three cases nothing was written.
+-- Returns {1, seq...} committed (per batch the sequence number of its outbox entry, 0 for
+-- none), {0, batch, stored} fenced, {2, key, value} not an integer,
+-- {3, key, value} would overflow, {4, stream, error} an outbox entry was refused; in the
+-- last four cases nothing was written.
 local n = tonumber(ARGV[1])
-local HEAD = 8
--- Where each batch's keys are: offsets, clock, event timers, processing timers (nil when
--- not declared).
+local HEAD = 9
+-- Where each batch's keys are: offsets, clock, event timers, processing timers, outbox
+-- sequence and stream (nil when not declared).
 local keys = {}
 local k = 2
 for c = 1, n do
@@ -30,6 +33,7 @@ for c = 1, n do
       k = k + 1
     end
   end
+  if ARGV[at + 8] ~= '' then b.seq = KEYS[k]; b.outbox = KEYS[k + 1]; k = k + 2 end
   keys[c] = b
 end
 for c = 1, n do
@@ -91,6 +95,25 @@ local function chunked(cmd, key, list, from, count, width)
   end
 end
 
+-- The outbox first: XADD is the one write that can fail (an id at or below the stream's
+-- last, when its counter was deleted by hand). Then the entries already added are taken
+-- out again and nothing else is written (a counter that moved on leaves a gap, harmless).
+local seqs = {}
+for c = 1, n do
+  local at = 2 + HEAD * (c - 1)
+  seqs[c] = 0
+  if keys[c].outbox then
+    local seq = redis.call('HINCRBY', keys[c].seq, ARGV[at], 1)
+    local added = redis.pcall('XADD', keys[c].outbox, seq .. '-0', 'r', ARGV[at + 8])
+    if type(added) == 'table' and added.err then
+      for b = 1, c - 1 do
+        if seqs[b] > 0 then redis.call('XDEL', keys[b].outbox, seqs[b] .. '-0') end
+      end
+      return {4, keys[c].outbox, added.err}
+    end
+    seqs[c] = seq
+  end
+end
 chunked('HSET', KEYS[1], ARGV, sets_at, nset, 2)
 chunked('HDEL', KEYS[1], ARGV, dels_at, ndel, 1)
 chunked('HSET', KEYS[1], computed, 1, #computed / 2, 2)
@@ -111,4 +134,4 @@ for c = 1, n do
   redis.call('HSET', keys[c].offsets, ARGV[at], ARGV[at + 2])
   if keys[c].clock then redis.call('HSET', keys[c].clock, ARGV[at], ARGV[at + 3]) end
 end
-return {1}
+return {1, unpack(seqs)}

@@ -37,6 +37,10 @@ pub struct CommitRequest {
     pub writes: StateWrites,
     /// The partition's clock, timers and expiries after the batch.
     pub time: TimeWrites,
+    /// Its emits, encoded for the outbox (`--delivery exactly-once`; `None`: none).
+    pub outbox: Option<Vec<u8>>,
+    /// Set once committed: the sequence number of its outbox entry.
+    pub outbox_seq: Option<u64>,
 }
 
 impl CommitRequest {
@@ -47,6 +51,7 @@ impl CommitRequest {
             expected: self.expected,
             until: self.until_offset,
             time: &self.time,
+            outbox: self.outbox.as_deref(),
         }
     }
 }
@@ -102,6 +107,8 @@ impl Ticket {
             until_offset: 0,
             writes: StateWrites::default(),
             time: TimeWrites::default(),
+            outbox: None,
+            outbox_seq: None,
         });
         (
             result,
@@ -158,6 +165,9 @@ impl Committer {
     pub fn commit_now(&self, requests: &[CommitRequest]) -> Vec<Result<CommitOutcome, StoreError>> {
         let requests: Vec<&CommitRequest> = requests.iter().collect();
         commit_together(&self.store, &requests)
+            .into_iter()
+            .map(|r| r.map(|(outcome, _)| outcome))
+            .collect()
     }
 
     /// Hands a commit over; the batch's partition counts as committing until it is answered.
@@ -210,10 +220,22 @@ fn run(store: &RedisStore, rx: &Receiver<Arc<Slot>>) {
 }
 
 fn commit_round(store: &RedisStore, round: &[Arc<Slot>]) {
-    let guards: Vec<_> = round.iter().map(|s| lock(&s.request)).collect();
+    let mut guards: Vec<_> = round.iter().map(|s| lock(&s.request)).collect();
     let requests: Vec<&CommitRequest> = guards.iter().filter_map(|g| g.as_ref()).collect();
-    let mut results = commit_together(store, &requests);
+    let answers = commit_together(store, &requests);
     drop(requests);
+    let mut results = Vec::with_capacity(answers.len());
+    let mut answers = answers.into_iter();
+    for guard in guards.iter_mut() {
+        if let Some(request) = guard.as_mut()
+            && let Some(answer) = answers.next()
+        {
+            results.push(answer.map(|(outcome, seq)| {
+                request.outbox_seq = (seq > 0).then_some(seq);
+                outcome
+            }));
+        }
+    }
     drop(guards);
     let answered = Instant::now();
     for slot in round.iter().rev() {
@@ -227,10 +249,10 @@ fn commit_round(store: &RedisStore, round: &[Arc<Slot>]) {
     }
 }
 
-fn commit_together(
-    store: &RedisStore,
-    requests: &[&CommitRequest],
-) -> Vec<Result<CommitOutcome, StoreError>> {
+/// Per request its outcome and the sequence number of its outbox entry (0: none).
+type Answer = Result<(CommitOutcome, u64), StoreError>;
+
+fn commit_together(store: &RedisStore, requests: &[&CommitRequest]) -> Vec<Answer> {
     if requests.len() > 1 && store.scope() == StateScope::Job {
         merged(store, requests)
     } else {
@@ -238,29 +260,27 @@ fn commit_together(
     }
 }
 
-fn single(store: &RedisStore, request: &CommitRequest) -> Result<CommitOutcome, StoreError> {
+fn single(store: &RedisStore, request: &CommitRequest) -> Answer {
     let writes: Vec<(&str, Write<'_>)> = request
         .writes
         .iter()
         .map(|(k, w)| (k.as_str(), Write::from(w)))
         .collect();
     match store.run_commit(&[request.head()], &writes)? {
-        ScriptReply::Committed => Ok(CommitOutcome::Committed),
-        ScriptReply::Fenced { stored, .. } => Ok(CommitOutcome::Fenced { stored }),
+        ScriptReply::Committed { seqs } => {
+            Ok((CommitOutcome::Committed, seqs.first().copied().unwrap_or(0)))
+        }
+        ScriptReply::Fenced { stored, .. } => Ok((CommitOutcome::Fenced { stored }, 0)),
     }
 }
 
-fn merged(
-    store: &RedisStore,
-    requests: &[&CommitRequest],
-) -> Vec<Result<CommitOutcome, StoreError>> {
+fn merged(store: &RedisStore, requests: &[&CommitRequest]) -> Vec<Answer> {
     if let Some(writes) = merge_writes(requests.iter().map(|r| &r.writes)) {
         let heads: Vec<Head<'_>> = requests.iter().map(|r| r.head()).collect();
         match store.run_commit(&heads, &writes) {
-            Ok(ScriptReply::Committed) => {
-                return requests
-                    .iter()
-                    .map(|_| Ok(CommitOutcome::Committed))
+            Ok(ScriptReply::Committed { seqs }) => {
+                return (0..requests.len())
+                    .map(|i| Ok((CommitOutcome::Committed, seqs.get(i).copied().unwrap_or(0))))
                     .collect();
             }
             // Redis is away: every batch of the run gets the same answer, and retries.

@@ -23,6 +23,10 @@
 //!     offsets under a live job.
 //!   - `streamhost:{JOB}:partitions`: SET of the partition numbers that have state of
 //!     their own (`--state-scope partition`), so reads outside a batch find their hashes.
+//!   - `streamhost:{TAG}:outbox:GROUP:TOPIC:P` (`--delivery exactly-once`): STREAM of the
+//!     partition's committed emits not yet published, entry `SEQ-0` = one batch's
+//!     records; `streamhost:{TAG}:outbox-seq:GROUP:TOPIC`: HASH, field = partition,
+//!     value = the last `SEQ` handed out (see `outbox`).
 //! * A dead-letter replay's cursor is kept like a partition's offset, under the
 //!   pseudo-topic `dlq-replay:DLQ_TOPIC:DLQ_PARTITION` (see `pipeline::replay`).
 //!
@@ -84,6 +88,24 @@ impl Keys {
             self.tag(partition),
             self.group,
             domain.as_str()
+        )
+    }
+
+    /// The stream of `partition`'s emits waiting for the relay.
+    pub fn outbox(&self, topic: &str, partition: i32) -> String {
+        format!(
+            "streamhost:{}:outbox:{}:{topic}:{partition}",
+            self.tag(partition),
+            self.group
+        )
+    }
+
+    /// The hash that hands out `partition`'s outbox sequence numbers.
+    pub fn outbox_seq(&self, topic: &str, partition: i32) -> String {
+        format!(
+            "streamhost:{}:outbox-seq:{}:{topic}",
+            self.tag(partition),
+            self.group
         )
     }
 
@@ -158,6 +180,8 @@ mod tests {
         for p in 0..8 {
             assert_eq!(slot_of(&job.offsets("words", p)), s);
             assert_eq!(slot_of(&job.clock("words", p)), s);
+            assert_eq!(slot_of(&job.outbox("words", p)), s);
+            assert_eq!(slot_of(&job.outbox_seq("words", p)), s);
             for d in crate::store::time::TimeDomain::ALL {
                 assert_eq!(slot_of(&job.timers("words", p, d)), s);
             }
@@ -170,6 +194,8 @@ mod tests {
                 assert_eq!(slot_of(&part.offsets("words", p)), s);
                 assert_eq!(slot_of(&part.offsets("other", p)), s);
                 assert_eq!(slot_of(&part.clock("words", p)), s);
+                assert_eq!(slot_of(&part.outbox("words", p)), s);
+                assert_eq!(slot_of(&part.outbox_seq("words", p)), s);
                 let timers = part.timers("words", p, crate::store::time::TimeDomain::Event);
                 assert_eq!(slot_of(&timers), s);
                 s

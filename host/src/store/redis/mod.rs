@@ -8,6 +8,7 @@ pub mod committer;
 pub mod connect;
 pub mod keys;
 mod migrate;
+pub mod outbox;
 pub mod query;
 
 use std::borrow::Cow;
@@ -387,6 +388,8 @@ pub(crate) struct Head<'a> {
     pub until: i64,
     /// Its partition's clock, timers and expiries after the batch.
     pub time: &'a TimeWrites,
+    /// Its emits, encoded for the outbox (`--delivery exactly-once` and it emitted any).
+    pub outbox: Option<&'a [u8]>,
 }
 
 /// One key's write as the script applies it; borrowed from the batches' buffers where it
@@ -437,12 +440,10 @@ pub(crate) fn merge_writes<'a>(
 /// What the commit script answered.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum ScriptReply {
-    Committed,
+    /// Per batch, the sequence number of its outbox entry (0: none).
+    Committed { seqs: Vec<u64> },
     /// The `batch`-th head (0-based) did not match; nothing was written.
-    Fenced {
-        batch: usize,
-        stored: Option<i64>,
-    },
+    Fenced { batch: usize, stored: Option<i64> },
 }
 
 /// Partitions with a commit on its way to Redis: a batch reading state waits for its
@@ -548,6 +549,10 @@ impl RedisStore {
                     inv.key(self.keys.timers(h.topic, h.partition, *domain));
                 }
             }
+            if h.outbox.is_some() {
+                inv.key(self.keys.outbox_seq(h.topic, h.partition));
+                inv.key(self.keys.outbox(h.topic, h.partition));
+            }
         }
         inv.arg(heads.len());
         for (h, per) in heads.iter().zip(&changes) {
@@ -558,6 +563,7 @@ impl RedisStore {
             for (adds, removes) in per {
                 inv.arg(adds.len()).arg(removes.len());
             }
+            inv.arg(h.outbox.unwrap_or_default());
         }
         inv.arg(sets.len()).arg(dels.len()).arg(incrs.len());
         for (k, v) in &sets {
@@ -599,7 +605,13 @@ impl RedisStore {
                 if let Some(acked) = acked {
                     self.report_unreplicated(acked, first.topic, first.partition, first.until);
                 }
-                Ok(ScriptReply::Committed)
+                let seqs = (1..=heads.len())
+                    .map(|i| match reply.get(i) {
+                        Some(Value::Int(s)) => *s as u64,
+                        _ => 0,
+                    })
+                    .collect();
+                Ok(ScriptReply::Committed { seqs })
             }
             Some(Value::Int(0)) => Ok(ScriptReply::Fenced {
                 batch: text(reply.get(1))
@@ -623,6 +635,16 @@ impl RedisStore {
                     key,
                 })
             }
+            Some(Value::Int(4)) => Err(StoreError::Command {
+                key: text(reply.get(1)),
+                detail: format!(
+                    "the outbox refused the batch's entry ({}): its sequence counter was \
+                     reset behind its entries; set the counter's field in {} to the stream's \
+                     last id (XINFO STREAM) and start the job again",
+                    text(reply.get(2)),
+                    self.keys.outbox_seq(first.topic, first.partition)
+                ),
+            }),
             other => Err(StoreError::Command {
                 key: offsets.join(" "),
                 detail: format!("unexpected reply from the commit script: {other:?}"),
@@ -667,6 +689,7 @@ impl StateStore for RedisStore {
             expected: commit.expected,
             until: commit.until_offset,
             time: commit.time,
+            outbox: None,
         };
         let writes: Vec<(&str, Write<'_>)> = commit
             .writes
@@ -674,7 +697,7 @@ impl StateStore for RedisStore {
             .map(|(k, w)| (k.as_str(), Write::from(w)))
             .collect();
         match self.run_commit(&[head], &writes)? {
-            ScriptReply::Committed => Ok(CommitOutcome::Committed),
+            ScriptReply::Committed { .. } => Ok(CommitOutcome::Committed),
             ScriptReply::Fenced { stored, .. } => Ok(CommitOutcome::Fenced { stored }),
         }
     }

@@ -1,0 +1,857 @@
+//! `--delivery exactly-once`: the relay that publishes one partition's outbox in Kafka
+//! transactions.
+//!
+//! The partition worker does not produce a batch's emits: its fenced commit writes them to
+//! the partition's outbox in Redis together with the state and the offsets
+//! (`store::redis::outbox`). This relay, one per partition worker, reads the outbox and
+//! publishes it with a transactional producer whose `transactional.id` belongs to the
+//! partition, and commits its position (the next outbox sequence number) to the Kafka
+//! group `streamhost-relay.JOB.GROUP` *inside the same transaction*
+//! (`send_offsets_to_transaction`): the broker makes the records and the position visible
+//! together, or neither. Invariants:
+//!
+//! 1. an outbox entry exists iff its batch's offsets and state committed (one script);
+//! 2. the relay group's position moves only with a committed transaction, so every entry
+//!    below it was published exactly once, and none at or above it is visible;
+//! 3. one producer per partition's `transactional.id` can commit: `init_transactions`
+//!    fences the previous one (a crashed or paused host) and ends its open transaction;
+//! 4. entries below the position are trimmed; the outbox holds only unpublished emits.
+//!
+//! Recovery, each time a partition is assigned: `init_transactions`, read the position,
+//! trim below it, publish from it. A crash anywhere leaves either a committed transaction
+//! (position moved) or an aborted or abandoned one (position unchanged; the next
+//! `init_transactions` aborts it), never half of one.
+//!
+//! Transactions of one host run one at a time (`TRANSACTION_LANE`): a broker that defers
+//! a commit while another producer's transaction overlaps it on a partition (tansu does)
+//! then never defers, and on Kafka each transaction carries a whole interval's entries.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::kafka::errors::QuietContext;
+use crate::store::redis::RedisStore;
+use crate::store::redis::outbox::Entry;
+use crate::store::{StateStore, StoreError};
+use crate::telemetry::metrics::{Metrics, PartitionLabels};
+
+/// How a job delivers what its plugin emits.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// Produce a batch's emits before its commit; a crash in between sends them again.
+    #[default]
+    AtLeastOnce,
+    /// Commit a batch's emits to the Redis outbox with its state; a relay publishes them
+    /// in Kafka transactions, once, to `read_committed` consumers.
+    ExactlyOnce,
+}
+
+impl std::fmt::Display for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Delivery::AtLeastOnce => "at-least-once",
+            Delivery::ExactlyOnce => "exactly-once",
+        })
+    }
+}
+
+/// What every relay of a job shares.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    pub brokers: String,
+    pub kafka: Vec<(String, String)>,
+    pub output_topic: Option<String>,
+    pub job: String,
+    pub group: String,
+    /// Shortest time between two transactions of one partition.
+    pub interval: Duration,
+    /// Most bytes of committed, unpublished emits per partition before commits wait.
+    pub max_pending_bytes: u64,
+}
+
+impl RelaySettings {
+    /// The Kafka group whose committed offsets are the relays' positions.
+    pub fn relay_group(&self) -> String {
+        format!("streamhost-relay.{}.{}", self.job, self.group)
+    }
+
+    pub fn transactional_id(&self, topic: &str, partition: i32) -> String {
+        format!(
+            "streamhost-relay.{}.{}.{topic}.{partition}",
+            self.job, self.group
+        )
+    }
+}
+
+/// One host's transactions, one at a time (see the top of this file).
+static TRANSACTION_LANE: Mutex<()> = Mutex::new(());
+
+/// Most bytes of entries one transaction publishes.
+const MAX_TRANSACTION_BYTES: usize = 16 << 20;
+
+/// Entries read from Redis per request.
+const READ_PAGE: usize = 256;
+
+/// How long one call into the transactional producer waits before it looks at the stop
+/// flag again (then it repeats the call, as librdkafka allows for retriable errors).
+const CALL_SLICE: Duration = Duration::from_secs(2);
+
+/// How often the relay looks into the outbox when no commit told it about an entry.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+const WARN_EVERY: Duration = Duration::from_secs(5);
+
+/// The state a partition's worker and its relay share: which entries are committed and
+/// not yet published, and how the relay is doing.
+pub struct Outbox {
+    state: Mutex<OutboxState>,
+    changed: Condvar,
+    max_bytes: u64,
+    gauge: prometheus_client::metrics::gauge::Gauge,
+    /// The highest offset this partition's worker handed to a commit (or the stored one
+    /// it started from; `i64::MIN`: none). A stored offset beyond it was committed by
+    /// another worker: this host lost the partition (see [`Relay::still_owner`]).
+    submitted: AtomicI64,
+}
+
+#[derive(Default)]
+struct OutboxState {
+    /// The relay fenced the previous owner and knows its position.
+    ready: bool,
+    /// Entries at or above `next`: sequence number -> bytes.
+    pending: BTreeMap<u64, u64>,
+    pending_bytes: u64,
+    /// The relay's position: every entry below it is published.
+    next: u64,
+    /// Why the relay gave up (the job stops with it).
+    failure: Option<String>,
+}
+
+impl OutboxState {
+    fn add(&mut self, seq: u64, bytes: u64) {
+        if seq >= self.next && self.pending.insert(seq, bytes).is_none() {
+            self.pending_bytes += bytes;
+        }
+    }
+}
+
+/// Why a commit may not go ahead.
+#[derive(Debug)]
+pub enum Blocked {
+    /// The worker is stopping.
+    Stopping,
+    /// The relay gave up; the message says why and what to do.
+    Failed(String),
+}
+
+impl Outbox {
+    fn lock(&self) -> MutexGuard<'_, OutboxState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until a batch whose entry has `bytes` may commit: the relay is ready and the
+    /// outbox has room (an entry alone larger than the bound still goes, when the outbox
+    /// is empty). Warns while Kafka keeps the relay from making room.
+    pub fn wait_for_room(
+        &self,
+        bytes: u64,
+        stopping: &dyn Fn() -> bool,
+        what: &str,
+    ) -> Result<(), Blocked> {
+        let started = Instant::now();
+        let mut warned: Option<Instant> = None;
+        let mut state = self.lock();
+        loop {
+            // A fenced relay stops its worker first: that is a stop, not a failure.
+            if stopping() {
+                return Err(Blocked::Stopping);
+            }
+            if let Some(f) = &state.failure {
+                return Err(Blocked::Failed(f.clone()));
+            }
+            let room = state.pending_bytes == 0 || state.pending_bytes + bytes <= self.max_bytes;
+            if state.ready && room {
+                return Ok(());
+            }
+            if started.elapsed() >= WARN_EVERY && warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                if state.ready {
+                    tracing::warn!(
+                        partition = what,
+                        pending_bytes = state.pending_bytes,
+                        bound = self.max_bytes,
+                        waited_s = started.elapsed().as_secs(),
+                        "the outbox is full: the relay cannot publish to Kafka (see its warnings); commits wait until it can, nothing is lost"
+                    );
+                } else {
+                    tracing::warn!(
+                        partition = what,
+                        waited_s = started.elapsed().as_secs(),
+                        "waiting for the exactly-once relay to take over the partition's transactional id (is Kafka reachable?)"
+                    );
+                }
+                warned = Some(Instant::now());
+            }
+            state = self
+                .changed
+                .wait_timeout(state, Duration::from_millis(100))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// A batch's entry committed.
+    pub fn committed(&self, seq: u64, bytes: u64) {
+        let mut state = self.lock();
+        state.add(seq, bytes);
+        self.gauge.set(state.pending_bytes as i64);
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    /// The worker is about to commit up to `until`.
+    pub fn submitting(&self, until: i64) {
+        self.submitted.fetch_max(until, Ordering::SeqCst);
+    }
+}
+
+/// A running relay; dropping it stops the relay and waits for it.
+pub struct RelayHandle {
+    outbox: Arc<Outbox>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RelayHandle {
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+}
+
+impl Drop for RelayHandle {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.outbox.changed.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// How a relay's session ended.
+enum Ended {
+    Stopped,
+    /// Another producer took the transactional id.
+    Fenced(String),
+    /// Another worker committed the partition in Redis: this host lost it.
+    Lost(String),
+    /// Start a new producer (after a pause).
+    Restart(String),
+    /// Waiting does not help (configuration, authorisation): the job stops.
+    Fatal(String),
+}
+
+struct Relay {
+    settings: RelaySettings,
+    store: Arc<RedisStore>,
+    topic: String,
+    partition: i32,
+    outbox: Arc<Outbox>,
+    stop: Arc<AtomicBool>,
+    /// The partition worker's own stop flag: a fenced relay stops its worker too.
+    worker_stop: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+    labels: PartitionLabels,
+}
+
+/// Starts the relay of `topic`/`partition`.
+/// `stored`: the partition's stored offset its worker starts from.
+pub fn start(
+    settings: &RelaySettings,
+    store: Arc<RedisStore>,
+    (topic, partition): (&str, i32),
+    stored: Option<i64>,
+    worker_stop: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<RelayHandle> {
+    let labels = PartitionLabels {
+        job: settings.job.clone(),
+        topic: topic.to_owned(),
+        partition: partition.to_string(),
+    };
+    let outbox = Arc::new(Outbox {
+        state: Mutex::new(OutboxState::default()),
+        changed: Condvar::new(),
+        max_bytes: settings.max_pending_bytes.max(1),
+        gauge: metrics.outbox_bytes.get_or_create(&labels).clone(),
+        submitted: AtomicI64::new(stored.unwrap_or(i64::MIN)),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let relay = Relay {
+        settings: settings.clone(),
+        store,
+        topic: topic.to_owned(),
+        partition,
+        outbox: outbox.clone(),
+        stop: stop.clone(),
+        worker_stop,
+        metrics,
+        labels,
+    };
+    let thread = std::thread::Builder::new()
+        .name(format!("relay-{partition}"))
+        .spawn(move || relay.run())?;
+    Ok(RelayHandle {
+        outbox,
+        stop,
+        thread: Some(thread),
+    })
+}
+
+/// A librdkafka error as the relay acts on it.
+fn classify(e: &KafkaError) -> (bool, bool, bool) {
+    // (fatal, retriable, requires abort)
+    match e {
+        KafkaError::Transaction(t) => (t.is_fatal(), t.is_retriable(), t.txn_requires_abort()),
+        _ => (false, true, false),
+    }
+}
+
+fn is_fence(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::Fenced
+                | RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+                | RDKafkaErrorCode::TransactionCoordinatorFenced
+        )
+    )
+}
+
+impl Relay {
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn where_(&self) -> String {
+        format!("{}/{}", self.topic, self.partition)
+    }
+
+    /// Sleeps up to `d`, returning early (false) when stopped.
+    fn pause(&self, d: Duration) -> bool {
+        let until = Instant::now() + d;
+        let mut state = self.outbox.lock();
+        while Instant::now() < until {
+            if self.stopping() {
+                return false;
+            }
+            state = self
+                .outbox
+                .changed
+                .wait_timeout(state, Duration::from_millis(50).min(until - Instant::now()))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        !self.stopping()
+    }
+
+    /// Whether this host still owns the partition, by the one authority on it, the stored
+    /// offset: only this worker may have moved it since it started (`None`: Redis cannot
+    /// tell now).
+    fn still_owner(&self) -> Option<bool> {
+        let submitted = self.outbox.submitted.load(Ordering::SeqCst);
+        let stored = self
+            .store
+            .committed_offset(&self.topic, self.partition)
+            .ok()?;
+        Some(stored.is_none_or(|s| submitted == i64::MIN || s <= submitted))
+    }
+
+    /// This host lost the partition: stop its worker, publish nothing more.
+    fn lost(&self, why: &str) {
+        tracing::warn!(
+            partition = %self.where_(), transactional_id = %self.settings.transactional_id(&self.topic, self.partition),
+            "this host no longer owns the partition ({why}); stopping it here and publishing nothing more of it"
+        );
+        self.worker_stop.store(true, Ordering::SeqCst);
+        let mut state = self.outbox.lock();
+        state
+            .failure
+            .get_or_insert_with(|| "the partition moved to another host".to_owned());
+        drop(state);
+        self.outbox.changed.notify_all();
+    }
+
+    fn run(self) {
+        let mut attempt: u32 = 0;
+        loop {
+            match self.session() {
+                Ended::Stopped => return,
+                Ended::Fenced(why) => {
+                    // Fenced by whom? A host that took the partition over (this one is the
+                    // zombie: stop), or a zombie that woke up and took the id back before
+                    // its group membership lapsed (take it back: init fences it again).
+                    if self.still_owner() == Some(true) {
+                        tracing::warn!(partition = %self.where_(), "exactly-once relay: another producer took this partition's transactional id ({why}), but no other worker committed the partition: taking the id back");
+                        continue;
+                    }
+                    self.lost(&why);
+                    return;
+                }
+                Ended::Lost(why) => {
+                    self.lost(&why);
+                    return;
+                }
+                Ended::Fatal(why) => {
+                    tracing::error!(partition = %self.where_(), "exactly-once relay: {why}");
+                    self.outbox.lock().failure.get_or_insert(why);
+                    self.outbox.changed.notify_all();
+                    return;
+                }
+                Ended::Restart(why) => {
+                    attempt = attempt.saturating_add(1);
+                    let pause = Duration::from_millis(200 * u64::from(attempt.min(25)));
+                    tracing::warn!(partition = %self.where_(), "exactly-once relay: {why}; starting a new transactional producer in {pause:?}");
+                    if !self.pause(pause) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Repeats a Redis call while Redis is unavailable (the worker's commits wait for it
+    /// meanwhile); other Redis errors stop the job.
+    fn redis<T>(&self, what: &str, f: impl Fn() -> Result<T, StoreError>) -> Result<T, Ended> {
+        let mut warned: Option<Instant> = None;
+        loop {
+            match f() {
+                Ok(v) => return Ok(v),
+                Err(e @ StoreError::Unavailable { .. }) => {
+                    if warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                        tracing::warn!(partition = %self.where_(), error = %e, "exactly-once relay: {what}; retrying");
+                        warned = Some(Instant::now());
+                    }
+                    if !self.pause(Duration::from_millis(200)) {
+                        return Err(Ended::Stopped);
+                    }
+                }
+                Err(e) => return Err(Ended::Fatal(format!("{what}: {e}"))),
+            }
+        }
+    }
+
+    fn session(&self) -> Ended {
+        match self.session_inner() {
+            Ok(()) => Ended::Stopped,
+            Err(e) => e,
+        }
+    }
+
+    fn session_inner(&self) -> Result<(), Ended> {
+        let tid = self.settings.transactional_id(&self.topic, self.partition);
+        let producer: FutureProducer<QuietContext> = crate::kafka::config::client_config(
+            &self.settings.brokers,
+            &[
+                ("transactional.id", tid.as_str()),
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+                ("linger.ms", "5"),
+                ("transaction.timeout.ms", "60000"),
+                ("message.timeout.ms", "30000"),
+            ],
+            &self.settings.kafka,
+        )
+        .create_with_context(QuietContext::default())
+        .map_err(|e| Ended::Fatal(format!("cannot create the transactional producer: {e}")))?;
+        let group = self.settings.relay_group();
+        let positions: BaseConsumer<QuietContext> = crate::kafka::config::client_config(
+            &self.settings.brokers,
+            &[
+                ("group.id", group.as_str()),
+                ("enable.auto.commit", "false"),
+                ("isolation.level", "read_committed"),
+            ],
+            &self.settings.kafka,
+        )
+        .create_with_context(QuietContext::default())
+        .map_err(|e| Ended::Fatal(format!("cannot create the position reader: {e}")))?;
+
+        // Fence the previous owner of the transactional id; its open transaction ends. Not
+        // when another worker has the partition now: that would fence the rightful owner.
+        if self.still_owner() == Some(false) {
+            return Err(Ended::Lost("another worker committed it".to_owned()));
+        }
+        let mut warned: Option<Instant> = None;
+        loop {
+            match producer.init_transactions(CALL_SLICE) {
+                Ok(()) => break,
+                Err(e) if self.stopping() => {
+                    tracing::debug!(error = %e, "init_transactions at stop");
+                    return Err(Ended::Stopped);
+                }
+                Err(e) => match classify(&e) {
+                    (true, _, _) => {
+                        return Err(Ended::Fatal(format!(
+                            "Kafka refused transactional id {tid} ({e}); check that the \
+                             brokers support transactions and that the host's user may \
+                             write transactional id {tid} and group {group}, or run with \
+                             --delivery at-least-once"
+                        )));
+                    }
+                    _ => {
+                        if warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                            tracing::warn!(partition = %self.where_(), transactional_id = %tid, error = %e, "exactly-once relay: taking over the transactional id; retrying");
+                            warned = Some(Instant::now());
+                        }
+                    }
+                },
+            }
+        }
+        let cgm = positions
+            .group_metadata()
+            .ok_or_else(|| Ended::Fatal(format!("no group metadata for group {group}")))?;
+        let next = loop {
+            match self.position(&positions) {
+                Ok(p) => break p,
+                Err(e) if self.stopping() => {
+                    tracing::debug!(error = %e, "reading the position at stop");
+                    return Err(Ended::Stopped);
+                }
+                Err(e) => {
+                    if warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                        tracing::warn!(partition = %self.where_(), group = %group, error = %e, "exactly-once relay: reading its position; retrying");
+                        warned = Some(Instant::now());
+                    }
+                    if !self.pause(Duration::from_millis(500)) {
+                        return Err(Ended::Stopped);
+                    }
+                }
+            }
+        };
+        let mut next = match next {
+            Some(n) => n,
+            None => self
+                .redis("reading the outbox", || {
+                    self.store.outbox_first(&self.topic, self.partition)
+                })?
+                .unwrap_or(1),
+        };
+        self.redis("trimming the outbox", || {
+            self.store.outbox_trim(&self.topic, self.partition, next)
+        })?;
+        // What the outbox holds counts against its bound.
+        let mut from = next;
+        let mut backlog = Vec::new();
+        loop {
+            let page = self.redis("reading the outbox", || {
+                self.store
+                    .outbox_read(&self.topic, self.partition, from, READ_PAGE)
+            })?;
+            let Some(last) = page.last() else { break };
+            from = last.seq + 1;
+            backlog.extend(page.iter().map(|e| (e.seq, e.bytes as u64)));
+        }
+        {
+            let mut state = self.outbox.lock();
+            state.next = next;
+            let stale: Vec<u64> = state.pending.range(..next).map(|(s, _)| *s).collect();
+            for s in stale {
+                if let Some(b) = state.pending.remove(&s) {
+                    state.pending_bytes -= b;
+                }
+            }
+            for (seq, bytes) in backlog {
+                state.add(seq, bytes);
+            }
+            state.ready = true;
+            self.outbox.gauge.set(state.pending_bytes as i64);
+        }
+        self.outbox.changed.notify_all();
+        tracing::info!(partition = %self.where_(), transactional_id = %tid, position = next, "exactly-once relay took over");
+
+        let mut last_txn = Instant::now() - self.settings.interval;
+        let mut last_look = Instant::now();
+        loop {
+            // Wait for the interval and for an entry (or look now and then regardless:
+            // an entry whose commit's reply was lost is not announced).
+            {
+                let mut state = self.outbox.lock();
+                loop {
+                    if self.stopping() {
+                        return Err(Ended::Stopped);
+                    }
+                    let due = last_txn.elapsed() >= self.settings.interval;
+                    let announced = state.pending.range(next..).next().is_some();
+                    if due && (announced || last_look.elapsed() >= IDLE_POLL) {
+                        break;
+                    }
+                    state = self
+                        .outbox
+                        .changed
+                        .wait_timeout(state, Duration::from_millis(20))
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+            }
+            last_look = Instant::now();
+            let mut entries: Vec<Entry> = Vec::new();
+            let mut bytes = 0;
+            let mut from = next;
+            while bytes < MAX_TRANSACTION_BYTES {
+                let page = self.redis("reading the outbox", || {
+                    self.store
+                        .outbox_read(&self.topic, self.partition, from, READ_PAGE)
+                })?;
+                let Some(last) = page.last() else { break };
+                from = last.seq + 1;
+                bytes += page.iter().map(|e| e.bytes).sum::<usize>();
+                entries.extend(page);
+            }
+            let Some(last) = entries.last() else { continue };
+            let until = last.seq + 1;
+            if self.still_owner() == Some(false) {
+                return Err(Ended::Lost(format!(
+                    "another worker committed it; {} entries from {next} left to the new owner",
+                    entries.len()
+                )));
+            }
+            last_txn = Instant::now();
+            tracing::debug!(partition = %self.where_(), from = next, until, entries = entries.len(), bytes, "exactly-once relay: publishing");
+            let records = self.transaction(&producer, &cgm, &entries, until)?;
+            tracing::debug!(partition = %self.where_(), until, records, "exactly-once relay: published");
+            next = until;
+            if let Err(e) = self.store.outbox_trim(&self.topic, self.partition, next) {
+                // The next trim takes these too; the position already says they are out.
+                tracing::warn!(partition = %self.where_(), error = %e, "trimming the outbox after a transaction");
+            }
+            {
+                let mut state = self.outbox.lock();
+                state.next = next;
+                let done: Vec<u64> = state.pending.range(..next).map(|(s, _)| *s).collect();
+                for s in done {
+                    if let Some(b) = state.pending.remove(&s) {
+                        state.pending_bytes -= b;
+                    }
+                }
+                self.outbox.gauge.set(state.pending_bytes as i64);
+            }
+            self.outbox.changed.notify_all();
+            self.metrics
+                .relay_transactions
+                .get_or_create(&self.labels)
+                .inc();
+            self.metrics
+                .relay_records
+                .get_or_create(&self.labels)
+                .inc_by(records);
+        }
+    }
+
+    /// The relay group's committed position of this partition (`None`: never committed).
+    fn position(&self, positions: &BaseConsumer<QuietContext>) -> Result<Option<u64>, KafkaError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.topic, self.partition);
+        let committed = positions.committed_offsets(tpl, Duration::from_secs(10))?;
+        Ok(committed
+            .find_partition(&self.topic, self.partition)
+            .and_then(|e| match e.offset() {
+                Offset::Offset(n) if n > 0 => Some(n as u64),
+                _ => None,
+            }))
+    }
+
+    /// Publishes `entries` and the position `until` in one transaction, repeating it
+    /// after an abortable failure. Returns the records published.
+    fn transaction(
+        &self,
+        producer: &FutureProducer<QuietContext>,
+        cgm: &rdkafka::consumer::ConsumerGroupMetadata,
+        entries: &[Entry],
+        until: u64,
+    ) -> Result<u64, Ended> {
+        let mut attempt: u32 = 0;
+        loop {
+            let lane = TRANSACTION_LANE.lock().unwrap_or_else(|p| p.into_inner());
+            let outcome = self.try_transaction(producer, cgm, entries, until);
+            drop(lane);
+            match outcome {
+                Ok(n) => return Ok(n),
+                Err(TxnFailure::Ended(e)) => return Err(e),
+                Err(TxnFailure::Abortable(why)) => {
+                    attempt = attempt.saturating_add(1);
+                    self.abort(producer)?;
+                    let pause = Duration::from_millis(100 * u64::from(attempt.min(50)));
+                    tracing::warn!(partition = %self.where_(), entries = entries.len(), error = %why, "exactly-once relay: transaction aborted; publishing the entries again in {pause:?}");
+                    if !self.pause(pause) {
+                        return Err(Ended::Stopped);
+                    }
+                }
+            }
+        }
+    }
+
+    fn ended(&self, what: &str, e: &KafkaError) -> Ended {
+        if is_fence(e) {
+            Ended::Fenced(format!("{what}: {e}"))
+        } else if self.stopping() {
+            Ended::Stopped
+        } else {
+            Ended::Restart(format!("{what}: {e}"))
+        }
+    }
+
+    fn try_transaction(
+        &self,
+        producer: &FutureProducer<QuietContext>,
+        cgm: &rdkafka::consumer::ConsumerGroupMetadata,
+        entries: &[Entry],
+        until: u64,
+    ) -> Result<u64, TxnFailure> {
+        producer
+            .begin_transaction()
+            .map_err(|e| TxnFailure::Ended(self.ended("beginning a transaction", &e)))?;
+        let mut pending = Vec::new();
+        for entry in entries {
+            for record in &entry.records {
+                let topic = match (&record.topic, &self.settings.output_topic) {
+                    (Some(t), _) => t.as_str(),
+                    (None, Some(t)) => t.as_str(),
+                    // The worker refuses such a batch before its commit.
+                    (None, None) => {
+                        return Err(TxnFailure::Ended(Ended::Fatal(format!(
+                            "outbox entry {} of {} holds a record without a topic and the \
+                             job has no --output-topic; start the job with the output topic \
+                             it had",
+                            entry.seq,
+                            self.where_()
+                        ))));
+                    }
+                };
+                let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+                for h in &record.headers {
+                    headers = headers.insert(KafkaHeader {
+                        key: &h.name,
+                        value: h.value.as_deref(),
+                    });
+                }
+                let mut kafka = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
+                if let Some(k) = &record.key {
+                    kafka = kafka.key(k.as_slice());
+                }
+                if let Some(v) = &record.value {
+                    kafka = kafka.payload(v.as_slice());
+                }
+                loop {
+                    match producer.send_result(kafka) {
+                        Ok(delivery) => {
+                            pending.push(delivery);
+                            break;
+                        }
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                            producer.poll(Duration::from_millis(20));
+                            kafka = back;
+                        }
+                        Err((e, _)) => {
+                            return Err(self.failed("producing", e));
+                        }
+                    }
+                }
+            }
+        }
+        let records = pending.len() as u64;
+        for result in futures::executor::block_on(join_all(pending)) {
+            match result {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(self.failed("producing", e)),
+                Err(_) => {
+                    return Err(TxnFailure::Abortable(
+                        "the producer dropped a record".to_owned(),
+                    ));
+                }
+            }
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(until as i64))
+            .map_err(|e| TxnFailure::Ended(Ended::Fatal(format!("position {until}: {e}"))))?;
+        loop {
+            match producer.send_offsets_to_transaction(&tpl, cgm, CALL_SLICE) {
+                Ok(()) => break,
+                Err(e) => match classify(&e) {
+                    (false, true, false) if !self.stopping() => continue,
+                    _ => return Err(self.failed("adding the position to the transaction", e)),
+                },
+            }
+        }
+        loop {
+            match producer.commit_transaction(CALL_SLICE) {
+                Ok(()) => return Ok(records),
+                // In doubt: the same call again finds out (librdkafka keeps its state).
+                Err(e) => match classify(&e) {
+                    (false, true, false) if !self.stopping() => {
+                        tracing::debug!(partition = %self.where_(), error = %e, "commit_transaction: retrying");
+                    }
+                    // librdkafka says the transaction did not commit: abort, publish again.
+                    (false, _, true) => {
+                        return Err(TxnFailure::Abortable(format!("committing: {e}")));
+                    }
+                    // Anything else may have committed: only the position the broker
+                    // holds says, so a new producer reads it before publishing more.
+                    _ => {
+                        return Err(TxnFailure::Ended(
+                            self.ended("committing the transaction", &e),
+                        ));
+                    }
+                },
+            }
+        }
+    }
+
+    fn failed(&self, what: &str, e: KafkaError) -> TxnFailure {
+        match classify(&e) {
+            (true, _, _) => TxnFailure::Ended(self.ended(what, &e)),
+            _ if is_fence(&e) => TxnFailure::Ended(Ended::Fenced(format!("{what}: {e}"))),
+            _ if self.stopping() => TxnFailure::Ended(Ended::Stopped),
+            _ => TxnFailure::Abortable(format!("{what}: {e}")),
+        }
+    }
+
+    fn abort(&self, producer: &FutureProducer<QuietContext>) -> Result<(), Ended> {
+        loop {
+            match producer.abort_transaction(CALL_SLICE) {
+                Ok(()) => return Ok(()),
+                Err(e) => match classify(&e) {
+                    (false, true, _) if !self.stopping() => continue,
+                    _ => return Err(self.ended("aborting the transaction", &e)),
+                },
+            }
+        }
+    }
+}
+
+enum TxnFailure {
+    /// Abort, then publish the same entries again.
+    Abortable(String),
+    Ended(Ended),
+}
