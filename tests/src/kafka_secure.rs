@@ -47,6 +47,9 @@ pub enum Security<'a> {
 pub struct SecureBroker {
     /// The port clients use (TLS when secured by TLS).
     pub port: u16,
+    /// The port tansu itself listens on behind socat (plain, unauthenticated with TLS):
+    /// for the tests' own raw readers.
+    pub plain_port: u16,
     /// librdkafka properties a client needs.
     pub properties: Vec<(String, String)>,
     _tansu: Process,
@@ -153,6 +156,7 @@ impl SecureBroker {
         }
         SecureBroker {
             port,
+            plain_port: inner,
             properties,
             _tansu: tansu,
             _socat: socat,

@@ -6,6 +6,7 @@ pub mod kafka_secure;
 pub mod redis_topologies;
 pub mod serve;
 pub mod services;
+pub mod txn_log;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -163,12 +163,31 @@ fn every_documented_redis_key_and_metric_exists() {
     );
     assert_eq!(replay.status, 200, "{}", replay.text());
     assert_eq!(replay.json()["replayed"], 1);
+    // And a job with exactly-once delivery, whose outbox exists only then.
+    create_topic(&kafka.brokers(), "echoed", 1);
+    assert_eq!(s.upload("echo", "1", "echo").status, 201);
+    let job = r#"{"id": "eo", "plugin": "echo@1", "topics": ["words"], "partitions": [0],
+                  "output_topic": "echoed", "settings": {"delivery": "exactly-once"}}"#;
+    assert_eq!(
+        s.call("POST", "/v1/jobs", Some("t0ken"), job.as_bytes())
+            .status,
+        201
+    );
     let (wcp_offsets, _) = partition_keys("wcp", "wcp", "words", 0);
     s.host
         .wait_for(MINUTE, "the jobs to commit every record", || {
             redis.offsets("wc", "words").get(&0) == Some(&200)
                 && redis.hgetall(&wcp_offsets).get("0").map(String::as_str) == Some("200")
                 && redis.offsets("tk", "cmds").get(&0) == Some(&2)
+                && redis.offsets("eo", "words").get(&0) == Some(&200)
+                && redis::cmd("XLEN")
+                    .arg("streamhost:{eo}:outbox:eo:words:0")
+                    .query::<usize>(&mut redis.conn())
+                    .ok()
+                    == Some(0)
+                && s.call("GET", "/metrics", None, b"")
+                    .text()
+                    .contains("streamhost_relay_records_total{")
         });
 
     let present: Vec<String> = redis::cmd("KEYS")

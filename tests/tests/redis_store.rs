@@ -156,6 +156,8 @@ fn request(partition: i32, expected: Option<i64>, until: i64, e: Effects) -> Com
         until_offset: until,
         writes: e.state,
         time: e.time,
+        outbox: None,
+        outbox_seq: None,
     }
 }
 
