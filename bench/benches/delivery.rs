@@ -1,0 +1,179 @@
+//! What exactly-once output costs (issue 18): the same job over the same data, with
+//! `--delivery at-least-once` (the baseline: emits produced and acknowledged before each
+//! batch commits) and `--delivery exactly-once` (emits committed to the Redis outbox with
+//! the batch, published by the relays in one Kafka transaction per partition per
+//! `--transaction-interval-ms`, default 100 ms). tansu, 4 partitions, the echo plugin
+//! (one emit per record, so the output is as large as the input), 400k records of ~40
+//! bytes (`STREAMHOST_BENCH_RECORDS`). A run ends when Redis holds every offset and, for
+//! exactly-once, the outbox is empty (every emit is in a committed transaction). Three
+//! rounds, alternating; the medians and their ratio are printed. Run with
+//! `bench/run delivery`.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use streamhost_bench::TextGen;
+use streamhost_tests::services::{Host, Redis, Tansu, create_topic, free_port};
+use streamhost_tests::{http, plugin};
+
+const PARTITIONS: i32 = 4;
+const ROUNDS: usize = 3;
+const TIMEOUT: Duration = Duration::from_secs(600);
+
+fn produce_input(brokers: &str, n: usize) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "50")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("producer");
+    let mut g = TextGen::new(11, 2000);
+    let mut pending = Vec::with_capacity(n);
+    for i in 0..n {
+        let line = g.line(40);
+        let key = format!("k{}", i % 1000);
+        let mut record = FutureRecord::to("in")
+            .partition((i % PARTITIONS as usize) as i32)
+            .key(key.as_str())
+            .payload(line.as_str());
+        loop {
+            match producer.send_result(record) {
+                Ok(f) => {
+                    pending.push(f);
+                    break;
+                }
+                Err((_, back)) => {
+                    producer.poll(Duration::from_millis(10));
+                    record = back;
+                }
+            }
+        }
+    }
+    for r in futures::executor::block_on(futures::future::join_all(pending)) {
+        r.expect("delivered").expect("acknowledged");
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+}
+
+fn outbox_len(redis: &Redis, group: &str) -> usize {
+    let mut c = redis.conn();
+    (0..PARTITIONS)
+        .map(|p| {
+            redis::cmd("XLEN")
+                .arg(format!("streamhost:{{{group}}}:outbox:{group}:in:{p}"))
+                .query::<usize>(&mut c)
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+struct Run {
+    elapsed: Duration,
+    transactions: f64,
+}
+
+fn run(kafka: &Tansu, redis: &Redis, delivery: &str, round: usize, n: usize, cache: &Path) -> Run {
+    let group = format!("{delivery}-{round}");
+    let output = format!("out-{group}");
+    create_topic(&kafka.brokers(), &output, PARTITIONS);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let args: Vec<String> = [
+        "run",
+        "--plugin",
+        &plugin("echo").to_string_lossy(),
+        "--topic",
+        "in",
+        "--brokers",
+        &kafka.brokers(),
+        "--redis",
+        &redis.url(),
+        "--group",
+        &group,
+        "--partitions",
+        "0,1,2,3",
+        "--output-topic",
+        &output,
+        "--delivery",
+        delivery,
+        "--metrics-addr",
+        &metrics,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let started = Instant::now();
+    let mut host = Host::spawn(&args, cache);
+    host.wait_for(TIMEOUT, "every record committed and published", || {
+        let committed: i64 = redis.offsets(&group, "in").values().sum();
+        committed >= n as i64 && (delivery != "exactly-once" || outbox_len(redis, &group) == 0)
+    });
+    let elapsed = started.elapsed();
+    let transactions = http::request(&metrics, "GET", "/metrics", None, &[])
+        .map(|r| metric_sum(&r.text(), "streamhost_relay_transactions_total"))
+        .unwrap_or(0.0);
+    host.signal(15);
+    host.wait(Duration::from_secs(60));
+    Run {
+        elapsed,
+        transactions,
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    let n: usize = std::env::var("STREAMHOST_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400_000);
+    let (kafka, redis) = (Tansu::start(), Redis::start_in_memory());
+    create_topic(&kafka.brokers(), "in", PARTITIONS);
+    produce_input(&kafka.brokers(), n);
+    let cache = tempfile::tempdir().expect("tempdir");
+    println!("delivery: {n} records, {PARTITIONS} partitions, echo plugin, tansu, defaults");
+    let (mut alo, mut eos) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        for delivery in ["at-least-once", "exactly-once"] {
+            let r = run(&kafka, &redis, delivery, round, n, cache.path());
+            let txns = if delivery == "exactly-once" {
+                format!(
+                    "  {:.0} transactions ({:.1} records each)",
+                    r.transactions,
+                    n as f64 / r.transactions.max(1.0)
+                )
+            } else {
+                String::new()
+            };
+            println!(
+                "  round {round} {delivery:<14} {:>7.2} s {:>10.0} records/s{txns}",
+                r.elapsed.as_secs_f64(),
+                n as f64 / r.elapsed.as_secs_f64()
+            );
+            if delivery == "exactly-once" {
+                eos.push(r.elapsed);
+            } else {
+                alo.push(r.elapsed);
+            }
+        }
+    }
+    let (a, e) = (median(alo), median(eos));
+    println!(
+        "  median at-least-once {:>10.0} records/s, exactly-once {:>10.0} records/s: exactly-once/at-least-once = {:.2}x",
+        n as f64 / a.as_secs_f64(),
+        n as f64 / e.as_secs_f64(),
+        a.as_secs_f64() / e.as_secs_f64()
+    );
+}
