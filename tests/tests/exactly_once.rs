@@ -406,3 +406,31 @@ fn exactly_once_over_mutual_tls_and_a_redis_cluster() {
         "the partitions' outboxes spread over the shards"
     );
 }
+
+#[test]
+fn a_stopped_job_publishes_what_it_committed() {
+    let (redis, kafka) = (Redis::start_in_memory(), Tansu::start());
+    create_topic(&kafka.brokers(), "in", PARTITIONS);
+    create_topic(&kafka.brokers(), "out", PARTITIONS);
+    let cache = tempfile::tempdir().unwrap();
+    // An interval longer than the test: only the stop can publish the last entries.
+    let args = args(&kafka, &redis, &["--transaction-interval-ms", "60000"]);
+    let input = producer(&kafka.brokers());
+    let mut next = vec![0usize; PARTITIONS as usize];
+    let mut host = Host::spawn(&args, cache.path());
+    produce_chunk(&input, &mut next, 500, 0);
+    let total: usize = next.iter().sum();
+    host.wait_for(
+        MINUTE,
+        "every batch committed, its emits in the outbox",
+        || committed_records(&redis) == total as i64 && outbox_len(&redis) > 0,
+    );
+    host.signal(libc::SIGTERM);
+    assert!(host.wait(MINUTE).success(), "{}", host.log_text());
+    assert_eq!(
+        outbox_len(&redis),
+        0,
+        "the outbox was published and trimmed"
+    );
+    assert_exactly_once(&output(&kafka), &next);
+}

@@ -30,6 +30,40 @@ pub enum SinkError {
     Config(KafkaError),
 }
 
+/// Hands one emitted record to `producer` for `topic`, waiting while its local queue is
+/// full. The delivery future says when the broker has it.
+pub fn send<C: rdkafka::ClientContext + 'static>(
+    producer: &FutureProducer<C>,
+    record: &OutputRecord,
+    topic: &str,
+) -> Result<rdkafka::producer::DeliveryFuture, KafkaError> {
+    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+    for h in &record.headers {
+        headers = headers.insert(KafkaHeader {
+            key: &h.name,
+            value: h.value.as_deref(),
+        });
+    }
+    let mut kafka = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
+    if let Some(k) = &record.key {
+        kafka = kafka.key(k.as_slice());
+    }
+    if let Some(v) = &record.value {
+        kafka = kafka.payload(v.as_slice());
+    }
+    loop {
+        match producer.send_result(kafka) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                // The local queue is full: let deliveries drain, then retry.
+                producer.poll(Duration::from_millis(20));
+                kafka = back;
+            }
+            Err((cause, _)) => return Err(cause),
+        }
+    }
+}
+
 pub struct Sink {
     producer: FutureProducer<QuietContext>,
     output_topic: Option<String>,
@@ -84,39 +118,12 @@ impl Sink {
                 (None, Some(t)) => t.as_str(),
                 (None, None) => unreachable!("checked above"),
             };
-            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-            for h in &record.headers {
-                headers = headers.insert(KafkaHeader {
-                    key: &h.name,
-                    value: h.value.as_deref(),
-                });
-            }
-            let mut kafka = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
-            if let Some(k) = &record.key {
-                kafka = kafka.key(k.as_slice());
-            }
-            if let Some(v) = &record.value {
-                kafka = kafka.payload(v.as_slice());
-            }
-            loop {
-                match self.producer.send_result(kafka) {
-                    Ok(delivery) => {
-                        pending.push((topic, delivery));
-                        break;
-                    }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        // The local queue is full: let deliveries drain, then retry.
-                        self.producer.poll(Duration::from_millis(50));
-                        kafka = back;
-                    }
-                    Err((cause, _)) => {
-                        return Err(SinkError::Produce {
-                            topic: topic.to_owned(),
-                            cause,
-                        });
-                    }
-                }
-            }
+            let delivery =
+                send(&self.producer, record, topic).map_err(|cause| SinkError::Produce {
+                    topic: topic.to_owned(),
+                    cause,
+                })?;
+            pending.push((topic, delivery));
         }
         let (topics, futures): (Vec<&str>, Vec<_>) = pending.into_iter().unzip();
         let results = futures::executor::block_on(join_all(futures));

@@ -35,8 +35,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::kafka::errors::QuietContext;
@@ -146,6 +145,9 @@ struct OutboxState {
     next: u64,
     /// Why the relay gave up (the job stops with it).
     failure: Option<String>,
+    /// The job is stopping: publish what is committed now, then stop (`drained`).
+    draining: bool,
+    drained: bool,
 }
 
 impl OutboxState {
@@ -153,6 +155,14 @@ impl OutboxState {
         if seq >= self.next && self.pending.insert(seq, bytes).is_none() {
             self.pending_bytes += bytes;
         }
+    }
+
+    /// Everything below `next` is published.
+    fn published_below(&mut self, next: u64) {
+        self.next = next;
+        let kept = self.pending.split_off(&next);
+        let done = std::mem::replace(&mut self.pending, kept);
+        self.pending_bytes -= done.values().sum::<u64>();
     }
 }
 
@@ -245,6 +255,30 @@ pub struct RelayHandle {
 impl RelayHandle {
     pub fn outbox(&self) -> &Arc<Outbox> {
         &self.outbox
+    }
+
+    /// The job is stopping and its worker committed its last batch: publishes what the
+    /// outbox holds in one last transaction (waiting up to `deadline`), so a stopped job
+    /// leaves nothing unpublished. The relay stops then (or when dropped).
+    pub fn finish(&self, deadline: Duration) {
+        let started = Instant::now();
+        let mut state = self.outbox.lock();
+        state.draining = true;
+        self.outbox.changed.notify_all();
+        while !state.drained && state.failure.is_none() && started.elapsed() < deadline {
+            state = self
+                .outbox
+                .changed
+                .wait_timeout(state, Duration::from_millis(50))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        if !state.drained {
+            tracing::warn!(
+                pending_bytes = state.pending_bytes,
+                "exactly-once relay: not everything was published before the stop; the next start publishes the rest"
+            );
+        }
     }
 }
 
@@ -380,11 +414,14 @@ impl Relay {
     /// offset: only this worker may have moved it since it started (`None`: Redis cannot
     /// tell now).
     fn still_owner(&self) -> Option<bool> {
-        let submitted = self.outbox.submitted.load(Ordering::SeqCst);
         let stored = self
             .store
             .committed_offset(&self.topic, self.partition)
             .ok()?;
+        // Read after the stored offset: the worker raises it before each commit, so every
+        // commit of this worker that Redis shows is counted (read first, a commit applied
+        // in between would look like another worker's).
+        let submitted = self.outbox.submitted.load(Ordering::SeqCst);
         Some(stored.is_none_or(|s| submitted == i64::MIN || s <= submitted))
     }
 
@@ -575,13 +612,7 @@ impl Relay {
         }
         {
             let mut state = self.outbox.lock();
-            state.next = next;
-            let stale: Vec<u64> = state.pending.range(..next).map(|(s, _)| *s).collect();
-            for s in stale {
-                if let Some(b) = state.pending.remove(&s) {
-                    state.pending_bytes -= b;
-                }
-            }
+            state.published_below(next);
             for (seq, bytes) in backlog {
                 state.add(seq, bytes);
             }
@@ -604,7 +635,7 @@ impl Relay {
                     }
                     let due = last_txn.elapsed() >= self.settings.interval;
                     let announced = state.pending.range(next..).next().is_some();
-                    if due && (announced || last_look.elapsed() >= IDLE_POLL) {
+                    if state.draining || due && (announced || last_look.elapsed() >= IDLE_POLL) {
                         break;
                     }
                     state = self
@@ -629,7 +660,16 @@ impl Relay {
                 bytes += page.iter().map(|e| e.bytes).sum::<usize>();
                 entries.extend(page);
             }
-            let Some(last) = entries.last() else { continue };
+            let Some(last) = entries.last() else {
+                let mut state = self.outbox.lock();
+                if state.draining {
+                    state.drained = true;
+                    drop(state);
+                    self.outbox.changed.notify_all();
+                    return Ok(());
+                }
+                continue;
+            };
             let until = last.seq + 1;
             if self.still_owner() == Some(false) {
                 return Err(Ended::Lost(format!(
@@ -648,13 +688,7 @@ impl Relay {
             }
             {
                 let mut state = self.outbox.lock();
-                state.next = next;
-                let done: Vec<u64> = state.pending.range(..next).map(|(s, _)| *s).collect();
-                for s in done {
-                    if let Some(b) = state.pending.remove(&s) {
-                        state.pending_bytes -= b;
-                    }
-                }
+                state.published_below(next);
                 self.outbox.gauge.set(state.pending_bytes as i64);
             }
             self.outbox.changed.notify_all();
@@ -749,34 +783,9 @@ impl Relay {
                         ))));
                     }
                 };
-                let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-                for h in &record.headers {
-                    headers = headers.insert(KafkaHeader {
-                        key: &h.name,
-                        value: h.value.as_deref(),
-                    });
-                }
-                let mut kafka = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
-                if let Some(k) = &record.key {
-                    kafka = kafka.key(k.as_slice());
-                }
-                if let Some(v) = &record.value {
-                    kafka = kafka.payload(v.as_slice());
-                }
-                loop {
-                    match producer.send_result(kafka) {
-                        Ok(delivery) => {
-                            pending.push(delivery);
-                            break;
-                        }
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                            producer.poll(Duration::from_millis(20));
-                            kafka = back;
-                        }
-                        Err((e, _)) => {
-                            return Err(self.failed("producing", e));
-                        }
-                    }
+                match crate::kafka::producer::send(producer, record, topic) {
+                    Ok(delivery) => pending.push(delivery),
+                    Err(e) => return Err(self.failed("producing", e)),
                 }
             }
         }

@@ -74,6 +74,9 @@ const POLL_SLICE: Duration = Duration::from_millis(100);
 /// ...and before looking whether the previous batch's commit was answered.
 const IN_FLIGHT_POLL: Duration = Duration::from_millis(2);
 
+/// How long a stopping job's relay may take to publish what its worker committed.
+const RELAY_DRAIN: Duration = Duration::from_secs(10);
+
 /// Why a worker stopped the job.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -230,6 +233,12 @@ impl PartitionWorker {
         }
         if let Some(last) = self.in_flight.take() {
             self.settle(last)?;
+        }
+        // A job stopping (not a partition moving on) publishes what it committed.
+        if let Some(relay) = &self.relay
+            && self.job_stop.load(Ordering::Relaxed)
+        {
+            relay.finish(RELAY_DRAIN);
         }
         tracing::info!(topic = %self.topic, partition = self.partition, "partition worker stopped");
         Ok(())
