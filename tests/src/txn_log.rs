@@ -208,13 +208,24 @@ pub fn librdkafka_read_committed(
     partitions: i32,
     n: usize,
 ) -> Vec<Vec<u8>> {
+    librdkafka_read(brokers, topic, partitions, n, "read_committed")
+}
+
+/// The same with another `isolation.level`.
+pub fn librdkafka_read(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    n: usize,
+    isolation: &str,
+) -> Vec<Vec<u8>> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "txn-log-read-committed")
         .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
+        .set("isolation.level", isolation)
         .create()
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();

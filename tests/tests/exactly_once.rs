@@ -8,11 +8,13 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use streamhost_tests::kafka_secure::{SecureBroker, Security};
 use streamhost_tests::plugin_run_args;
 use streamhost_tests::redis_topologies::{Certs, RedisCluster};
-use streamhost_tests::services::{FAST_GROUP, Host, Redis, Tansu, create_topic, producer};
+use streamhost_tests::services::{FAST_GROUP, Host, Redis, Tansu, create_topic, produce, producer};
 use streamhost_tests::txn_log::{Committed, committed_view, librdkafka_read_committed, read_log};
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -433,4 +435,102 @@ fn a_stopped_job_publishes_what_it_committed() {
         "the outbox was published and trimmed"
     );
     assert_exactly_once(&output(&kafka), &next);
+}
+
+/// Bytes of encoded emits in the outbox of `partition` (job `g`).
+fn outbox_bytes(redis: &Redis, partition: i32) -> usize {
+    type Fields = Vec<(String, Vec<u8>)>;
+    let entries: Vec<(String, Fields)> = redis::cmd("XRANGE")
+        .arg(format!("streamhost:{{g}}:outbox:g:in:{partition}"))
+        .arg("-")
+        .arg("+")
+        .query(&mut redis.conn())
+        .expect("XRANGE");
+    entries
+        .iter()
+        .flat_map(|(_, fields)| fields.iter().map(|(_, v)| v.len()))
+        .sum()
+}
+
+/// librdkafka's mock cluster (it writes no markers and does not fence, so it proves
+/// nothing about exactly-once) stands in for a Kafka that takes no transactions: every
+/// EndTxn fails. The outbox fills to --outbox-max-mb and the partition's commits wait
+/// there with a warning, instead of Redis growing; once Kafka takes transactions again,
+/// everything is published.
+#[test]
+fn a_kafka_that_takes_no_transactions_makes_commits_wait_at_the_outbox_bound() {
+    let redis = Redis::start_in_memory();
+    let mock = MockCluster::new(1).expect("mock cluster");
+    mock.create_topic("in", 1, 1).expect("topic");
+    mock.create_topic("out", 1, 1).expect("topic");
+    let brokers = mock.bootstrap_servers();
+    // The mock keeps about 5 MB of a partition's log: 3 MB of emits against a 1 MiB bound.
+    let n = 3_000usize;
+    let values: Vec<Vec<u8>> = (0..n)
+        .map(|i| format!("{i}:{}", "x".repeat(1000)).into_bytes())
+        .collect();
+    produce(&producer(&brokers), "in", 0, &values);
+    mock.request_errors(
+        RDKafkaApiKey::EndTxn,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE; 100_000],
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let args = plugin_run_args(
+        "echo",
+        &brokers,
+        &redis.url(),
+        "in",
+        "g",
+        &[
+            "--partitions",
+            "0",
+            "--output-topic",
+            "out",
+            "--delivery",
+            "exactly-once",
+            "--batch-max-records",
+            "100",
+            "--outbox-max-mb",
+            "1",
+        ],
+    );
+    let host = Host::spawn(&args, cache.path());
+    let full = |host: &Host| host.log_text().matches("the outbox is full").count();
+    host.wait_for(MINUTE, "the outbox-full warning", || full(&host) >= 1);
+    let committed = redis.offsets("g", "in").get(&0).copied().unwrap_or(0);
+    let held = outbox_bytes(&redis, 0);
+    host.wait_for(MINUTE, "the warning again", || full(&host) >= 2);
+    assert_eq!(
+        redis.offsets("g", "in").get(&0).copied().unwrap_or(0),
+        committed,
+        "commits wait while the outbox is full"
+    );
+    assert!(committed < n as i64, "{committed} of {n} committed");
+    assert!(
+        held <= 1 << 20 && outbox_bytes(&redis, 0) <= 1 << 20,
+        "the outbox holds {held} bytes, more than --outbox-max-mb 1"
+    );
+    eprintln!(
+        "Kafka without transactions: commits stopped at offset {committed} of {n} with {held} bytes in the outbox (bound 1 MiB)"
+    );
+
+    mock.clear_request_errors(RDKafkaApiKey::EndTxn);
+    host.wait_for(2 * MINUTE, "everything committed and published", || {
+        redis.offsets("g", "in").get(&0) == Some(&(n as i64)) && outbox_len_of(&redis, 0) == 0
+    });
+    let delivered = librdkafka_read_committed(&brokers, "out", 1, 3 * n);
+    let out: std::collections::BTreeSet<&Vec<u8>> = delivered.iter().collect();
+    assert_eq!(
+        out.len(),
+        n,
+        "every record reached the output topic ({} delivered)",
+        delivered.len()
+    );
+}
+
+fn outbox_len_of(redis: &Redis, partition: i32) -> usize {
+    redis::cmd("XLEN")
+        .arg(format!("streamhost:{{g}}:outbox:g:in:{partition}"))
+        .query::<usize>(&mut redis.conn())
+        .unwrap_or(0)
 }

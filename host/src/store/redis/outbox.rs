@@ -45,7 +45,7 @@ pub fn encode(records: &[OutputRecord]) -> Vec<u8> {
 }
 
 fn record_size(r: &OutputRecord) -> usize {
-    let opt = |b: Option<usize>| 5 + b.unwrap_or(0);
+    let opt = |b: Option<usize>| b.map_or(1, |n| 5 + n);
     opt(r.topic.as_ref().map(String::len))
         + opt(r.key.as_ref().map(Vec::len))
         + opt(r.value.as_ref().map(Vec::len))
