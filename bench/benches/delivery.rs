@@ -3,7 +3,7 @@
 //! batch commits) and `--delivery exactly-once` (emits committed to the Redis outbox with
 //! the batch, published by the relays in one Kafka transaction per partition per
 //! `--transaction-interval-ms`, default 100 ms). tansu, 4 partitions, the echo plugin
-//! (one emit per record, so the output is as large as the input), 400k records of ~40
+//! (one emit per record, so the output is as large as the input), 2M records of ~40
 //! bytes (`STREAMHOST_BENCH_RECORDS`). A run ends when Redis holds every offset and, for
 //! exactly-once, the outbox is empty (every emit is in a committed transaction). Three
 //! rounds, alternating; the medians and their ratio are printed. Run with
@@ -138,7 +138,7 @@ fn main() {
     let n: usize = std::env::var("STREAMHOST_BENCH_RECORDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(400_000);
+        .unwrap_or(2_000_000);
     let (kafka, redis) = (Tansu::start(), Redis::start_in_memory());
     create_topic(&kafka.brokers(), "in", PARTITIONS);
     produce_input(&kafka.brokers(), n);

@@ -27,17 +27,19 @@
 //! then never defers, and on Kafka each transaction carries a whole interval's entries.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, config::RDKafkaLogLevel};
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::batch::effects::stamped_emits;
 use crate::kafka::errors::QuietContext;
 use crate::store::redis::RedisStore;
 use crate::store::redis::outbox::Entry;
@@ -103,11 +105,50 @@ impl RelaySettings {
     }
 }
 
+/// The relay producer's context: librdkafka's errors and logs through the host's
+/// [`QuietContext`], failed deliveries counted (no future per record: a transaction's
+/// records are many, and the commit reports a failed one as well).
+#[derive(Default)]
+struct RelayContext {
+    quiet: QuietContext,
+    failed: AtomicU64,
+    last_failure: Mutex<Option<String>>,
+}
+
+impl ClientContext for RelayContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.quiet.error(error, reason);
+    }
+
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.quiet.log(level, fac, message);
+    }
+}
+
+impl ProducerContext for RelayContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        }
+    }
+}
+
+type RelayProducer = ThreadedProducer<RelayContext>;
+
+/// One transaction's records, as the producer takes them.
+type Records<'a> = Vec<BaseRecord<'a, [u8], [u8]>>;
+
 /// One host's transactions, one at a time (see the top of this file).
 static TRANSACTION_LANE: Mutex<()> = Mutex::new(());
 
 /// Most bytes of entries one transaction publishes.
 const MAX_TRANSACTION_BYTES: usize = 16 << 20;
+
+/// Threads handing one transaction's records to the producer.
+const ENQUEUE_THREADS: usize = 2;
 
 /// Entries read from Redis per request.
 const READ_PAGE: usize = 256;
@@ -508,7 +549,7 @@ impl Relay {
 
     fn session_inner(&self) -> Result<(), Ended> {
         let tid = self.settings.transactional_id(&self.topic, self.partition);
-        let producer: FutureProducer<QuietContext> = crate::kafka::config::client_config(
+        let producer: RelayProducer = crate::kafka::config::client_config(
             &self.settings.brokers,
             &[
                 ("transactional.id", tid.as_str()),
@@ -520,7 +561,7 @@ impl Relay {
             ],
             &self.settings.kafka,
         )
-        .create_with_context(QuietContext::default())
+        .create_with_context(RelayContext::default())
         .map_err(|e| Ended::Fatal(format!("cannot create the transactional producer: {e}")))?;
         let group = self.settings.relay_group();
         let positions: BaseConsumer<QuietContext> = crate::kafka::config::client_config(
@@ -660,6 +701,15 @@ impl Relay {
                 bytes += page.iter().map(|e| e.bytes).sum::<usize>();
                 entries.extend(page);
             }
+            for entry in &mut entries {
+                entry.records = stamped_emits(
+                    std::mem::take(&mut entry.records),
+                    &self.topic,
+                    self.partition,
+                    entry.from,
+                    entry.until,
+                );
+            }
             let Some(last) = entries.last() else {
                 let mut state = self.outbox.lock();
                 if state.draining {
@@ -720,16 +770,21 @@ impl Relay {
     /// after an abortable failure. Returns the records published.
     fn transaction(
         &self,
-        producer: &FutureProducer<QuietContext>,
+        producer: &RelayProducer,
         cgm: &rdkafka::consumer::ConsumerGroupMetadata,
         entries: &[Entry],
         until: u64,
     ) -> Result<u64, Ended> {
         let mut attempt: u32 = 0;
         loop {
+            // Built before taking the lane: the lane is the one serial step of the host.
+            let records = self.records(entries).map_err(TxnFailure::Ended);
+            let waited = Instant::now();
             let lane = TRANSACTION_LANE.lock().unwrap_or_else(|p| p.into_inner());
-            let outcome = self.try_transaction(producer, cgm, entries, until);
+            let lane_wait = waited.elapsed();
+            let outcome = records.and_then(|r| self.try_transaction(producer, cgm, r, until));
             drop(lane);
+            tracing::debug!(partition = %self.where_(), lane_wait_ms = lane_wait.as_millis() as u64, in_lane_ms = (waited.elapsed() - lane_wait).as_millis() as u64, "exactly-once relay: transaction time");
             match outcome {
                 Ok(n) => return Ok(n),
                 Err(TxnFailure::Ended(e)) => return Err(e),
@@ -756,17 +811,9 @@ impl Relay {
         }
     }
 
-    fn try_transaction(
-        &self,
-        producer: &FutureProducer<QuietContext>,
-        cgm: &rdkafka::consumer::ConsumerGroupMetadata,
-        entries: &[Entry],
-        until: u64,
-    ) -> Result<u64, TxnFailure> {
-        producer
-            .begin_transaction()
-            .map_err(|e| TxnFailure::Ended(self.ended("beginning a transaction", &e)))?;
-        let mut pending = Vec::new();
+    /// The Kafka records of `entries`, in order.
+    fn records<'a>(&'a self, entries: &'a [Entry]) -> Result<Records<'a>, Ended> {
+        let mut out = Vec::with_capacity(entries.iter().map(|e| e.records.len()).sum());
         for entry in entries {
             for record in &entry.records {
                 let topic = match (&record.topic, &self.settings.output_topic) {
@@ -774,33 +821,104 @@ impl Relay {
                     (None, Some(t)) => t.as_str(),
                     // The worker refuses such a batch before its commit.
                     (None, None) => {
-                        return Err(TxnFailure::Ended(Ended::Fatal(format!(
+                        return Err(Ended::Fatal(format!(
                             "outbox entry {} of {} holds a record without a topic and the \
                              job has no --output-topic; start the job with the output topic \
                              it had",
                             entry.seq,
                             self.where_()
-                        ))));
+                        )));
                     }
                 };
-                match crate::kafka::producer::send(producer, record, topic) {
-                    Ok(delivery) => pending.push(delivery),
-                    Err(e) => return Err(self.failed("producing", e)),
+                let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+                for h in &record.headers {
+                    headers = headers.insert(KafkaHeader {
+                        key: &h.name,
+                        value: h.value.as_deref(),
+                    });
                 }
+                let mut kafka = BaseRecord::<[u8], [u8]>::to(topic).headers(headers);
+                if let Some(k) = &record.key {
+                    kafka = kafka.key(k.as_slice());
+                }
+                if let Some(v) = &record.value {
+                    kafka = kafka.payload(v.as_slice());
+                }
+                out.push(kafka);
             }
         }
-        let records = pending.len() as u64;
-        for result in futures::executor::block_on(join_all(pending)) {
-            match result {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(self.failed("producing", e)),
-                Err(_) => {
-                    return Err(TxnFailure::Abortable(
-                        "the producer dropped a record".to_owned(),
-                    ));
+        Ok(out)
+    }
+
+    fn try_transaction(
+        &self,
+        producer: &RelayProducer,
+        cgm: &rdkafka::consumer::ConsumerGroupMetadata,
+        records: Records<'_>,
+        until: u64,
+    ) -> Result<u64, TxnFailure> {
+        producer
+            .begin_transaction()
+            .map_err(|e| TxnFailure::Ended(self.ended("beginning a transaction", &e)))?;
+        let failed_before = producer.context().failed.load(Ordering::SeqCst);
+        let count = records.len() as u64;
+        // Handing records to librdkafka is the costly part of the lane: two threads share
+        // it. A key's records all go to one thread, in order, so each key keeps its order
+        // (records without a key, too, among themselves).
+        let mut lanes: [Records<'_>; ENQUEUE_THREADS] = Default::default();
+        for record in records {
+            let lane = record.key.map_or(0, |k| {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                k.hash(&mut h);
+                h.finish() as usize % ENQUEUE_THREADS
+            });
+            lanes[lane].push(record);
+        }
+        let enqueue = |records: Records<'_>| -> Result<(), KafkaError> {
+            for mut record in records {
+                loop {
+                    match producer.send(record) {
+                        Ok(()) => break,
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                            // The producer's own thread drains the queue.
+                            std::thread::sleep(Duration::from_millis(1));
+                            record = back;
+                        }
+                        Err((e, _)) => return Err(e),
+                    }
                 }
             }
+            Ok(())
+        };
+        let [first, second] = lanes;
+        let (a, b) = std::thread::scope(|scope| {
+            let other = scope.spawn(|| enqueue(second));
+            let mine = enqueue(first);
+            (mine, other.join().unwrap_or(Err(KafkaError::Canceled)))
+        });
+        if let Err(e) = a.and(b) {
+            return Err(self.failed("producing", e));
         }
+        let sent = Instant::now();
+        loop {
+            match producer.flush(CALL_SLICE) {
+                Ok(()) => break,
+                Err(e) if self.stopping() => return Err(self.failed("producing", e)),
+                Err(_) => continue,
+            }
+        }
+        if producer.context().failed.load(Ordering::SeqCst) != failed_before {
+            let why = producer
+                .context()
+                .last_failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .unwrap_or_default();
+            return Err(TxnFailure::Abortable(format!("producing: {why}")));
+        }
+        let records = count;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(until as i64))
             .map_err(|e| TxnFailure::Ended(Ended::Fatal(format!("position {until}: {e}"))))?;
@@ -813,9 +931,13 @@ impl Relay {
                 },
             }
         }
+        let acked = Instant::now();
         loop {
             match producer.commit_transaction(CALL_SLICE) {
-                Ok(()) => return Ok(records),
+                Ok(()) => {
+                    tracing::debug!(partition = %self.where_(), acks_ms = (acked - sent).as_millis() as u64, commit_ms = acked.elapsed().as_millis() as u64, "exactly-once relay: transaction steps");
+                    return Ok(records);
+                }
                 // In doubt: the same call again finds out (librdkafka keeps its state).
                 Err(e) => match classify(&e) {
                     (false, true, false) if !self.stopping() => {
@@ -846,7 +968,7 @@ impl Relay {
         }
     }
 
-    fn abort(&self, producer: &FutureProducer<QuietContext>) -> Result<(), Ended> {
+    fn abort(&self, producer: &RelayProducer) -> Result<(), Ended> {
         loop {
             match producer.abort_transaction(CALL_SLICE) {
                 Ok(()) => return Ok(()),

@@ -877,7 +877,7 @@ impl PartitionWorker {
             self.count_batch("failed");
         }
         let Some(Processed {
-            effects,
+            mut effects,
             fired,
             set_aside,
         }) = processed.map_err(|e| self.batch_error(from, until, e))?
@@ -885,13 +885,14 @@ impl PartitionWorker {
             return Ok(());
         };
         let records_out = effects.emits.len() as u64;
-        let emits = stamped_emits(effects.emits, &self.topic, self.partition, from, until);
         let outbox = match &self.relay {
             Some(relay) => {
+                let emits = &effects.emits;
                 self.sink
-                    .check_topics(&emits)
+                    .check_topics(emits)
                     .map_err(|e| self.batch_error(from, until, e.into()))?;
-                let entry = (!emits.is_empty()).then(|| outbox::encode(&emits));
+                // Without the source headers: the relay adds them from the batch's range.
+                let entry = (!emits.is_empty()).then(|| outbox::encode(emits, from, until));
                 let bytes = entry.as_ref().map_or(0, |e| e.len() as u64);
                 let at = format!("{}/{}", self.topic, self.partition);
                 match relay
@@ -911,6 +912,13 @@ impl PartitionWorker {
                 entry
             }
             None => {
+                let emits = stamped_emits(
+                    std::mem::take(&mut effects.emits),
+                    &self.topic,
+                    self.partition,
+                    from,
+                    until,
+                );
                 if !self.produce(&emits, from, until)? {
                     return Ok(());
                 }

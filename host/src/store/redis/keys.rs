@@ -25,7 +25,7 @@
 //!     their own (`--state-scope partition`), so reads outside a batch find their hashes.
 //!   - `streamhost:{TAG}:outbox:GROUP:TOPIC:P` (`--delivery exactly-once`): STREAM of the
 //!     partition's committed emits not yet published, entry `SEQ-0` = one batch's
-//!     records; `streamhost:{TAG}:outbox-seq:GROUP:TOPIC`: HASH, field = partition,
+//!     offset range and records; `streamhost:{TAG}:outbox-seq:GROUP:TOPIC`: HASH, field = partition,
 //!     value = the last `SEQ` handed out (see `outbox`).
 //! * A dead-letter replay's cursor is kept like a partition's offset, under the
 //!   pseudo-topic `dlq-replay:DLQ_TOPIC:DLQ_PARTITION` (see `pipeline::replay`).

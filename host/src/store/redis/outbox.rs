@@ -22,14 +22,21 @@ const FORMAT: u8 = 1;
 pub struct Entry {
     pub seq: u64,
     pub bytes: usize,
+    /// The batch's source offsets `[from, until)`: the relay adds the source headers
+    /// from them (they are not stored once per record).
+    pub from: i64,
+    pub until: i64,
     pub records: Vec<OutputRecord>,
 }
 
-/// The bytes of an outbox entry: the records in order, each field length-prefixed.
-pub fn encode(records: &[OutputRecord]) -> Vec<u8> {
+/// The bytes of an outbox entry: the batch's offset range, then the records in order,
+/// each field length-prefixed.
+pub fn encode(records: &[OutputRecord], from: i64, until: i64) -> Vec<u8> {
     let size: usize = records.iter().map(record_size).sum();
-    let mut out = Vec::with_capacity(5 + size);
+    let mut out = Vec::with_capacity(21 + size);
     out.push(FORMAT);
+    out.extend_from_slice(&from.to_be_bytes());
+    out.extend_from_slice(&until.to_be_bytes());
     put_len(&mut out, records.len());
     for r in records {
         put_opt(&mut out, r.topic.as_deref().map(str::as_bytes));
@@ -121,10 +128,16 @@ impl<'a> Reader<'a> {
     }
 }
 
-pub fn decode(bytes: &[u8]) -> Result<Vec<OutputRecord>, &'static str> {
+/// An entry's offset range and records.
+pub fn decode(bytes: &[u8]) -> Result<(i64, i64, Vec<OutputRecord>), &'static str> {
     let mut r = Reader { rest: bytes };
     if r.take(1)?[0] != FORMAT {
         return Err("unknown format version");
+    }
+    let mut range = [0i64; 2];
+    for v in &mut range {
+        let b = r.take(8)?;
+        *v = i64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
     }
     let count = r.len()?;
     let mut records = Vec::with_capacity(count.min(bytes.len()));
@@ -154,7 +167,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<OutputRecord>, &'static str> {
     if !r.rest.is_empty() {
         return Err("trailing bytes");
     }
-    Ok(records)
+    Ok((range[0], range[1], records))
 }
 
 /// The sequence number of a stream id `SEQ-0`.
@@ -209,10 +222,12 @@ impl RedisStore {
                 Some(Value::BulkString(b)) => b,
                 _ => return Err(bad("no records field", seq)),
             };
-            let records = decode(blob).map_err(|why| bad(why, seq))?;
+            let (from, until, records) = decode(blob).map_err(|why| bad(why, seq))?;
             entries.push(Entry {
                 seq,
                 bytes: blob.len(),
+                from,
+                until,
                 records,
             });
         }
@@ -287,29 +302,34 @@ mod tests {
                 headers: Vec::new(),
             },
         ];
-        let bytes = encode(&records);
+        let bytes = encode(&records, 7, -1);
         assert_eq!(
             bytes.len(),
-            1 + 4 + records.iter().map(record_size).sum::<usize>()
+            1 + 16 + 4 + records.iter().map(record_size).sum::<usize>()
         );
-        let back = decode(&bytes).unwrap();
+        let (from, until, back) = decode(&bytes).unwrap();
+        assert_eq!((from, until), (7, -1));
         assert_eq!(back.len(), 2);
-        assert_eq!(encode(&back), bytes);
+        assert_eq!(encode(&back, 7, -1), bytes);
         assert_eq!(back[0].value.as_deref(), Some(&[0u8, 255, 1][..]));
         assert_eq!(back[0].headers[0].value, None);
         assert_eq!(back[0].headers[1].value.as_deref(), Some(&[][..]));
         assert_eq!(back[1].topic.as_deref(), Some("named"));
-        assert!(decode(&encode(&[])).unwrap().is_empty());
+        assert!(decode(&encode(&[], 0, 0)).unwrap().2.is_empty());
     }
 
     #[test]
     fn damaged_entries_are_refused() {
-        let bytes = encode(&[OutputRecord {
-            topic: Some("t".into()),
-            key: None,
-            value: Some(b"v".to_vec()),
-            headers: Vec::new(),
-        }]);
+        let bytes = encode(
+            &[OutputRecord {
+                topic: Some("t".into()),
+                key: None,
+                value: Some(b"v".to_vec()),
+                headers: Vec::new(),
+            }],
+            0,
+            1,
+        );
         for cut in 0..bytes.len() {
             assert!(decode(&bytes[..cut]).is_err(), "cut at {cut}");
         }
