@@ -4,8 +4,10 @@
 use std::sync::Arc;
 
 use streamhost::batch::effects::Effects;
+use streamhost::runtime::OutputRecord;
 use streamhost::store::redis::RedisStore;
 use streamhost::store::redis::committer::{CommitRequest, Committer};
+use streamhost::store::redis::outbox;
 use streamhost::store::{Commit, CommitOutcome, StateStore, StoreError};
 use streamhost_tests::services::{Redis, offsets_key};
 
@@ -401,4 +403,72 @@ fn timers_and_the_clock_commit_with_the_offsets_and_read_back_due() {
         Some(clock),
         "no clock given: kept"
     );
+}
+
+/// Partition 0's commit of `[expected, until)` adding `word`, with one emit in its outbox.
+fn with_emit(expected: Option<i64>, until: i64, word: i64) -> CommitRequest {
+    let mut r = request(0, expected, until, adds(&[("word", word)]));
+    let emit = OutputRecord {
+        topic: Some("out".to_owned()),
+        key: Some(b"k".to_vec()),
+        value: Some(until.to_string().into_bytes()),
+        headers: Vec::new(),
+    };
+    r.outbox = Some(outbox::encode(&[emit], expected.unwrap_or(0), until));
+    r
+}
+
+/// An outbox counter deleted by hand would hand out a sequence number the stream already
+/// used: the whole commit fails with the repair in its message, nothing of it lands, and
+/// once the counter is repaired as it says the same commit goes through.
+#[test]
+fn an_outbox_counter_reset_behind_its_stream_fails_the_whole_commit() {
+    let (redis, store, committer) = job_store();
+    for (expected, until) in [(None, 10), (Some(10), 20)] {
+        let r = committer.commit_now(&[with_emit(expected, until, 1)]);
+        assert!(matches!(r[0], Ok(CommitOutcome::Committed)), "{r:?}");
+    }
+    let counter = "streamhost:{jb}:outbox-seq:grp:t";
+    let stream = "streamhost:{jb}:outbox:grp:t:0";
+    let _: i64 = redis::cmd("HDEL")
+        .arg(counter)
+        .arg("0")
+        .query(&mut redis.conn())
+        .unwrap();
+
+    let r = committer.commit_now(&[with_emit(Some(20), 30, 100)]);
+    let Err(StoreError::Command { key, detail }) = &r[0] else {
+        panic!("the commit was not refused: {r:?}");
+    };
+    assert_eq!(key, stream);
+    assert!(
+        detail.contains(counter) && detail.contains("XINFO STREAM"),
+        "the message says which counter to repair and how: {detail}"
+    );
+    assert_eq!(state(&redis, "word").as_deref(), Some("2"), "no state");
+    assert_eq!(offsets(&redis).get("0").map(String::as_str), Some("20"));
+    let seqs = |store: &RedisStore| -> Vec<u64> {
+        let entries = store.outbox_read("t", 0, 0, 100).unwrap();
+        entries.iter().map(|e| e.seq).collect()
+    };
+    assert_eq!(seqs(&store), [1, 2], "no entry");
+
+    // The repair the message describes: the counter at the stream's last id.
+    let info: std::collections::HashMap<String, redis::Value> = redis::cmd("XINFO")
+        .arg("STREAM")
+        .arg(stream)
+        .query(&mut redis.conn())
+        .unwrap();
+    let last: String = redis::from_redis_value_ref(&info["last-generated-id"]).unwrap();
+    let last = last.split('-').next().unwrap().to_owned();
+    let _: i64 = redis::cmd("HSET")
+        .arg(counter)
+        .arg("0")
+        .arg(&last)
+        .query(&mut redis.conn())
+        .unwrap();
+    let r = committer.commit_now(&[with_emit(Some(20), 30, 100)]);
+    assert!(matches!(r[0], Ok(CommitOutcome::Committed)), "{r:?}");
+    assert_eq!(state(&redis, "word").as_deref(), Some("102"));
+    assert_eq!(seqs(&store), [1, 2, 3]);
 }

@@ -221,6 +221,18 @@ impl Outbox {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Waits for a change, or at most `tick`: stop flags and clocks change unannounced.
+    fn wait<'a>(
+        &self,
+        state: MutexGuard<'a, OutboxState>,
+        tick: Duration,
+    ) -> MutexGuard<'a, OutboxState> {
+        self.changed
+            .wait_timeout(state, tick)
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+    }
+
     /// Waits until a batch whose entry has `bytes` may commit: the relay is ready and the
     /// outbox has room (an entry alone larger than the bound still goes, when the outbox
     /// is empty). Warns while Kafka keeps the relay from making room.
@@ -263,11 +275,7 @@ impl Outbox {
                 }
                 warned = Some(Instant::now());
             }
-            state = self
-                .changed
-                .wait_timeout(state, Duration::from_millis(100))
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            state = self.wait(state, Duration::from_millis(100));
         }
     }
 
@@ -307,12 +315,7 @@ impl RelayHandle {
         state.draining = true;
         self.outbox.changed.notify_all();
         while !state.drained && state.failure.is_none() && started.elapsed() < deadline {
-            state = self
-                .outbox
-                .changed
-                .wait_timeout(state, Duration::from_millis(50))
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            state = self.outbox.wait(state, Duration::from_millis(50));
         }
         if !state.drained {
             tracing::warn!(
@@ -443,10 +446,7 @@ impl Relay {
             }
             state = self
                 .outbox
-                .changed
-                .wait_timeout(state, Duration::from_millis(50).min(until - Instant::now()))
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+                .wait(state, Duration::from_millis(50).min(until - Instant::now()));
         }
         !self.stopping()
     }
@@ -679,12 +679,7 @@ impl Relay {
                     if state.draining || due && (announced || last_look.elapsed() >= IDLE_POLL) {
                         break;
                     }
-                    state = self
-                        .outbox
-                        .changed
-                        .wait_timeout(state, Duration::from_millis(20))
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
+                    state = self.outbox.wait(state, Duration::from_millis(20));
                 }
             }
             last_look = Instant::now();
