@@ -5,9 +5,18 @@
 //! `--transaction-interval-ms`, default 100 ms). tansu, 4 partitions, the echo plugin
 //! (one emit per record, so the output is as large as the input), 2M records of ~40
 //! bytes (`STREAMHOST_BENCH_RECORDS`). A run ends when Redis holds every offset and, for
-//! exactly-once, the outbox is empty (every emit is in a committed transaction). Three
+//! exactly-once, the outbox is empty (every emit is in a committed transaction). Five
 //! rounds, alternating; the medians and their ratio are printed. Run with
 //! `bench/run delivery`.
+//!
+//! Each run gets a broker and a Redis of its own, holding only the input, so every run
+//! starts from the same state. On one broker shared by all runs (what
+//! `STREAMHOST_BENCH_SHARED_BROKER=1` measures) the exactly-once runs after the first
+//! were slower and more variable: in one such invocation they took 2.9 to 3.9 CPU
+//! seconds of tansu and 16 to 21 of the host, against 2.2 to 2.8 and 14 to 18 for
+//! at-least-once; what in tansu's filling storage costs that is not known. The CPU
+//! seconds each run took of the host, tansu and Redis are printed with it: on the 2
+//! cores they share they explain most differences between runs.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -19,7 +28,7 @@ use streamhost_tests::services::{Host, Redis, Tansu, create_topic, free_port};
 use streamhost_tests::{http, plugin};
 
 const PARTITIONS: i32 = 4;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 const TIMEOUT: Duration = Duration::from_secs(600);
 
 fn produce_input(brokers: &str, n: usize) {
@@ -80,6 +89,29 @@ fn metric_sum(text: &str, name: &str) -> f64 {
 struct Run {
     elapsed: Duration,
     transactions: f64,
+    /// CPU seconds the run took of the host, the broker and Redis: on 2 cores they share,
+    /// what one of them spends the others lack.
+    cpu: [f64; 3],
+}
+
+/// CPU seconds (user + system) process `pid` has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf reads a constant of the system.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz
 }
 
 fn run(kafka: &Tansu, redis: &Redis, delivery: &str, round: usize, n: usize, cache: &Path) -> Run {
@@ -111,6 +143,8 @@ fn run(kafka: &Tansu, redis: &Redis, delivery: &str, round: usize, n: usize, cac
     .iter()
     .map(|s| s.to_string())
     .collect();
+    let services = [kafka.pid(), redis.pid().expect("redis runs")];
+    let before = services.map(cpu_seconds);
     let started = Instant::now();
     let mut host = Host::spawn(&args, cache);
     host.wait_for(TIMEOUT, "every record committed and published", || {
@@ -118,14 +152,31 @@ fn run(kafka: &Tansu, redis: &Redis, delivery: &str, round: usize, n: usize, cac
         committed >= n as i64 && (delivery != "exactly-once" || outbox_len(redis, &group) == 0)
     });
     let elapsed = started.elapsed();
+    let host_cpu = cpu_seconds(host.pid() as u32);
+    let after = services.map(cpu_seconds);
     let transactions = http::request(&metrics, "GET", "/metrics", None, &[])
         .map(|r| metric_sum(&r.text(), "streamhost_relay_transactions_total"))
         .unwrap_or(0.0);
     host.signal(15);
     host.wait(Duration::from_secs(60));
+    // A run that retried (an aborted transaction, a produce error) says so: its time
+    // measures the retries, not the delivery mode.
+    let log = host.log_text();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect();
+    if !warnings.is_empty() {
+        println!(
+            "  ({delivery}, round {round}: {} warnings; the first: {})",
+            warnings.len(),
+            warnings[0]
+        );
+    }
     Run {
         elapsed,
         transactions,
+        cpu: [host_cpu, after[0] - before[0], after[1] - before[1]],
     }
 }
 
@@ -139,15 +190,30 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2_000_000);
-    let (kafka, redis) = (Tansu::start(), Redis::start_in_memory());
-    create_topic(&kafka.brokers(), "in", PARTITIONS);
-    produce_input(&kafka.brokers(), n);
+    let shared = std::env::var("STREAMHOST_BENCH_SHARED_BROKER").is_ok_and(|v| v == "1");
+    let services = || {
+        let (kafka, redis) = (Tansu::start(), Redis::start_in_memory());
+        create_topic(&kafka.brokers(), "in", PARTITIONS);
+        produce_input(&kafka.brokers(), n);
+        (kafka, redis)
+    };
+    let kept = shared.then(services);
     let cache = tempfile::tempdir().expect("tempdir");
-    println!("delivery: {n} records, {PARTITIONS} partitions, echo plugin, tansu, defaults");
+    println!(
+        "delivery: {n} records, {PARTITIONS} partitions, echo plugin, tansu ({}), defaults",
+        if shared {
+            "one broker for every run"
+        } else {
+            "a fresh broker and Redis per run"
+        }
+    );
     let (mut alo, mut eos) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         for delivery in ["at-least-once", "exactly-once"] {
-            let r = run(&kafka, &redis, delivery, round, n, cache.path());
+            let fresh = if shared { None } else { Some(services()) };
+            let (kafka, redis) = fresh.as_ref().or(kept.as_ref()).expect("services");
+            let r = run(kafka, redis, delivery, round, n, cache.path());
+            drop(fresh);
             let txns = if delivery == "exactly-once" {
                 format!(
                     "  {:.0} transactions ({:.1} records each)",
@@ -158,9 +224,12 @@ fn main() {
                 String::new()
             };
             println!(
-                "  round {round} {delivery:<14} {:>7.2} s {:>10.0} records/s{txns}",
+                "  round {round} {delivery:<14} {:>7.2} s {:>10.0} records/s  cpu s: host {:.1} tansu {:.1} redis {:.1}{txns}",
                 r.elapsed.as_secs_f64(),
-                n as f64 / r.elapsed.as_secs_f64()
+                n as f64 / r.elapsed.as_secs_f64(),
+                r.cpu[0],
+                r.cpu[1],
+                r.cpu[2]
             );
             if delivery == "exactly-once" {
                 eos.push(r.elapsed);

@@ -131,6 +131,11 @@ impl Redis {
         self.spawn();
     }
 
+    /// The server's process id (`None`: not running).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(|p| p.0.id())
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
@@ -277,6 +282,10 @@ impl Tansu {
 
     pub fn brokers(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self._process.0.id()
     }
 }
 
