@@ -21,9 +21,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use streamhost_bench::TextGen;
+use rdkafka::producer::FutureRecord;
+use streamhost_bench::{Loader, TextGen};
 use streamhost_tests::services::{Host, Redis, Tansu, create_topic, free_port};
 use streamhost_tests::{http, plugin};
 
@@ -32,39 +31,18 @@ const ROUNDS: usize = 5;
 const TIMEOUT: Duration = Duration::from_secs(600);
 
 fn produce_input(brokers: &str, n: usize) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("linger.ms", "50")
-        .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .expect("producer");
+    let mut loader = Loader::new(brokers);
     let mut g = TextGen::new(11, 2000);
-    let mut pending = Vec::with_capacity(n);
     for i in 0..n {
         let line = g.line(40);
         let key = format!("k{}", i % 1000);
-        let mut record = FutureRecord::to("in")
+        let record = FutureRecord::to("in")
             .partition((i % PARTITIONS as usize) as i32)
             .key(key.as_str())
             .payload(line.as_str());
-        loop {
-            match producer.send_result(record) {
-                Ok(f) => {
-                    pending.push(f);
-                    break;
-                }
-                Err((_, back)) => {
-                    producer.poll(Duration::from_millis(10));
-                    record = back;
-                }
-            }
-        }
+        loader.send(record);
     }
-    for r in futures::executor::block_on(futures::future::join_all(pending)) {
-        r.expect("delivered").expect("acknowledged");
-    }
-    producer.flush(Duration::from_secs(60)).expect("flush");
+    loader.finish();
 }
 
 fn outbox_len(redis: &Redis, group: &str) -> usize {

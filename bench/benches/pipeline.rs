@@ -26,13 +26,11 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{
-    BaseProducer, BaseRecord, DefaultProducerContext, FutureProducer, FutureRecord, Producer,
-};
+use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use streamhost::kafka::bulk::BulkQueue;
 use streamhost::kafka::consumer::SourceContext;
-use streamhost_bench::{TextGen, histogram_buckets, histogram_quantile, vm_hwm_kib};
+use streamhost_bench::{Loader, TextGen, histogram_buckets, histogram_quantile, vm_hwm_kib};
 use streamhost_tests::http;
 use streamhost_tests::services::{Host, Redis, Tansu, create_topic, free_port};
 use streamhost_tests::{host_bin, plugin, repo_root};
@@ -99,39 +97,18 @@ impl Target<'_> {
 }
 
 fn produce_all(t: &Target, n: usize) -> Duration {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", t.brokers)
-        .set("linger.ms", "50")
-        .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .expect("producer");
+    let mut loader = Loader::new(t.brokers);
     let started = Instant::now();
     let mut g = TextGen::new(7, 2000);
-    let mut pending = Vec::with_capacity(n);
     for i in 0..n {
         let line = g.line(40);
         let partition = (i % t.partitions as usize) as i32;
-        let mut record = FutureRecord::<(), str>::to(t.topic)
+        let record = FutureRecord::<(), str>::to(t.topic)
             .partition(partition)
             .payload(&line);
-        loop {
-            match producer.send_result(record) {
-                Ok(f) => {
-                    pending.push(f);
-                    break;
-                }
-                Err((_, back)) => {
-                    producer.poll(Duration::from_millis(10));
-                    record = back;
-                }
-            }
-        }
+        loader.send(record);
     }
-    for r in futures::executor::block_on(futures::future::join_all(pending)) {
-        r.expect("delivered").expect("acknowledged");
-    }
-    producer.flush(Duration::from_secs(60)).expect("flush");
+    loader.finish();
     started.elapsed()
 }
 

@@ -17,9 +17,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DefaultProducerContext, FutureRecord};
+use streamhost_bench::Loader;
 use streamhost_tests::http;
 use streamhost_tests::services::{Host, Redis, free_port};
 use streamhost_tests::{host_bin, plugin};
@@ -46,38 +46,17 @@ fn produce(
     key: impl Fn(usize) -> String,
     ts: impl Fn(usize) -> i64,
 ) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("linger.ms", "50")
-        .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .expect("producer");
-    let mut pending = Vec::with_capacity(n);
+    let mut loader = Loader::new(brokers);
     for i in 0..n {
         let k = key(i);
-        let mut record = FutureRecord::to(topic)
+        let record = FutureRecord::to(topic)
             .partition((i % PARTITIONS as usize) as i32)
             .key(k.as_bytes())
             .payload("x".as_bytes())
             .timestamp(ts(i));
-        loop {
-            match producer.send_result(record) {
-                Ok(f) => {
-                    pending.push(f);
-                    break;
-                }
-                Err((_, back)) => {
-                    producer.poll(Duration::from_millis(10));
-                    record = back;
-                }
-            }
-        }
+        loader.send(record);
     }
-    for r in futures::executor::block_on(futures::future::join_all(pending)) {
-        r.expect("delivered").expect("acknowledged");
-    }
-    producer.flush(Duration::from_secs(60)).expect("flush");
+    loader.finish();
 }
 
 /// Redis commands run so far, by name (`INFO commandstats`: the scripts' own commands

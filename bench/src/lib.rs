@@ -1,7 +1,13 @@
-//! Shared pieces of the benchmarks: deterministic input data, the native baseline, and
-//! result reading (criterion's output, Prometheus histograms, a process's peak memory).
+//! Shared pieces of the benchmarks: deterministic input data and its loading, the native
+//! baseline, and result reading (criterion's output, Prometheus histograms, a process's
+//! peak memory).
 
 use std::collections::HashMap;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::message::ToBytes;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use streamhost::batch::effects::Effects;
 use streamhost::batch::{Batch, BatchBuilder};
@@ -213,6 +219,57 @@ pub fn vm_hwm_kib(status: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
+}
+
+/// Loads a benchmark's input into Kafka fast: large batches, a deep queue.
+pub struct Loader {
+    producer: FutureProducer,
+    pending: Vec<DeliveryFuture>,
+}
+
+impl Loader {
+    pub fn new(brokers: &str) -> Loader {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("linger.ms", "50")
+            .set("batch.num.messages", "10000")
+            .set("queue.buffering.max.messages", "1000000")
+            .create()
+            .expect("producer");
+        Loader {
+            producer,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Sends `record`, waiting while librdkafka's queue is full.
+    pub fn send<K, P>(&mut self, mut record: FutureRecord<'_, K, P>)
+    where
+        K: ToBytes + ?Sized,
+        P: ToBytes + ?Sized,
+    {
+        loop {
+            match self.producer.send_result(record) {
+                Ok(f) => {
+                    self.pending.push(f);
+                    return;
+                }
+                Err((_, back)) => {
+                    self.producer.poll(Duration::from_millis(10));
+                    record = back;
+                }
+            }
+        }
+    }
+
+    /// Waits until the broker acknowledged every record sent.
+    pub fn finish(self) {
+        let pending = self.pending;
+        for r in futures::executor::block_on(futures::future::join_all(pending)) {
+            r.expect("delivered").expect("acknowledged");
+        }
+        self.producer.flush(Duration::from_secs(60)).expect("flush");
+    }
 }
 
 #[cfg(test)]

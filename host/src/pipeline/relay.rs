@@ -643,22 +643,12 @@ impl Relay {
             self.store.outbox_trim(&self.topic, self.partition, next)
         })?;
         // What the outbox holds counts against its bound.
-        let mut from = next;
-        let mut backlog = Vec::new();
-        loop {
-            let page = self.redis("reading the outbox", || {
-                self.store
-                    .outbox_read(&self.topic, self.partition, from, READ_PAGE)
-            })?;
-            let Some(last) = page.last() else { break };
-            from = last.seq + 1;
-            backlog.extend(page.iter().map(|e| (e.seq, e.bytes as u64)));
-        }
+        let backlog = self.read_outbox(next, usize::MAX)?;
         {
             let mut state = self.outbox.lock();
             state.published_below(next);
-            for (seq, bytes) in backlog {
-                state.add(seq, bytes);
+            for entry in &backlog {
+                state.add(entry.seq, entry.bytes as u64);
             }
             state.ready = true;
             self.outbox.gauge.set(state.pending_bytes as i64);
@@ -686,19 +676,8 @@ impl Relay {
                 }
             }
             last_look = Instant::now();
-            let mut entries: Vec<Entry> = Vec::new();
-            let mut bytes = 0;
-            let mut from = next;
-            while bytes < MAX_TRANSACTION_BYTES {
-                let page = self.redis("reading the outbox", || {
-                    self.store
-                        .outbox_read(&self.topic, self.partition, from, READ_PAGE)
-                })?;
-                let Some(last) = page.last() else { break };
-                from = last.seq + 1;
-                bytes += page.iter().map(|e| e.bytes).sum::<usize>();
-                entries.extend(page);
-            }
+            let mut entries = self.read_outbox(next, MAX_TRANSACTION_BYTES)?;
+            let bytes: usize = entries.iter().map(|e| e.bytes).sum();
             for entry in &mut entries {
                 entry.records = stamped_emits(
                     std::mem::take(&mut entry.records),
@@ -749,6 +728,22 @@ impl Relay {
                 .get_or_create(&self.labels)
                 .inc_by(records);
         }
+    }
+
+    /// The outbox's entries from `from` on, page by page until they hold `max_bytes`.
+    fn read_outbox(&self, from: u64, max_bytes: usize) -> Result<Vec<Entry>, Ended> {
+        let (mut entries, mut bytes, mut from) = (Vec::new(), 0, from);
+        while bytes < max_bytes {
+            let page = self.redis("reading the outbox", || {
+                self.store
+                    .outbox_read(&self.topic, self.partition, from, READ_PAGE)
+            })?;
+            let Some(last) = page.last() else { break };
+            from = last.seq + 1;
+            bytes += page.iter().map(|e| e.bytes).sum::<usize>();
+            entries.extend(page);
+        }
+        Ok(entries)
     }
 
     /// The relay group's committed position of this partition (`None`: never committed).
