@@ -534,3 +534,46 @@ fn outbox_len_of(redis: &Redis, partition: i32) -> usize {
         .query::<usize>(&mut redis.conn())
         .unwrap_or(0)
 }
+
+/// The SASL/SCRAM tansu the tests build (SQLite storage, crates.io 0.6.0) answers no
+/// EndTxn: librdkafka reports the feature unsupported, at once and every time. The job
+/// stops with an error that says so instead of retrying in a loop; the offsets stop at
+/// what the outbox holds, so nothing committed is lost.
+#[test]
+fn a_kafka_without_transactions_stops_the_job_with_a_clear_error() {
+    let broker = SecureBroker::start(Security::Scram {
+        user: "alice",
+        password: "alice-s3cret-pw",
+        tls: None,
+    });
+    broker.create_topic("in", PARTITIONS);
+    broker.create_topic("out", PARTITIONS);
+    let redis = Redis::start_in_memory();
+    let extra: Vec<String> = broker.x_args();
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let args = job_args(&broker.brokers(), &redis.url(), &extra);
+    let mut next = vec![0usize; PARTITIONS as usize];
+    produce_chunk(&broker.producer(), &mut next, 100, 0);
+    let cache = tempfile::tempdir().unwrap();
+    let mut host = Host::spawn(&args, cache.path());
+    let status = host.wait(MINUTE);
+    let log = host.log_text();
+    assert!(!status.success(), "{log}");
+    // The job's own last words, not only a log line of the relay.
+    let last = log.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("does not support transactions") && last.contains("--delivery exactly-once"),
+        "{log}"
+    );
+    assert!(
+        log.matches("commit_transaction: retrying").count() < 100,
+        "no retry loop: {log}"
+    );
+    // Whatever committed is in the outbox, none of it was published.
+    let committed = committed_records(&redis);
+    assert!(
+        committed > 0,
+        "the job committed before the first transaction"
+    );
+    assert!(outbox_len(&redis) > 0, "its emits wait in the outbox");
+}

@@ -186,6 +186,9 @@ struct OutboxState {
     next: u64,
     /// Why the relay gave up (the job stops with it).
     failure: Option<String>,
+    /// The relay gave up for good (not because the partition moved on): the worker stops
+    /// and fails the job even when no commit is waiting.
+    fatal: bool,
     /// The job is stopping: publish what is committed now, then stop (`drained`).
     draining: bool,
     drained: bool,
@@ -277,6 +280,14 @@ impl Outbox {
             }
             state = self.wait(state, Duration::from_millis(100));
         }
+    }
+
+    /// Why the relay gave up for good, if it did.
+    pub fn fatal(&self) -> Option<String> {
+        let state = self.lock();
+        state
+            .fatal
+            .then(|| state.failure.clone().unwrap_or_default())
     }
 
     /// A batch's entry committed.
@@ -415,6 +426,12 @@ fn classify(e: &KafkaError) -> (bool, bool, bool) {
     }
 }
 
+/// The broker lacks a transaction API (a Kafka before 0.11, a broker that never
+/// implemented EndTxn): retrying cannot help.
+fn unsupported(e: &KafkaError) -> bool {
+    e.rdkafka_error_code() == Some(RDKafkaErrorCode::UnsupportedFeature)
+}
+
 fn is_fence(e: &KafkaError) -> bool {
     matches!(
         e.rdkafka_error_code(),
@@ -503,7 +520,11 @@ impl Relay {
                 }
                 Ended::Fatal(why) => {
                     tracing::error!(partition = %self.where_(), "exactly-once relay: {why}");
-                    self.outbox.lock().failure.get_or_insert(why);
+                    let mut state = self.outbox.lock();
+                    state.failure.get_or_insert(why);
+                    state.fatal = true;
+                    drop(state);
+                    self.worker_stop.store(true, Ordering::SeqCst);
                     self.outbox.changed.notify_all();
                     return;
                 }
@@ -918,6 +939,7 @@ impl Relay {
         loop {
             match producer.send_offsets_to_transaction(&tpl, cgm, CALL_SLICE) {
                 Ok(()) => break,
+                Err(e) if unsupported(&e) => return Err(self.no_transactions(&e)),
                 Err(e) => match classify(&e) {
                     (false, true, false) if !self.stopping() => continue,
                     _ => return Err(self.failed("adding the position to the transaction", e)),
@@ -931,10 +953,15 @@ impl Relay {
                     tracing::debug!(partition = %self.where_(), acks_ms = (acked - sent).as_millis() as u64, commit_ms = acked.elapsed().as_millis() as u64, "exactly-once relay: transaction steps");
                     return Ok(records);
                 }
+                Err(e) if unsupported(&e) => return Err(self.no_transactions(&e)),
                 // In doubt: the same call again finds out (librdkafka keeps its state).
                 Err(e) => match classify(&e) {
                     (false, true, false) if !self.stopping() => {
                         tracing::debug!(partition = %self.where_(), error = %e, "commit_transaction: retrying");
+                        // Some answers come back at once: without a pause this would spin.
+                        if !self.pause(Duration::from_millis(50)) {
+                            return Err(TxnFailure::Ended(Ended::Stopped));
+                        }
                     }
                     // librdkafka says the transaction did not commit: abort, publish again.
                     (false, _, true) => {
@@ -950,6 +977,16 @@ impl Relay {
                 },
             }
         }
+    }
+
+    fn no_transactions(&self, e: &KafkaError) -> TxnFailure {
+        TxnFailure::Ended(Ended::Fatal(format!(
+            "the Kafka at {} does not support transactions ({e}); --delivery exactly-once \
+             needs a broker that does (Kafka 0.11 or later). What {} committed is kept in \
+             its outbox: run the job with a broker that has transactions to publish it",
+            self.settings.brokers,
+            self.where_()
+        )))
     }
 
     fn failed(&self, what: &str, e: KafkaError) -> TxnFailure {

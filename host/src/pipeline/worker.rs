@@ -111,6 +111,12 @@ pub enum WorkerError {
         partition: i32,
         cause: KafkaError,
     },
+    #[error("{topic}/{partition}: the exactly-once relay stopped: {why}")]
+    Relay {
+        topic: String,
+        partition: i32,
+        why: String,
+    },
 }
 
 /// Batch logic compiled into the process instead of a plugin: the benchmarks measure the
@@ -233,6 +239,13 @@ impl PartitionWorker {
         }
         if let Some(last) = self.in_flight.take() {
             self.settle(last)?;
+        }
+        if let Some(why) = self.relay.as_ref().and_then(|r| r.outbox().fatal()) {
+            return Err(WorkerError::Relay {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                why,
+            });
         }
         // A job stopping (not a partition moving on) publishes what it committed.
         if let Some(relay) = &self.relay
