@@ -2,6 +2,7 @@
 
 pub mod browser;
 pub mod http;
+pub mod kafka;
 pub mod kafka_secure;
 pub mod redis_topologies;
 pub mod serve;
