@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::types::RDKafkaRespErr;
@@ -72,6 +72,10 @@ impl ClientContext for SourceContext {
 }
 
 impl ConsumerContext for SourceContext {
+    /// Under a cooperative protocol (classic `cooperative-sticky`, or KIP-848's
+    /// `group.protocol=consumer`) `tpl` holds only the partitions that move: the others
+    /// keep processing through the rebalance. Under an eager one it is the whole
+    /// assignment.
     fn rebalance(
         &self,
         base: &BaseConsumer<Self>,
@@ -80,37 +84,62 @@ impl ConsumerContext for SourceContext {
     ) {
         let consumer = self.consumer.get().and_then(Weak::upgrade);
         let assignments = self.assignments.get().and_then(Weak::upgrade);
+        let cooperative = matches!(base.rebalance_protocol(), RebalanceProtocol::Cooperative);
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                tracing::info!(partitions = %describe(tpl), "partitions assigned");
                 if let (Some(consumer), Some(a)) = (&consumer, &assignments) {
                     a.assigning(consumer, tpl);
                 }
-                if let Err(e) = base.assign(tpl) {
+                let assigned = if cooperative {
+                    base.incremental_assign(tpl)
+                } else {
+                    base.assign(tpl)
+                };
+                if let Err(e) = assigned {
                     tracing::error!(error = %e, "assigning partitions failed");
                 }
+                tracing::info!(partitions = %describe(tpl), owned = %owned(base), "partitions assigned");
                 if let Some(a) = &assignments {
                     a.assigned(tpl);
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                tracing::info!(partitions = %describe(tpl), "partitions revoked");
                 if let Some(a) = &assignments {
                     a.revoking(tpl);
                 }
-                if let Err(e) = base.unassign() {
+                let released = if cooperative {
+                    base.incremental_unassign(tpl)
+                } else {
+                    base.unassign()
+                };
+                if let Err(e) = released {
                     tracing::warn!(error = %e, "unassigning partitions failed");
                 }
+                tracing::info!(partitions = %describe(tpl), owned = %owned(base), "partitions revoked");
             }
             other => {
                 tracing::error!(error = ?other, "rebalance failed; releasing all partitions");
                 if let Some(a) = &assignments {
                     a.revoking(tpl);
                 }
-                let _ = base.unassign();
+                let released = if cooperative {
+                    base.incremental_unassign(tpl)
+                } else {
+                    base.unassign()
+                };
+                if let Err(e) = released {
+                    tracing::warn!(error = %e, "releasing partitions failed");
+                }
             }
         }
     }
+}
+
+/// The whole assignment after a (possibly incremental) change: what a log reader needs to
+/// know which partitions a host holds now.
+fn owned(base: &BaseConsumer<SourceContext>) -> String {
+    base.assignment()
+        .map_or_else(|e| format!("unknown ({e})"), |tpl| describe(&tpl))
 }
 
 pub fn describe(tpl: &TopicPartitionList) -> String {
@@ -311,9 +340,6 @@ pub fn consumer(
         // Find partitions added to a topic within seconds rather than minutes.
         .set("topic.metadata.refresh.interval.ms", "10000")
         .set("enable.partition.eof", "false")
-        // A host that dies loses its partitions to the others after this long; the
-        // librdkafka default (45 s) keeps them idle for too long.
-        .set("session.timeout.ms", "10000")
         .set("max.poll.interval.ms", "30000")
         // Per partition, since every partition has its own queue.
         .set(
@@ -337,6 +363,19 @@ pub fn consumer(
                 .clamp(1 << 20, 1 << 30)
                 .to_string(),
         );
+    let kip848 = config
+        .overrides
+        .iter()
+        .any(|(k, v)| k == "group.protocol" && v.eq_ignore_ascii_case("consumer"));
+    if !kip848 {
+        // The classic protocol: a host that dies loses its partitions to the others after
+        // this long (librdkafka's default, 45 s, keeps them idle for too long), and a
+        // rebalance moves only the partitions it must (cooperative-sticky, KIP-429), so
+        // the others keep processing. Under KIP-848 (`-X group.protocol=consumer`) the
+        // broker sets both, and librdkafka refuses them here.
+        c.set("session.timeout.ms", "10000")
+            .set("partition.assignment.strategy", "cooperative-sticky");
+    }
     // The user's properties win over the host's defaults above.
     for (k, v) in config.overrides {
         c.set(k, v);
