@@ -24,10 +24,39 @@ pub enum SinkError {
     NoOutputTopic { count: usize },
     #[error("producing to topic {topic}: {cause}")]
     Produce { topic: String, cause: KafkaError },
+    #[error(
+        "the host may not write to topic {topic} ({cause}): grant its principal Write on \
+         Topic {topic} (kafka-acls --add --allow-principal User:... --operation Write \
+         --topic {topic}; docs/operating.md, \"ACLs a job needs\")"
+    )]
+    NotAuthorized { topic: String, cause: KafkaError },
     #[error("the producer was closed before topic {topic} acknowledged a record")]
     Canceled { topic: String },
     #[error("cannot create the Kafka producer: {0}")]
     Config(KafkaError),
+}
+
+impl SinkError {
+    fn produce(topic: &str, cause: KafkaError) -> Self {
+        let topic = topic.to_owned();
+        match cause.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::TopicAuthorizationFailed) => {
+                SinkError::NotAuthorized { topic, cause }
+            }
+            _ => SinkError::Produce { topic, cause },
+        }
+    }
+
+    /// Whether a retry cannot help: the job's configuration or the cluster's ACLs must
+    /// change first.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            SinkError::NoOutputTopic { .. }
+                | SinkError::NotAuthorized { .. }
+                | SinkError::Config(_)
+        )
+    }
 }
 
 /// Hands one emitted record to `producer` for `topic`, waiting while its local queue is
@@ -118,11 +147,8 @@ impl Sink {
                 (None, Some(t)) => t.as_str(),
                 (None, None) => unreachable!("checked above"),
             };
-            let delivery =
-                send(&self.producer, record, topic).map_err(|cause| SinkError::Produce {
-                    topic: topic.to_owned(),
-                    cause,
-                })?;
+            let delivery = send(&self.producer, record, topic)
+                .map_err(|cause| SinkError::produce(topic, cause))?;
             pending.push((topic, delivery));
         }
         let (topics, futures): (Vec<&str>, Vec<_>) = pending.into_iter().unzip();
@@ -130,12 +156,7 @@ impl Sink {
         for (topic, result) in topics.into_iter().zip(results) {
             match result {
                 Ok(Ok(_)) => {}
-                Ok(Err((cause, _))) => {
-                    return Err(SinkError::Produce {
-                        topic: topic.to_owned(),
-                        cause,
-                    });
-                }
+                Ok(Err((cause, _))) => return Err(SinkError::produce(topic, cause)),
                 Err(_) => {
                     return Err(SinkError::Canceled {
                         topic: topic.to_owned(),

@@ -98,10 +98,13 @@ impl RelaySettings {
     }
 
     pub fn transactional_id(&self, topic: &str, partition: i32) -> String {
-        format!(
-            "streamhost-relay.{}.{}.{topic}.{partition}",
-            self.job, self.group
-        )
+        format!("{}{topic}.{partition}", self.transactional_id_prefix())
+    }
+
+    /// What every transactional id of the job's relays starts with: the prefix an ACL
+    /// grants.
+    pub fn transactional_id_prefix(&self) -> String {
+        format!("streamhost-relay.{}.{}.", self.job, self.group)
     }
 }
 
@@ -612,6 +615,20 @@ impl Relay {
                 Err(e) if self.stopping() => {
                     tracing::debug!(error = %e, "init_transactions at stop");
                     return Err(Ended::Stopped);
+                }
+                Err(e)
+                    if e.rdkafka_error_code()
+                        == Some(RDKafkaErrorCode::TransactionalIdAuthorizationFailed) =>
+                {
+                    return Err(Ended::Fatal(format!(
+                        "Kafka refused transactional id {tid}: the host's principal may not \
+                         use it. Grant it Write on TransactionalId prefix {prefix} and Read \
+                         on Group {group} (kafka-acls --add --allow-principal User:... \
+                         --operation Write --transactional-id {prefix} \
+                         --resource-pattern-type prefixed; docs/operating.md, \"ACLs a job \
+                         needs\"), or run with --delivery at-least-once",
+                        prefix = self.settings.transactional_id_prefix(),
+                    )));
                 }
                 Err(e) => match classify(&e) {
                     (true, _, _) => {

@@ -988,6 +988,9 @@ impl PartitionWorker {
         let mut attempt = 0;
         while let Err(e) = self.sink.send(emits) {
             attempt += 1;
+            if e.is_permanent() {
+                return Err(self.batch_error(from, until, anyhow::Error::from(e)));
+            }
             if attempt > self.policy.max_retries {
                 return Err(self.batch_error(
                     from,
