@@ -1,12 +1,13 @@
 //! Throughput of the whole pipeline, in one run (issue 14). 1M records of ~40 bytes
 //! (`STREAMHOST_BENCH_RECORDS` changes the count), the host at its default settings:
 //!
-//! * `tansu`: tansu, 16 partitions. A plain consumer (one rdkafka `BaseConsumer`,
-//!   librdkafka's defaults, one poll loop: what a new user writes), the raw per-partition
-//!   read (each partition's queue drained by its own thread, one message per call and in
-//!   bulk as the host reads: the ceiling), `host` with the
-//!   WASM wordcount and exactly-once commits to Redis, `native-host` (bench/src/bin: the
-//!   count compiled in) and the same job in Python (bench/python/wordcount.py).
+//! * `kafka`: Apache Kafka 4.4 (a broker of the benchmark's own), 16 partitions. A plain
+//!   consumer (one rdkafka `BaseConsumer`, librdkafka's defaults, one poll loop: what a
+//!   new user writes), the raw per-partition read (each partition's queue drained by its
+//!   own thread, one message per call and in bulk as the host reads: the ceiling), `host`
+//!   with the WASM wordcount and exactly-once commits to Redis, `native-host`
+//!   (bench/src/bin: the count compiled in) and the same job in Python
+//!   (bench/python/wordcount.py).
 //! * `mock-process`: the same five against librdkafka's mock cluster running in a process
 //!   of its own (bench/src/bin/mock-cluster.rs).
 //! * `mock`: the mock cluster inside this process, 16 partitions: host WASM, native, and
@@ -15,7 +16,7 @@
 //!   histogram) at 10%, 50% and 90% of the `mock` section's WASM rate.
 //! * `scale`: host WASM at 1, 4, 16, 64 and 256 partitions: records/s and peak RSS.
 //!
-//! `STREAMHOST_BENCH_ONLY=tansu,mock-process,mock,latency,scale` picks sections (default
+//! `STREAMHOST_BENCH_ONLY=kafka,mock-process,mock,latency,scale` picks sections (default
 //! all); `STREAMHOST_BENCH_HOST_ARGS="-X fetch.wait.max.ms=10"` adds flags to every host
 //! run (experiments: the figures are then not the defaults'). Run with `bench/run pipeline`.
 
@@ -32,13 +33,14 @@ use streamhost::kafka::bulk::BulkQueue;
 use streamhost::kafka::consumer::SourceContext;
 use streamhost_bench::{Loader, TextGen, histogram_buckets, histogram_quantile, vm_hwm_kib};
 use streamhost_tests::http;
-use streamhost_tests::services::{Host, Redis, Tansu, create_topic, free_port};
+use streamhost_tests::kafka::Kafka;
+use streamhost_tests::services::{Host, Redis, create_topic, free_port};
 use streamhost_tests::{host_bin, plugin, repo_root};
 
 const TOPIC: &str = "bench";
 const PARTITIONS: i32 = 16;
 const TIMEOUT: Duration = Duration::from_secs(300);
-const SECTIONS: [&str; 5] = ["tansu", "mock-process", "mock", "latency", "scale"];
+const SECTIONS: [&str; 5] = ["kafka", "mock-process", "mock", "latency", "scale"];
 const LATENCY_HISTOGRAM: &str = "streamhost_commit_latency_seconds";
 const SIGTERM: i32 = 15;
 
@@ -226,8 +228,8 @@ enum Logic {
 }
 
 /// Starts the release `host` (or `native-host`) on `t` at its default settings plus
-/// `extra`. The partitions are assigned (`--partitions`), as the consumers above do:
-/// a group join takes seconds on tansu.
+/// `extra`. The partitions are assigned (`--partitions`), as the consumers above do, so
+/// no run's time includes a group join.
 fn spawn_host(
     t: &Target,
     logic: Logic,
@@ -348,14 +350,15 @@ fn row(name: &str, n: usize, d: Duration) {
     );
 }
 
-/// Sections `tansu` and `mock-process`: the same data read by a plain consumer, the
+/// Sections `kafka` and `mock-process`: the same data read by a plain consumer, the
 /// ceiling, the host with WASM and native logic, and the Python job.
 fn readers_section(t: &Target, n: usize, cache: &Path) {
     let redis = Redis::start_in_memory();
-    // The first read of fresh data is slower on tansu: every variant reads after this one.
+    // A warm-up read, so that every variant reads the data alike: from the page cache,
+    // through a broker that has served it once.
     raw_read(t, n, false);
-    // Single runs of a second move a lot on tansu: the plain consumer and the host WASM
-    // job run twice each, apart, and the faster run counts.
+    // Single runs of a second move a lot on these two shared cores: the plain consumer and
+    // the host WASM job run twice each, apart, and the faster run counts.
     let plain_a = plain_consume(t, n);
     let per_message = raw_read(t, n, false);
     let ceiling = raw_read(t, n, true);
@@ -760,8 +763,8 @@ fn main() {
         "\npipeline throughput: {n} records of ~40 bytes, host at its default settings; sections: {}\n",
         sections.join(",")
     );
-    if sections.contains(&"tansu") {
-        let kafka = Tansu::start();
+    if sections.contains(&"kafka") {
+        let kafka = Kafka::start();
         let brokers = kafka.brokers();
         let t = Target {
             brokers: &brokers,
@@ -771,7 +774,7 @@ fn main() {
         create_topic(&brokers, TOPIC, PARTITIONS);
         let produced = produce_all(&t, n);
         println!(
-            "tansu, {PARTITIONS} partitions (produced in {:.1} s):",
+            "Apache Kafka 4.4, {PARTITIONS} partitions (produced in {:.1} s):",
             produced.as_secs_f64()
         );
         readers_section(&t, n, cache.path());
