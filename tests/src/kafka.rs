@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message, TopicPartitionList};
+use rdkafka::{ClientConfig, TopicPartitionList};
 
 use crate::repo_root;
 use crate::services::{Process, free_port, wait_until};
@@ -211,66 +211,46 @@ fn wait_ready(brokers: &str) {
     });
 }
 
-/// Which records a reader of a topic gets.
-#[derive(Clone, Copy, Debug)]
-pub enum Isolation {
-    /// Records of committed transactions and records written outside any.
-    ReadCommitted,
-    /// Everything in the log, aborted and open transactions included.
-    ReadUncommitted,
+/// Runs one of Apache Kafka's own command-line tools (a main class of kafka-tools, e.g.
+/// `org.apache.kafka.tools.AclCommand`) with the broker's classpath; panics with its
+/// output when it fails.
+pub fn kafka_tool(main_class: &str, args: &[&str]) -> String {
+    let out = Command::new("java")
+        .args(["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp"])
+        .arg(kafka_classpath())
+        .arg(main_class)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run java");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{main_class} {args:?}: {text}");
+    text
 }
 
-/// Every record of every partition of `topic` from the beginning, as a plain librdkafka
-/// consumer with `isolation` sees it: reads until each partition reports its end
-/// (`ReadCommitted`: the last stable offset, so an open transaction holds it back) or
-/// `deadline` passes, and returns what it has.
-pub fn read_all(
-    brokers: &str,
-    topic: &str,
-    isolation: Isolation,
-    deadline: Duration,
-) -> Vec<rdkafka::message::OwnedMessage> {
-    use rdkafka::Offset;
-    use rdkafka::error::KafkaError;
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "streamhost-tests-reader")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set(
-            "isolation.level",
-            match isolation {
-                Isolation::ReadCommitted => "read_committed",
-                Isolation::ReadUncommitted => "read_uncommitted",
-            },
-        )
-        .create()
-        .expect("consumer");
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("topic metadata");
-    let mut tpl = TopicPartitionList::new();
-    let mut open = std::collections::BTreeSet::new();
-    for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-            .expect("tpl");
-        open.insert(p.id());
-    }
-    consumer.assign(&tpl).expect("assign");
-    let until = std::time::Instant::now() + deadline;
-    let mut out = Vec::new();
-    while std::time::Instant::now() < until && !open.is_empty() {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                open.insert(m.partition());
-                out.push(m.detach());
-            }
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                open.remove(&p);
-            }
-            Some(Err(e)) => panic!("reading {topic}: {e}"),
-            None => {}
-        }
-    }
-    out
+/// The classpath of Apache Kafka's jars (broker, clients, tools), from Maven's local
+/// repository (`scripts/install-kafka` resolves them once).
+pub fn kafka_classpath() -> String {
+    static CLASSPATH: OnceLock<String> = OnceLock::new();
+    CLASSPATH
+        .get_or_init(|| {
+            let install = Command::new(repo_root().join("scripts/install-kafka"))
+                .output()
+                .expect("run scripts/install-kafka");
+            assert!(
+                install.status.success(),
+                "scripts/install-kafka: {}",
+                String::from_utf8_lossy(&install.stderr)
+            );
+            let file = String::from_utf8_lossy(&install.stdout).trim().to_owned();
+            std::fs::read_to_string(&file)
+                .expect("the Kafka classpath file")
+                .trim()
+                .to_owned()
+        })
+        .clone()
 }

@@ -1,36 +1,17 @@
-//! Kafka as managed clusters serve it, on loopback: TLS (and mutual TLS) terminated by
-//! Debian's `socat` in front of tansu, which advertises the TLS port; SASL/SCRAM-SHA-512
-//! by a tansu build with file-backed storage (scripts/install-tansu --sasl), whose users
-//! survive the restart that turns authentication on. Every process is killed on drop.
-
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+//! Kafka as managed clusters serve it, on loopback: an Apache Kafka of the test's own with
+//! a second listener secured by TLS (the client verifying the broker, or both verifying
+//! each other) or by SASL/SCRAM-SHA-512 (over plaintext or TLS), SCRAM users created when
+//! its storage is formatted. Its PLAINTEXT listener stays open for the tests' own readers.
+//! The broker is killed on drop.
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::FutureProducer;
 
+use crate::kafka::Kafka;
 use crate::redis_topologies::Certs;
-use crate::services::{Process, free_port, port_open, tansu_bin, wait_until};
-
-/// The tansu with SQLite storage (users persist), built by `scripts/install-tansu --sasl`.
-pub fn tansu_sasl_bin() -> PathBuf {
-    let path = std::env::var_os("STREAMHOST_TANSU_SASL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/streamhost/tansu-sasl/bin/tansu")
-        });
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/install-tansu --sasl (scripts/test does)",
-        path.display()
-    );
-    path
-}
+use crate::services::free_port;
 
 /// How a broker is secured.
 pub enum Security<'a> {
@@ -45,122 +26,107 @@ pub enum Security<'a> {
 }
 
 pub struct SecureBroker {
-    /// The port clients use (TLS when secured by TLS).
+    /// The port of the secured listener, the one clients under test use.
     pub port: u16,
-    /// The port tansu itself listens on behind socat (plain, unauthenticated with TLS):
-    /// for the tests' own raw readers.
+    /// The broker's PLAINTEXT listener (no authentication): for the tests' own readers.
     pub plain_port: u16,
-    /// librdkafka properties a client needs.
+    /// librdkafka properties a client of the secured listener needs.
     pub properties: Vec<(String, String)>,
-    _tansu: Process,
-    _socat: Option<Process>,
-    _dir: tempfile::TempDir,
+    pub kafka: Kafka,
+    _keys: tempfile::TempDir,
 }
 
 impl SecureBroker {
     pub fn start(security: Security<'_>) -> SecureBroker {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_with(security, &[])
+    }
+
+    /// A secured broker with more `server.properties` lines (an authorizer, say).
+    pub fn start_with(security: Security<'_>, settings: &[&str]) -> SecureBroker {
+        let keys = tempfile::tempdir().expect("tempdir");
         let (certs, mutual) = match &security {
             Security::Tls { certs, mutual } => (Some(*certs), *mutual),
             Security::Scram { tls, .. } => (*tls, false),
         };
-        let inner = free_port();
-        let port = if certs.is_some() { free_port() } else { inner };
-        let tansu = match &security {
-            Security::Tls { .. } => spawn_tansu(
-                &tansu_bin(),
-                dir.path(),
-                inner,
-                port,
-                "memory://tansu/",
-                false,
-            ),
-            Security::Scram { user, password, .. } => {
-                // Users persist only with file-backed storage, and are created while
-                // authentication is off; the restart turns it on.
-                let bin = tansu_sasl_bin();
-                let storage = "sqlite://tansu.db";
-                let first = spawn_tansu(&bin, dir.path(), inner, inner, storage, false);
-                let out = Command::new(&bin)
-                    .args(["user", "create", user, password, "--broker"])
-                    .arg(format!("tcp://127.0.0.1:{inner}"))
-                    .current_dir(dir.path())
-                    .stdin(Stdio::null())
-                    .output()
-                    .expect("tansu user create");
-                assert!(
-                    out.status.success(),
-                    "tansu user create: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                drop(first);
-                wait_until(Duration::from_secs(10), "the first tansu to exit", || {
-                    !port_open(inner)
-                });
-                spawn_tansu(&bin, dir.path(), inner, port, storage, true)
-            }
+        let protocol = match &security {
+            Security::Tls { .. } => "SSL",
+            Security::Scram { tls: Some(_), .. } => "SASL_SSL",
+            Security::Scram { tls: None, .. } => "SASL_PLAINTEXT",
         };
-        let socat = certs.map(|c| {
-            let verify = if mutual { "1" } else { "0" };
-            let listen = format!(
-                "openssl-listen:{port},bind=127.0.0.1,reuseaddr,fork,cert={},key={},cafile={},verify={verify}",
-                c.server_cert().display(),
-                c.server_key().display(),
-                c.ca().display(),
-            );
-            let child = Command::new("socat")
-                .arg(listen)
-                .arg(format!("tcp:127.0.0.1:{inner}"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(File::create(dir.path().join("socat.log")).expect("socat log"))
-                .spawn()
-                .expect("socat is installed (scripts/setup installs it)");
-            let p = Process(child);
-            wait_until(Duration::from_secs(10), "socat to listen", || port_open(port));
-            p
-        });
+        let secure = free_port();
+        let mut lines: Vec<String> = vec![format!(
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SECURE:{protocol}"
+        )];
+        if let Some(c) = certs {
+            // Kafka reads PEM key stores (KIP-651): the key (PKCS#8) and its certificate in
+            // one file.
+            let store = keys.path().join("server-keystore.pem");
+            let pem = [c.server_key(), c.server_cert()]
+                .iter()
+                .map(|p| std::fs::read_to_string(p).expect("read a PEM file"))
+                .collect::<String>();
+            std::fs::write(&store, pem).expect("write the key store");
+            lines.extend([
+                "ssl.keystore.type=PEM".to_owned(),
+                format!("ssl.keystore.location={}", store.display()),
+                "ssl.truststore.type=PEM".to_owned(),
+                format!("ssl.truststore.location={}", c.ca().display()),
+                format!(
+                    "ssl.client.auth={}",
+                    if mutual { "required" } else { "none" }
+                ),
+            ]);
+        }
+        let mut format_args = Vec::new();
+        if let Security::Scram { user, password, .. } = &security {
+            lines.extend([
+                "sasl.enabled.mechanisms=SCRAM-SHA-512".to_owned(),
+                "listener.name.secure.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;".to_owned(),
+            ]);
+            format_args = vec![
+                "--add-scram".to_owned(),
+                format!("SCRAM-SHA-512=[name={user},password={password}]"),
+            ];
+        }
+        lines.extend(settings.iter().map(|s| s.to_string()));
+        let kafka = Kafka::start_custom(
+            |plain, controller| {
+                let listeners = format!(
+                    "PLAINTEXT://127.0.0.1:{plain},SECURE://127.0.0.1:{secure},CONTROLLER://127.0.0.1:{controller}"
+                );
+                let mut all = vec![
+                    format!("listeners={listeners}"),
+                    format!("advertised.listeners={listeners}"),
+                ];
+                all.append(&mut lines);
+                all
+            },
+            &format_args,
+        );
         let mut properties = Vec::new();
         let mut set = |k: &str, v: &str| properties.push((k.to_owned(), v.to_owned()));
-        match &security {
-            Security::Tls { certs, mutual } => {
-                set("security.protocol", "SSL");
-                set("ssl.ca.location", &certs.ca().display().to_string());
-                if *mutual {
-                    set(
-                        "ssl.certificate.location",
-                        &certs.client_cert().display().to_string(),
-                    );
-                    set(
-                        "ssl.key.location",
-                        &certs.client_key().display().to_string(),
-                    );
-                }
-            }
-            Security::Scram {
-                user,
-                password,
-                tls,
-            } => {
-                match tls {
-                    Some(c) => {
-                        set("security.protocol", "SASL_SSL");
-                        set("ssl.ca.location", &c.ca().display().to_string());
-                    }
-                    None => set("security.protocol", "SASL_PLAINTEXT"),
-                }
-                set("sasl.mechanism", "SCRAM-SHA-512");
-                set("sasl.username", user);
-                set("sasl.password", password);
+        set("security.protocol", protocol);
+        if let Some(c) = certs {
+            set("ssl.ca.location", &c.ca().display().to_string());
+            if mutual {
+                set(
+                    "ssl.certificate.location",
+                    &c.client_cert().display().to_string(),
+                );
+                set("ssl.key.location", &c.client_key().display().to_string());
             }
         }
+        if let Security::Scram { user, password, .. } = &security {
+            set("sasl.mechanism", "SCRAM-SHA-512");
+            set("sasl.username", user);
+            set("sasl.password", password);
+        }
         SecureBroker {
-            port,
-            plain_port: inner,
+            port: secure,
+            plain_port: kafka.port,
             properties,
-            _tansu: tansu,
-            _socat: socat,
-            _dir: dir,
+            kafka,
+            _keys: keys,
         }
     }
 
@@ -185,9 +151,12 @@ impl SecureBroker {
         c
     }
 
+    /// Creates a topic through the PLAINTEXT listener (allowed everything).
     pub fn create_topic(&self, topic: &str, partitions: i32) {
-        let admin: AdminClient<DefaultClientContext> =
-            self.config().create().expect("admin client");
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", self.kafka.brokers())
+            .create()
+            .expect("admin client");
         let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
         let results =
             futures::executor::block_on(admin.create_topics([&new], &AdminOptions::new()))
@@ -197,6 +166,7 @@ impl SecureBroker {
         }
     }
 
+    /// A producer of the secured listener.
     pub fn producer(&self) -> FutureProducer {
         self.config()
             .set("enable.idempotence", "true")
@@ -204,36 +174,4 @@ impl SecureBroker {
             .create()
             .expect("producer")
     }
-}
-
-fn spawn_tansu(
-    bin: &Path,
-    dir: &Path,
-    port: u16,
-    advertised: u16,
-    storage: &str,
-    auth: bool,
-) -> Process {
-    let log = File::create(dir.join(format!("tansu-{port}-{auth}.log"))).expect("tansu log");
-    let mut cmd = Command::new(bin);
-    cmd.args(["broker", "--listener-url"])
-        .arg(format!("tcp://127.0.0.1:{port}"))
-        .arg("--advertised-listener-url")
-        .arg(format!("tcp://127.0.0.1:{advertised}"))
-        .args(["--storage-engine", storage]);
-    if auth {
-        cmd.arg("--authentication");
-    }
-    let child = cmd
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tansu");
-    let p = Process(child);
-    wait_until(Duration::from_secs(20), "tansu to listen", || {
-        port_open(port)
-    });
-    p
 }

@@ -2,8 +2,10 @@
 
 pub mod browser;
 pub mod http;
+pub mod java_consumer;
 pub mod kafka;
 pub mod kafka_secure;
+pub mod reader;
 pub mod redis_topologies;
 pub mod serve;
 pub mod services;

@@ -1,9 +1,9 @@
 //! Real services for the tests, started on free loopback ports and stopped on drop:
-//! Debian's `redis-server`, the `tansu` Kafka-protocol broker, and the `host` binary.
+//! Debian's `redis-server` and the `host` binary (Apache Kafka: `kafka.rs`).
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -30,10 +30,6 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
-}
-
-pub(crate) fn port_open(port: u16) -> bool {
-    TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
 
 pub(crate) struct Process(pub(crate) Child);
@@ -227,75 +223,21 @@ pub fn partition_keys(job: &str, group: &str, topic: &str, p: i32) -> (String, S
     )
 }
 
-/// The tansu broker binary (installed by scripts/install-tansu).
-pub fn tansu_bin() -> PathBuf {
-    let path = std::env::var_os("STREAMHOST_TANSU")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/streamhost/bin/tansu")
-        });
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/setup",
-        path.display()
-    );
-    path
-}
-
-/// A private tansu broker with in-memory storage.
-pub struct Tansu {
-    pub port: u16,
-    _process: Process,
-    _dir: tempfile::TempDir,
-}
-
-impl Tansu {
-    pub fn start() -> Tansu {
-        let port = free_port();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("tcp://127.0.0.1:{port}");
-        let log = File::create(dir.path().join("tansu.log")).expect("tansu log");
-        let child = Command::new(tansu_bin())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(log)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tansu");
-        let process = Process(child);
-        wait_until(Duration::from_secs(10), "tansu to listen", || {
-            port_open(port)
-        });
-        Tansu {
-            port,
-            _process: process,
-            _dir: dir,
-        }
-    }
-
-    pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    pub fn pid(&self) -> u32 {
-        self._process.0.id()
-    }
-}
-
 /// Creates a topic through the Kafka admin API.
 pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+    create_topic_with(brokers, topic, partitions, &[]);
+}
+
+/// Creates a topic with topic-level settings (`max.message.bytes`, say).
+pub fn create_topic_with(brokers: &str, topic: &str, partitions: i32, configs: &[(&str, &str)]) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
         .expect("admin client");
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        new = new.set(k, v);
+    }
     let results = futures::executor::block_on(admin.create_topics([&new], &AdminOptions::new()))
         .expect("create topic");
     for r in results {
@@ -336,8 +278,8 @@ pub fn produce(producer: &FutureProducer, topic: &str, partition: i32, values: &
     producer.flush(Duration::from_secs(30)).expect("flush");
 }
 
-/// Kafka settings that make group joins fast on tansu (it waits for the rebalance
-/// timeout) and let a killed host's partitions move on quickly.
+/// Kafka settings that let a killed host's partitions move on quickly (the classic
+/// protocol's session timeout at the broker's minimum).
 pub const FAST_GROUP: &[&str] = &[
     "-X",
     "session.timeout.ms=6000",

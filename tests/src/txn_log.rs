@@ -1,15 +1,19 @@
-//! What a correct `read_committed` consumer would see of a partition, worked out from the
-//! raw log.
+//! Views of a topic written by transactional producers.
 //!
-//! tansu writes real transaction markers (control batches) and fences producers by epoch,
-//! but its Fetch never fills the aborted-transactions list that a `read_committed`
-//! consumer filters by, so librdkafka hands out the records of aborted transactions too.
-//! This verifier fetches the partition's record batches as they are stored
-//! (`isolation_level` 0), and applies the markers itself, as the Kafka consumer protocol
+//! What consumers are handed: [`TopicReader`] reads every partition of a topic from the
+//! beginning with librdkafka and one `isolation.level` (Apache Kafka sends the
+//! aborted-transactions list in Fetch, so `read_committed` drops the records of aborted
+//! transactions and stops at the last stable offset); [`open_transactions`] tells from
+//! the watermarks whether a partition holds records of a transaction that has not ended.
+//! The Java client's view is in `java_consumer`.
+//!
+//! For diagnostics only, the raw log: [`read_log`] fetches a partition's record batches as
+//! they are stored (`isolation_level` 0), with their producer ids, epochs and control
+//! records, and [`committed_view`] applies the markers as the Kafka consumer protocol
 //! defines them: a producer's transactional records become visible at its COMMIT marker
-//! and are dropped at its ABORT marker; records with neither by the end are in doubt, not
-//! visible. Producers are told apart by producer id alone: tansu writes the abort marker
-//! of a fenced transaction with the old epoch.
+//! and are dropped at its ABORT marker; records with neither by the end are in doubt.
+//! Producers are told apart by producer id alone: the abort marker of a fenced
+//! transaction may carry another epoch than its records.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -50,7 +54,8 @@ impl LogRecord {
     }
 }
 
-/// A partition as a correct `read_committed` consumer sees it.
+/// A partition as its markers make it, worked out from the raw log (a diagnostic: what
+/// consumers see is [`TopicReader`]'s and the Java client's).
 #[derive(Debug, Default)]
 pub struct Committed {
     /// Visible data records, in offset order.
@@ -196,51 +201,4 @@ fn fetch(
         .unwrap_or_else(|| panic!("no fetch response for {topic}/{partition}"));
     assert_eq!(p.error_code, 0, "fetch {topic}/{partition} at {offset}");
     (p.high_watermark, p.records.unwrap_or_default())
-}
-
-/// What librdkafka's own `read_committed` consumer delivers of `topic` (its values), read
-/// from the beginning until `n` arrived or nothing came for two seconds. On tansu it
-/// includes the records of aborted transactions (no aborted-transactions list in Fetch):
-/// the reason for `committed_view`.
-pub fn librdkafka_read_committed(
-    brokers: &str,
-    topic: &str,
-    partitions: i32,
-    n: usize,
-) -> Vec<Vec<u8>> {
-    librdkafka_read(brokers, topic, partitions, n, "read_committed")
-}
-
-/// The same with another `isolation.level`.
-pub fn librdkafka_read(
-    brokers: &str,
-    topic: &str,
-    partitions: i32,
-    n: usize,
-    isolation: &str,
-) -> Vec<Vec<u8>> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "txn-log-read-committed")
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", isolation)
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .expect("tpl");
-    }
-    consumer.assign(&tpl).expect("assign");
-    let mut out = Vec::new();
-    let mut last = std::time::Instant::now();
-    while out.len() < n && last.elapsed() < Duration::from_secs(2) {
-        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-            out.push(m.expect("message").payload().unwrap_or_default().to_vec());
-            last = std::time::Instant::now();
-        }
-    }
-    out
 }

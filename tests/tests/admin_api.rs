@@ -1,4 +1,5 @@
-//! `host serve`: the admin API against a running server, with a real Redis and tansu.
+//! `host serve`: the admin API against a running server, with a real Redis and Apache
+//! Kafka.
 //! The first test walks every route and status code of docs/openapi.json and fails if the
 //! description and the server disagree either way.
 
@@ -7,9 +8,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use streamhost_tests::http::Response;
+use streamhost_tests::kafka::{Kafka, unique};
 use streamhost_tests::serve::serve;
 use streamhost_tests::services::{
-    Redis, Tansu, create_topic, free_port, produce, producer, wait_until,
+    Redis, create_topic, free_port, produce, producer, state_key, wait_until,
 };
 use streamhost_tests::{expected_counts, plugin, repo_root, text_values};
 
@@ -87,16 +89,21 @@ impl Walk {
 
 #[test]
 fn every_documented_route_and_status_answers_as_documented() {
-    let (redis, kafka) = (Redis::start_in_memory(), Tansu::start());
+    let redis = Redis::start_in_memory();
+    let brokers = Kafka::shared().brokers();
+    let (walk, id1, id2) = (unique("walk"), unique("j1"), unique("j2"));
+    // The paths of jobs j1 and j2: `path1("/stop")` is /v1/jobs/<j1>/stop.
+    let path1 = |rest: &str| format!("/v1/jobs/{id1}{rest}");
+    let path2 = |rest: &str| format!("/v1/jobs/{id2}{rest}");
     let cache = tempfile::tempdir().expect("cache");
     let s = serve(
         &redis,
-        &kafka.brokers(),
+        &brokers,
         Some(TOKEN),
         &["--max-upload-mb", "1"],
         cache.path(),
     );
-    create_topic(&kafka.brokers(), "walk", 1);
+    create_topic(&brokers, &walk, 1);
     let mut w = Walk {
         seen: BTreeSet::new(),
     };
@@ -226,11 +233,11 @@ fn every_documented_route_and_status_answers_as_documented() {
 
     // Jobs.
     let job = |id: &str, plugin: &str, config: Value| {
-        json!({"id": id, "plugin": plugin, "topics": ["walk"], "partitions": [0], "config": config,
+        json!({"id": id, "plugin": plugin, "topics": [walk], "partitions": [0], "config": config,
                "settings": {"kafka": {"session.timeout.ms": "6000"}}})
         .to_string()
     };
-    let j1 = job("j1", "faulty@1", json!({"fail-init": "false"}));
+    let j1 = job(&id1, "faulty@1", json!({"fail-init": "false"}));
     w.check(
         "POST",
         "/v1/jobs",
@@ -294,14 +301,8 @@ fn every_documented_route_and_status_answers_as_documented() {
         200,
         None,
     );
-    assert_eq!(jobs["jobs"][0]["id"], "j1");
-    w.check(
-        "GET",
-        j,
-        &s.call("GET", "/v1/jobs/j1", None, b""),
-        200,
-        None,
-    );
+    assert_eq!(jobs["jobs"][0]["id"], id1.as_str());
+    w.check("GET", j, &s.call("GET", &path1(""), None, b""), 200, None);
     w.check(
         "GET",
         j,
@@ -315,7 +316,7 @@ fn every_documented_route_and_status_answers_as_documented() {
     w.check(
         "PATCH",
         j,
-        &s.call("PATCH", "/v1/jobs/j1", None, to("echo@1").as_bytes()),
+        &s.call("PATCH", &path1(""), None, to("echo@1").as_bytes()),
         401,
         Some("unauthorized"),
     );
@@ -323,7 +324,7 @@ fn every_documented_route_and_status_answers_as_documented() {
     w.check(
         "PATCH",
         j,
-        &s.call("PATCH", "/v1/jobs/j1", Some(TOKEN), other_field.as_bytes()),
+        &s.call("PATCH", &path1(""), Some(TOKEN), other_field.as_bytes()),
         400,
         Some("bad_json"),
     );
@@ -343,14 +344,14 @@ fn every_documented_route_and_status_answers_as_documented() {
     w.check(
         "PATCH",
         j,
-        &s.call("PATCH", "/v1/jobs/j1", Some(TOKEN), to("wc@1").as_bytes()),
+        &s.call("PATCH", &path1(""), Some(TOKEN), to("wc@1").as_bytes()),
         422,
         Some("init_failed"),
     );
     let swapped = w.check(
         "PATCH",
         j,
-        &s.call("PATCH", "/v1/jobs/j1", Some(TOKEN), to("echo@1").as_bytes()),
+        &s.call("PATCH", &path1(""), Some(TOKEN), to("echo@1").as_bytes()),
         200,
         None,
     );
@@ -378,7 +379,7 @@ fn every_documented_route_and_status_answers_as_documented() {
     w.check(
         "POST",
         stop,
-        &call("POST", "/v1/jobs/j1/stop", None),
+        &call("POST", &path1("/stop"), None),
         401,
         Some("unauthorized"),
     );
@@ -392,25 +393,25 @@ fn every_documented_route_and_status_answers_as_documented() {
     w.check(
         "POST",
         start,
-        &call("POST", "/v1/jobs/j1/start", Some(TOKEN)),
+        &call("POST", &path1("/start"), Some(TOKEN)),
         409,
         Some("job_running"),
     );
     let stopped = w.check(
         "POST",
         stop,
-        &call("POST", "/v1/jobs/j1/stop", Some(TOKEN)),
+        &call("POST", &path1("/stop"), Some(TOKEN)),
         200,
         None,
     );
     assert_eq!(stopped["status"], "stopped");
     let stored: Value =
-        serde_json::from_str(&redis.hgetall("streamhost:serve:jobs")["j1"]).expect("spec");
+        serde_json::from_str(&redis.hgetall("streamhost:serve:jobs")[id1.as_str()]).expect("spec");
     assert_eq!(stored["stopped"], true);
     w.check(
         "POST",
         start,
-        &call("POST", "/v1/jobs/j1/start", None),
+        &call("POST", &path1("/start"), None),
         401,
         Some("unauthorized"),
     );
@@ -424,7 +425,7 @@ fn every_documented_route_and_status_answers_as_documented() {
     let started = w.check(
         "POST",
         start,
-        &call("POST", "/v1/jobs/j1/start", Some(TOKEN)),
+        &call("POST", &path1("/start"), Some(TOKEN)),
         200,
         None,
     );
@@ -436,18 +437,12 @@ fn every_documented_route_and_status_answers_as_documented() {
 
     // State.
     let (st, sk) = ("/v1/jobs/{id}/state", "/v1/jobs/{id}/state/{key}");
-    let page = w.check(
-        "GET",
-        st,
-        &call("GET", "/v1/jobs/j1/state", None),
-        200,
-        None,
-    );
+    let page = w.check("GET", st, &call("GET", &path1("/state"), None), 200, None);
     assert_eq!(page, json!({"entries": [], "cursor": null}));
     w.check(
         "GET",
         st,
-        &call("GET", "/v1/jobs/j1/state?cursor=junk", None),
+        &call("GET", &path1("/state?cursor=junk"), None),
         400,
         Some("bad_cursor"),
     );
@@ -461,12 +456,12 @@ fn every_documented_route_and_status_answers_as_documented() {
     w.check(
         "GET",
         sk,
-        &call("GET", "/v1/jobs/j1/state/nothing", None),
+        &call("GET", &path1("/state/nothing"), None),
         404,
         Some("no_key"),
     );
     redis::cmd("HSET")
-        .arg("streamhost:{j1}:state")
+        .arg(state_key(&id1))
         .arg("k/1")
         .arg("v")
         .query::<i64>(&mut redis.conn())
@@ -474,7 +469,7 @@ fn every_documented_route_and_status_answers_as_documented() {
     let one = w.check(
         "GET",
         sk,
-        &call("GET", "/v1/jobs/j1/state/k%2F1", None),
+        &call("GET", &path1("/state/k%2F1"), None),
         200,
         None,
     );
@@ -489,7 +484,7 @@ fn every_documented_route_and_status_answers_as_documented() {
     let none = w.check(
         "GET",
         dl,
-        &call("GET", "/v1/jobs/j1/dead-letters", None),
+        &call("GET", &path1("/dead-letters"), None),
         200,
         None,
     );
@@ -497,7 +492,7 @@ fn every_documented_route_and_status_answers_as_documented() {
     w.check(
         "GET",
         dl,
-        &call("GET", "/v1/jobs/j1/dead-letters?limit=0", None),
+        &call("GET", &path1("/dead-letters?limit=0"), None),
         400,
         Some("bad_limit"),
     );
@@ -511,14 +506,14 @@ fn every_documented_route_and_status_answers_as_documented() {
     w.check(
         "POST",
         rp,
-        &call("POST", "/v1/jobs/j1/dead-letters/replay", None),
+        &call("POST", &path1("/dead-letters/replay"), None),
         401,
         Some("unauthorized"),
     );
     w.check(
         "POST",
         rp,
-        &call("POST", "/v1/jobs/j1/dead-letters/replay", Some(TOKEN)),
+        &call("POST", &path1("/dead-letters/replay"), Some(TOKEN)),
         400,
         Some("no_dlq"),
     );
@@ -529,16 +524,17 @@ fn every_documented_route_and_status_answers_as_documented() {
         404,
         Some("not_found"),
     );
-    create_topic(&kafka.brokers(), "walk2", 1);
-    create_topic(&kafka.brokers(), "walkdead", 1);
+    let (walk2, walkdead) = (unique("walk2"), unique("walkdead"));
+    create_topic(&brokers, &walk2, 1);
+    create_topic(&brokers, &walkdead, 1);
     produce(
-        &producer(&kafka.brokers()),
-        "walk2",
+        &producer(&brokers),
+        &walk2,
         0,
         &[b"poison".to_vec(), b"x".to_vec()],
     );
-    let j2 = json!({"id": "j2", "plugin": "faulty@1", "topics": ["walk2"], "partitions": [0],
-                    "settings": {"on_error": "dlq", "dlq_topic": "walkdead",
+    let j2 = json!({"id": id2, "plugin": "faulty@1", "topics": [walk2], "partitions": [0],
+                    "settings": {"on_error": "dlq", "dlq_topic": walkdead,
                                  "kafka": {"session.timeout.ms": "6000"}}});
     w.check(
         "POST",
@@ -548,14 +544,14 @@ fn every_documented_route_and_status_answers_as_documented() {
         None,
     );
     wait_until(MINUTE, "j2's dead letter", || {
-        s.call("GET", "/v1/jobs/j2/dead-letters", None, b"").json()["records"]
+        s.call("GET", &path2("/dead-letters"), None, b"").json()["records"]
             .as_array()
             .is_some_and(|r| r.len() == 1)
     });
     let letters = w.check(
         "GET",
         dl,
-        &call("GET", "/v1/jobs/j2/dead-letters", None),
+        &call("GET", &path2("/dead-letters"), None),
         200,
         None,
     );
@@ -571,7 +567,7 @@ fn every_documented_route_and_status_answers_as_documented() {
         ),
         (
             &json!("poison"),
-            &json!("walk2"),
+            &json!(walk2),
             &json!(0),
             &json!("faulty@1"),
             &json!(false)
@@ -581,14 +577,14 @@ fn every_documented_route_and_status_answers_as_documented() {
     let failed = w.check(
         "POST",
         rp,
-        &call("POST", "/v1/jobs/j2/dead-letters/replay", Some(TOKEN)),
+        &call("POST", &path2("/dead-letters/replay"), Some(TOKEN)),
         422,
         Some("replay_failed"),
     );
     assert!(
         failed["error"]
             .as_str()
-            .is_some_and(|e| e.contains("walkdead/0@0")),
+            .is_some_and(|e| e.contains(&format!("{walkdead}/0@0"))),
         "{failed}"
     );
     w.check(
@@ -596,7 +592,7 @@ fn every_documented_route_and_status_answers_as_documented() {
         rp,
         &s.call(
             "POST",
-            "/v1/jobs/j2/dead-letters/replay",
+            &path2("/dead-letters/replay"),
             Some(TOKEN),
             b"{oops",
         ),
@@ -606,19 +602,14 @@ fn every_documented_route_and_status_answers_as_documented() {
     w.check(
         "PATCH",
         j,
-        &s.call("PATCH", "/v1/jobs/j2", Some(TOKEN), to("wc@1").as_bytes()),
+        &s.call("PATCH", &path2(""), Some(TOKEN), to("wc@1").as_bytes()),
         200,
         None,
     );
     let report = w.check(
         "POST",
         rp,
-        &s.call(
-            "POST",
-            "/v1/jobs/j2/dead-letters/replay",
-            Some(TOKEN),
-            b"{}",
-        ),
+        &s.call("POST", &path2("/dead-letters/replay"), Some(TOKEN), b"{}"),
         200,
         None,
     );
@@ -628,11 +619,11 @@ fn every_documented_route_and_status_answers_as_documented() {
         "{report}"
     );
     assert_eq!(
-        s.call("GET", "/v1/jobs/j2/state/poison", None, b"").json()["value"],
+        s.call("GET", &path2("/state/poison"), None, b"").json()["value"],
         "1"
     );
     let again = s
-        .call("POST", "/v1/jobs/j2/dead-letters/replay", Some(TOKEN), b"")
+        .call("POST", &path2("/dead-letters/replay"), Some(TOKEN), b"")
         .json();
     assert_eq!(
         (&again["replayed"], &again["already_replayed"]),
@@ -640,15 +631,15 @@ fn every_documented_route_and_status_answers_as_documented() {
         "{again}"
     );
     assert_eq!(
-        s.call("GET", "/v1/jobs/j2/state/poison", None, b"").json()["value"],
+        s.call("GET", &path2("/state/poison"), None, b"").json()["value"],
         "1"
     );
-    let letters = s.call("GET", "/v1/jobs/j2/dead-letters", None, b"").json();
+    let letters = s.call("GET", &path2("/dead-letters"), None, b"").json();
     assert_eq!(letters["records"][0]["replayed"], true);
     w.check(
         "DELETE",
         j,
-        &call("DELETE", "/v1/jobs/j2", Some(TOKEN)),
+        &call("DELETE", &path2(""), Some(TOKEN)),
         204,
         None,
     );
@@ -680,21 +671,21 @@ fn every_documented_route_and_status_answers_as_documented() {
     w.check(
         "DELETE",
         j,
-        &s.call("DELETE", "/v1/jobs/j1", None, b""),
+        &s.call("DELETE", &path1(""), None, b""),
         401,
         Some("unauthorized"),
     );
     w.check(
         "DELETE",
         j,
-        &s.call("DELETE", "/v1/jobs/j1", Some(TOKEN), b""),
+        &s.call("DELETE", &path1(""), Some(TOKEN), b""),
         204,
         None,
     );
     w.check(
         "DELETE",
         j,
-        &s.call("DELETE", "/v1/jobs/j1", Some(TOKEN), b""),
+        &s.call("DELETE", &path1(""), Some(TOKEN), b""),
         404,
         Some("not_found"),
     );
@@ -749,10 +740,13 @@ fn without_a_token_the_server_binds_to_loopback_only() {
 
 #[test]
 fn jobs_are_isolated_and_resume_after_a_restart() {
-    let (redis, kafka) = (Redis::start_in_memory(), Tansu::start());
+    let redis = Redis::start_in_memory();
     let cache = tempfile::tempdir().expect("cache");
-    let brokers = kafka.brokers();
-    for topic in ["words", "bad"] {
+    let brokers = Kafka::shared().brokers();
+    let (words, bad) = (unique("words"), unique("bad"));
+    let (counter, broken) = (unique("counter"), unique("broken"));
+    let (paused, ghost) = (unique("paused"), unique("ghost"));
+    for topic in [&words, &bad] {
         create_topic(&brokers, topic, 1);
     }
     let mut s = serve(&redis, &brokers, Some(TOKEN), &[], cache.path());
@@ -763,7 +757,7 @@ fn jobs_are_isolated_and_resume_after_a_restart() {
                "settings": {"on_error": "stop", "batch_linger_ms": 20}})
         .to_string()
     };
-    for (id, plugin, topic) in [("counter", "wc@1", "words"), ("broken", "faulty@1", "bad")] {
+    for (id, plugin, topic) in [(&counter, "wc@1", &words), (&broken, "faulty@1", &bad)] {
         let r = s.call(
             "POST",
             "/v1/jobs",
@@ -773,51 +767,45 @@ fn jobs_are_isolated_and_resume_after_a_restart() {
         assert_eq!(r.status, 201, "{}", r.text());
     }
     let p = producer(&brokers);
-    produce(&p, "bad", 0, &[b"fatal".to_vec()]);
+    produce(&p, &bad, 0, &[b"fatal".to_vec()]);
     let first = text_values(1, 200);
-    produce(&p, "words", 0, &first);
+    produce(&p, &words, 0, &first);
     wait_until(MINUTE, "the broken job to fail", || {
-        s.job("broken")["status"] == "failed"
+        s.job(&broken)["status"] == "failed"
     });
-    let broken = s.job("broken");
+    let failed = s.job(&broken);
     assert!(
-        broken["error"]
+        failed["error"]
             .as_str()
             .is_some_and(|e| e.contains("cannot go on")),
-        "{broken}"
+        "{failed}"
     );
     wait_until(MINUTE, "the counter to commit", || {
-        redis.offsets("counter", "words").get(&0) == Some(&(first.len() as i64))
+        redis.offsets(&counter, &words).get(&0) == Some(&(first.len() as i64))
     });
-    assert_eq!(redis.counts("counter"), expected_counts(&first));
-    let counter = s.job("counter");
-    assert_eq!(counter["status"], "running");
-    assert_eq!(counter["records"], first.len(), "{counter}");
-    assert_eq!(counter["partitions"][0]["topic"], "words", "{counter}");
-    assert_eq!(
-        counter["partitions"][0]["committed"],
-        first.len(),
-        "{counter}"
-    );
+    assert_eq!(redis.counts(&counter), expected_counts(&first));
+    let job = s.job(&counter);
+    assert_eq!(job["status"], "running");
+    assert_eq!(job["records"], first.len(), "{job}");
+    assert_eq!(job["partitions"][0]["topic"], words.as_str(), "{job}");
+    assert_eq!(job["partitions"][0]["committed"], first.len(), "{job}");
     assert!(
-        redis.offsets("broken", "bad").is_empty(),
+        redis.offsets(&broken, &bad).is_empty(),
         "the failed batch must not commit"
     );
 
     // A job defined stopped, and (written behind the server's back) a stopped one whose
     // plugin reference does not parse: neither may keep the server from resuming the others.
-    let paused = json!({"id": "paused", "plugin": "wc@1", "topics": ["words"], "stopped": true});
-    let r = s.call(
-        "POST",
-        "/v1/jobs",
-        Some(TOKEN),
-        paused.to_string().as_bytes(),
-    );
+    let spec = json!({"id": paused, "plugin": "wc@1", "topics": [words], "stopped": true});
+    let r = s.call("POST", "/v1/jobs", Some(TOKEN), spec.to_string().as_bytes());
     assert_eq!(r.status, 201, "{}", r.text());
     redis::cmd("HSET")
         .arg("streamhost:serve:jobs")
-        .arg("ghost")
-        .arg(r#"{"id": "ghost", "plugin": "No Such/Ref", "topics": ["words"], "stopped": true}"#)
+        .arg(&ghost)
+        .arg(
+            json!({"id": ghost, "plugin": "No Such/Ref", "topics": [words], "stopped": true})
+                .to_string(),
+        )
         .query::<i64>(&mut redis.conn())
         .expect("HSET");
 
@@ -828,41 +816,41 @@ fn jobs_are_isolated_and_resume_after_a_restart() {
     let s = serve(&redis, &brokers, Some(TOKEN), &[], cache.path());
     let jobs = s.call("GET", "/v1/jobs", None, b"").json();
     assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(4), "{jobs}");
-    assert_eq!(s.job("paused")["status"], "stopped");
+    assert_eq!(s.job(&paused)["status"], "stopped");
     assert!(
-        redis.offsets("paused", "words").is_empty(),
+        redis.offsets(&paused, &words).is_empty(),
         "a stopped job does not run"
     );
-    let ghost = s.job("ghost");
-    assert_eq!(ghost["status"], "failed", "{ghost}");
+    let job = s.job(&ghost);
+    assert_eq!(job["status"], "failed", "{job}");
     assert!(
-        ghost["error"]
+        job["error"]
             .as_str()
             .is_some_and(|e| e.contains("No Such/Ref")),
-        "{ghost}"
+        "{job}"
     );
     let second = text_values(2, 200);
-    produce(&p, "words", 0, &second);
+    produce(&p, &words, 0, &second);
     wait_until(MINUTE, "the counter to commit after the restart", || {
-        redis.offsets("counter", "words").get(&0) == Some(&((first.len() + second.len()) as i64))
+        redis.offsets(&counter, &words).get(&0) == Some(&((first.len() + second.len()) as i64))
     });
     let all: Vec<Vec<u8>> = first.iter().chain(&second).cloned().collect();
-    assert_eq!(redis.counts("counter"), expected_counts(&all));
+    assert_eq!(redis.counts(&counter), expected_counts(&all));
     wait_until(
         MINUTE,
         "the broken job to fail again on the same record",
-        || s.job("broken")["status"] == "failed",
+        || s.job(&broken)["status"] == "failed",
     );
-    assert!(redis.offsets("broken", "bad").is_empty());
+    assert!(redis.offsets(&broken, &bad).is_empty());
 
     // SIGKILL while the counter works through a third part: the next server resumes from
     // the committed offsets, exactly.
     let third = text_values(3, 3000);
-    produce(&p, "words", 0, &third);
+    produce(&p, &words, 0, &third);
     let before = (first.len() + second.len()) as i64;
     wait_until(MINUTE, "progress on the third part", || {
         redis
-            .offsets("counter", "words")
+            .offsets(&counter, &words)
             .get(&0)
             .is_some_and(|&o| o > before)
     });
@@ -870,18 +858,18 @@ fn jobs_are_isolated_and_resume_after_a_restart() {
     let s = serve(&redis, &brokers, Some(TOKEN), &[], cache.path());
     let total = all.len() + third.len();
     wait_until(MINUTE, "the counter to commit everything", || {
-        redis.offsets("counter", "words").get(&0) == Some(&(total as i64))
+        redis.offsets(&counter, &words).get(&0) == Some(&(total as i64))
     });
     let all: Vec<Vec<u8>> = all.iter().chain(&third).cloned().collect();
     assert_eq!(
-        redis.counts("counter"),
+        redis.counts(&counter),
         expected_counts(&all),
         "exactly once across a SIGKILL"
     );
     // The SIGKILL may have come after the last commit: then the offsets were complete
     // before the resumed job was up, so wait for it rather than expect it.
     wait_until(MINUTE, "the resumed counter to run", || {
-        s.job("counter")["status"] == "running"
+        s.job(&counter)["status"] == "running"
     });
 }
 
@@ -972,9 +960,9 @@ fn metrics_describe_the_server_with_no_job_running() {
 fn a_page_of_another_site_cannot_change_anything() {
     // A loopback server without a token: any local process may change it, but a page a
     // browser loaded from elsewhere must not (its cross-site requests carry its Origin).
-    let (redis, kafka) = (Redis::start_in_memory(), Tansu::start());
+    let redis = Redis::start_in_memory();
     let cache = tempfile::tempdir().expect("cache");
-    let s = serve(&redis, &kafka.brokers(), None, &[], cache.path());
+    let s = serve(&redis, &Kafka::shared().brokers(), None, &[], cache.path());
     let body = br#"{"id": "x", "plugin": "wc@1", "topics": ["t"]}"#;
     let from = |origin: &str| {
         streamhost_tests::http::request_with(

@@ -1,5 +1,7 @@
-//! Broker faults, injected with librdkafka's mock cluster (which keeps its data across a
-//! broker going down and up): nothing is lost and no state is counted twice.
+//! Broker faults: Apache Kafka itself SIGKILLed and restarted mid-run (its log stays on
+//! disk), and request errors, an outage and latency injected with librdkafka's mock
+//! cluster. Nothing is lost, no state is counted twice, and under exactly-once no emit is
+//! published twice.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -8,10 +10,114 @@ use rdkafka::Message;
 use rdkafka::message::Headers;
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use streamhost_tests::services::{Host, Redis, produce, producer, read_topic};
-use streamhost_tests::{expected_counts, run_args, text_values};
+use streamhost_tests::kafka::Kafka;
+use streamhost_tests::reader::{Isolation, librdkafka_read};
+use streamhost_tests::services::{Host, Redis, create_topic, produce, producer, read_topic};
+use streamhost_tests::{expected_counts, plugin_run_args, run_args, text_values};
 
 const MINUTE: Duration = Duration::from_secs(60);
+
+/// How the job under test delivers its emits.
+#[derive(Clone, Copy, Debug)]
+enum Delivery {
+    AtLeastOnce,
+    ExactlyOnce,
+}
+
+/// The broker is SIGKILLed while the host runs (mid-batch, mid-produce, under exactly-once
+/// mid-transaction) and restarted on the same log after a while; the host rides it out.
+/// The echo plugin emits every input record once, so the output can be checked record
+/// by record against the input.
+fn broker_killed_and_restarted(delivery: Delivery) {
+    const PARTITIONS: i32 = 4;
+    const PER_PARTITION: usize = 20_000;
+    let redis = Redis::start_in_memory();
+    let mut kafka = Kafka::start();
+    let brokers = kafka.brokers();
+    create_topic(&brokers, "in", PARTITIONS);
+    create_topic(&brokers, "out", PARTITIONS);
+    let p = producer(&brokers);
+    for partition in 0..PARTITIONS {
+        let values: Vec<Vec<u8>> = (0..PER_PARTITION)
+            .map(|i| format!("{partition}:{i}").into_bytes())
+            .collect();
+        produce(&p, "in", partition, &values);
+    }
+    drop(p);
+    let total = PARTITIONS as usize * PER_PARTITION;
+    let mut extra = vec![
+        "--output-topic",
+        "out",
+        "--batch-max-records",
+        "500",
+        "--kafka-give-up-ms",
+        "120000",
+    ];
+    if let Delivery::ExactlyOnce = delivery {
+        extra.extend(["--delivery", "exactly-once"]);
+    }
+    let args = plugin_run_args("echo", &brokers, &redis.url(), "in", "g", &extra);
+    let cache = tempfile::tempdir().unwrap();
+    let host = Host::spawn(&args, cache.path());
+    let committed = || redis.offsets("g", "in").values().sum::<i64>();
+    host.wait_for(MINUTE, "some progress", || committed() >= 2_000);
+
+    kafka.kill9();
+    let at_kill = committed();
+    host.wait_for(MINUTE, "a warning that names the broker", || {
+        host.log_text()
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains(&brokers))
+    });
+    assert!(
+        (at_kill as usize) < total,
+        "the broker died mid-run ({at_kill} of {total} committed)"
+    );
+    kafka.restart();
+    host.wait_for(3 * MINUTE, "every input record committed", || {
+        committed() as usize == total
+    });
+
+    let isolation = match delivery {
+        Delivery::AtLeastOnce => Isolation::ReadUncommitted,
+        Delivery::ExactlyOnce => Isolation::ReadCommitted,
+    };
+    let out = librdkafka_read(&brokers, "out", isolation, total, MINUTE);
+    let mut seen = std::collections::BTreeMap::<Vec<u8>, usize>::new();
+    for m in &out {
+        *seen.entry(m.value.clone().unwrap_or_default()).or_default() += 1;
+    }
+    assert_eq!(seen.len(), total, "every input record reached the output");
+    let doubled = seen.values().filter(|n| **n > 1).count();
+    eprintln!(
+        "{delivery:?}: broker SIGKILLed at {at_kill} of {total} committed; output {} records, \
+         {doubled} published more than once",
+        out.len()
+    );
+    if let Delivery::ExactlyOnce = delivery {
+        assert_eq!(doubled, 0, "exactly-once: no emit visible twice");
+        assert_eq!(out.len(), total);
+    }
+    assert!(
+        host.log_text()
+            .lines()
+            .filter(|l| l.contains("ERROR"))
+            .count()
+            == 0,
+        "a broker restart is no error: {}",
+        host.log_text()
+    );
+}
+
+#[test]
+fn apache_kafka_sigkilled_and_restarted_loses_nothing_at_least_once() {
+    broker_killed_and_restarted(Delivery::AtLeastOnce);
+}
+
+#[test]
+fn apache_kafka_sigkilled_and_restarted_doubles_nothing_exactly_once() {
+    broker_killed_and_restarted(Delivery::ExactlyOnce);
+}
 
 #[test]
 fn broker_errors_outage_and_latency_lose_nothing() {

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use streamhost_tests::kafka::{Kafka, unique};
 use streamhost_tests::services::{
-    FAST_GROUP, Host, Redis, StateByPartition, Tansu, create_topic, partition_keys, produce,
-    producer,
+    FAST_GROUP, Host, Redis, StateByPartition, create_topic, partition_keys, produce, producer,
 };
 use streamhost_tests::{expected_counts, run_args, text_values};
 
@@ -29,18 +29,21 @@ fn twenty_kills_and_a_redis_restart_keep_partitioned_state_exact() {
     chaos("partition");
 }
 
-/// Stored offsets by partition, and state by partition (`None`: the job's one state).
-fn stored(redis: &Redis, scope: &str) -> (BTreeMap<i32, i64>, StateByPartition) {
+/// Group `g`'s stored offsets of `topic` by partition, and state by partition (`None`:
+/// the job's one state).
+fn stored(
+    redis: &Redis,
+    scope: &str,
+    topic: &str,
+    g: &str,
+) -> (BTreeMap<i32, i64>, StateByPartition) {
     if scope == "job" {
-        return (
-            redis.offsets("g", "words"),
-            [(None, redis.counts("g"))].into(),
-        );
+        return (redis.offsets(g, topic), [(None, redis.counts(g))].into());
     }
     let mut offsets = BTreeMap::new();
     let mut state = BTreeMap::new();
     for p in 0..4 {
-        let (offsets_key, state_key) = partition_keys("g", "g", "words", p);
+        let (offsets_key, state_key) = partition_keys(g, g, topic, p);
         if let Some(o) = redis.hgetall(&offsets_key).get(&p.to_string()) {
             offsets.insert(p, o.parse().expect("offset"));
         }
@@ -56,12 +59,14 @@ fn stored(redis: &Redis, scope: &str) -> (BTreeMap<i32, i64>, StateByPartition) 
 
 fn chaos(scope: &str) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let (mut redis, kafka) = (Redis::start(), Tansu::start());
-    create_topic(&kafka.brokers(), "words", 4);
-    let p = producer(&kafka.brokers());
+    let mut redis = Redis::start();
+    let brokers = Kafka::shared().brokers();
+    let (words, g) = (unique("words"), unique("g"));
+    create_topic(&brokers, &words, 4);
+    let p = producer(&brokers);
     let parts: Vec<Vec<Vec<u8>>> = (0..4).map(|i| text_values(40 + i, PER_PARTITION)).collect();
     for (i, v) in parts.iter().enumerate() {
-        produce(&p, "words", i as i32, v);
+        produce(&p, &words, i as i32, v);
     }
     let total = (4 * PER_PARTITION) as i64;
     let cache = tempfile::tempdir().unwrap();
@@ -74,7 +79,7 @@ fn chaos(scope: &str) {
         "--state-scope",
         scope,
     ]);
-    let args = run_args(&kafka.brokers(), &redis.url(), "words", "g", &extra);
+    let args = run_args(&brokers, &redis.url(), &words, &g, &extra);
 
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -88,7 +93,7 @@ fn chaos(scope: &str) {
         x ^= x << 17;
         x
     };
-    let committed = |r: &Redis| stored(r, scope).0.values().sum::<i64>();
+    let committed = |r: &Redis| stored(r, scope, &words, &g).0.values().sum::<i64>();
     let mut hosts = [
         Host::spawn(&args, cache.path()),
         Host::spawn(&args, cache.path()),
@@ -119,7 +124,7 @@ fn chaos(scope: &str) {
     hosts[0].wait_for(
         Duration::from_secs(240),
         "offsets at the partition ends",
-        || stored(&redis, scope).0 == ends,
+        || stored(&redis, scope, &words, &g).0 == ends,
     );
     let expected: StateByPartition = if scope == "job" {
         [(None, expected_counts(parts.iter().flatten()))].into()
@@ -129,5 +134,9 @@ fn chaos(scope: &str) {
             .map(|p| (Some(p), expected_counts(parts[p as usize].iter())))
             .collect()
     };
-    assert_eq!(stored(&redis, scope).1, expected, "exactly-once state");
+    assert_eq!(
+        stored(&redis, scope, &words, &g).1,
+        expected,
+        "exactly-once state"
+    );
 }

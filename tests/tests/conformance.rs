@@ -1,8 +1,9 @@
 //! Conformance: every word count under `plugins/` (`wordcount*`, one folder a language)
 //! must give the same state and the same emits as the specification and as each other,
-//! under `host test` and through the real pipeline (tansu + redis-server), over inputs
-//! that catch the usual differences between languages: non-ASCII text and case mappings,
-//! Unicode whitespace, empty and null values, bytes that are not UTF-8, a batch of one.
+//! under `host test` and through the real pipeline (Apache Kafka + redis-server), over
+//! inputs that catch the usual differences between languages: non-ASCII text and case
+//! mappings, Unicode whitespace, empty and null values, bytes that are not UTF-8, a batch
+//! of one.
 //!
 //! Adding a language is adding a `wordcount-LANG` folder with a `build.sh`: the suite
 //! finds it, and reports each plugin's result on its own. (The window examples are
@@ -16,7 +17,8 @@ use std::time::Duration;
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
-use streamhost_tests::services::{Host, Redis, Tansu, create_topic, producer, read_topic};
+use streamhost_tests::kafka::{Kafka, unique};
+use streamhost_tests::services::{Host, Redis, create_topic, producer, read_topic, state_key};
 use streamhost_tests::{expected_counts, host, plugin_run_args, repo_root, stdout_json};
 
 /// The inputs, in order. `None` is a Kafka null value (a tombstone).
@@ -116,28 +118,30 @@ fn produce_all(producer: &FutureProducer, topic: &str) {
     }
 }
 
-/// Runs one plugin through `host run` with batches of one record; (state, emits) in the
-/// shape `host test` prints, read back from Redis and the output topic.
+/// Runs one plugin through `host run` with batches of one record, in a group of its own;
+/// (state, emits) in the shape `host test` prints, read back from Redis and the output
+/// topic `{topic}-out`.
 fn pipeline(
     name: &str,
     topic: &str,
-    kafka: &Tansu,
+    brokers: &str,
     redis: &Redis,
     producer: &FutureProducer,
     emits_expected: usize,
     cache: &Path,
 ) -> (Value, Value) {
     let out_topic = format!("{topic}-out");
-    create_topic(&kafka.brokers(), topic, 1);
-    create_topic(&kafka.brokers(), &out_topic, 1);
+    let group = unique(name);
+    create_topic(brokers, topic, 1);
+    create_topic(brokers, &out_topic, 1);
     produce_all(producer, topic);
     let n = inputs().len() as i64;
     let args = plugin_run_args(
         name,
-        &kafka.brokers(),
+        brokers,
         &redis.url(),
         topic,
-        name,
+        &group,
         &[
             "--partitions",
             "0",
@@ -151,16 +155,16 @@ fn pipeline(
     );
     let host = Host::spawn(&args, cache);
     host.wait_for(Duration::from_secs(120), "every input committed", || {
-        redis.offsets(name, topic).get(&0) == Some(&n)
+        redis.offsets(&group, topic).get(&0) == Some(&n)
     });
     drop(host);
 
     let state: serde_json::Map<String, Value> = redis
-        .hgetall(&format!("streamhost:{{{name}}}:state"))
+        .hgetall(&state_key(&group))
         .into_iter()
         .map(|(k, v)| (k, json!(v)))
         .collect();
-    let emits: Vec<Value> = read_topic(&kafka.brokers(), &out_topic, emits_expected)
+    let emits: Vec<Value> = read_topic(brokers, &out_topic, emits_expected)
         .iter()
         .map(|m| {
             let headers: Vec<Value> = m
@@ -229,8 +233,9 @@ fn every_plugin_gives_the_specified_state_and_emits_in_host_test_and_the_pipelin
     assert!(spec.contains_key("οδος") && spec.contains_key("i\u{307}stanbul"));
     assert!(spec.contains_key("\u{feff}leading"));
 
-    let (redis, kafka) = (Redis::start_in_memory(), Tansu::start());
-    let producer = producer(&kafka.brokers());
+    let redis = Redis::start_in_memory();
+    let brokers = Kafka::shared().brokers();
+    let producer = producer(&brokers);
     let mut reference: Option<(String, Value, Value)> = None; // first plugin's emits
     let mut report = Vec::new();
     for name in &plugins {
@@ -240,14 +245,21 @@ fn every_plugin_gives_the_specified_state_and_emits_in_host_test_and_the_pipelin
                 "{} is missing: scripts/build-plugins did not build plugins/{name}",
                 component(name).display()
             );
-            let topic = format!("conformance-{name}");
+            let topic = unique(&format!("conformance-{name}"));
             let (state_one, emits_one) = host_test(name, &input, &topic, 1, cache.path());
             let (state_all, emits_all) = host_test(name, &input, &topic, 1000, cache.path());
             assert_eq!(state_one, spec_state, "host test, batches of one: state");
             assert_eq!(state_all, spec_state, "host test, one batch: state");
             assert_eq!(emits_one.as_array().map(Vec::len), Some(words), "emits");
-            let (state_run, emits_run) =
-                pipeline(name, &topic, &kafka, &redis, &producer, words, cache.path());
+            let (state_run, emits_run) = pipeline(
+                name,
+                &topic,
+                &brokers,
+                &redis,
+                &producer,
+                words,
+                cache.path(),
+            );
             assert_eq!(state_run, spec_state, "pipeline: state in Redis");
             assert_eq!(
                 emits_run,

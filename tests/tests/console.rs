@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use streamhost_tests::browser::Browser;
+use streamhost_tests::kafka::{Kafka, unique};
 use streamhost_tests::serve::serve;
-use streamhost_tests::services::{Redis, Tansu, create_topic, produce, producer};
+use streamhost_tests::services::{Redis, create_topic, produce, producer};
 use streamhost_tests::{plugin, repo_root};
 
 const TOKEN: &str = "console-token";
@@ -56,10 +57,12 @@ fn an_operator_drives_the_console_end_to_end() {
     let mut b = Browser::launch().unwrap_or_else(|e| {
         panic!("{e}\nthe console test needs Debian's chromium; scripts/test installs it")
     });
-    let (redis, kafka) = (Redis::start_in_memory(), Tansu::start());
-    let brokers = kafka.brokers();
-    create_topic(&brokers, "clicks", 1);
-    create_topic(&brokers, "clicks-dead", 1);
+    let redis = Redis::start_in_memory();
+    let brokers = Kafka::shared().brokers();
+    // The job and its input topic share a name, as an operator might name them.
+    let (clicks, dead) = (unique("clicks"), unique("clicks-dead"));
+    create_topic(&brokers, &clicks, 1);
+    create_topic(&brokers, &dead, 1);
     let cache = tempfile::tempdir().unwrap();
     let s = serve(&redis, &brokers, Some(TOKEN), &[], cache.path());
     let shots = repo_root().join("build/screenshots");
@@ -95,13 +98,13 @@ fn an_operator_drives_the_console_end_to_end() {
     upload(&mut b, "logic", "2", "wordcount");
 
     // Start a job on version 1 that dead-letters what it cannot handle.
-    b.fill("#new-job-id", "clicks");
+    b.fill("#new-job-id", &clicks);
     b.fill("#new-job-plugin", "logic@1");
-    b.fill("#new-job-topics", "clicks");
+    b.fill("#new-job-topics", &clicks);
     b.fill("#new-job-on-error", "dlq");
-    b.fill("#new-job-dlq", "clicks-dead");
+    b.fill("#new-job-dlq", &dead);
     b.click("#new-job-submit");
-    let row = "#jobs tr[data-job=\"clicks\"]";
+    let row = format!("#jobs tr[data-job=\"{clicks}\"]");
     b.wait_for(
         &format!("{} === 'running'", text_of(&format!("{row} td.status"))),
         WAIT,
@@ -110,13 +113,13 @@ fn an_operator_drives_the_console_end_to_end() {
     assert_eq!(b.eval(&text_of(&format!("{row} td.plugin"))), "logic@1");
     assert_eq!(
         b.eval(&text_of("#plugins tr[data-plugin=\"logic@1\"] td.used-by")),
-        "clicks"
+        clicks.as_str()
     );
 
     // Counts and lag move as records arrive.
     let mut values = vec![b"tap".to_vec(); 150];
     values.insert(70, b"poison".to_vec());
-    produce(&producer(&brokers), "clicks", 0, &values);
+    produce(&producer(&brokers), &clicks, 0, &values);
     b.wait_for(
         &format!(
             "{} === '150' && {} === '0'",
@@ -131,8 +134,11 @@ fn an_operator_drives_the_console_end_to_end() {
     // The job's details: its partition, a key of its state, its dead letter.
     b.click(&format!("{row} td.id a, {row} td.id button"));
     b.wait_for(
-        "(() => { const d = document.querySelector('#job-detail'); \
-          return d && d.dataset.job === 'clicks' && !d.hidden && d.offsetParent !== null; })()",
+        &format!(
+            "(() => {{ const d = document.querySelector('#job-detail'); \
+              return d && d.dataset.job === {} && !d.hidden && d.offsetParent !== null; }})()",
+            js(&clicks)
+        ),
         WAIT,
         "the details panel",
     );
@@ -164,7 +170,7 @@ fn an_operator_drives_the_console_end_to_end() {
     );
     assert_eq!(
         b.eval(&text_of(&format!("{letter} td.source"))),
-        "clicks/0@70"
+        format!("{clicks}/0@70").as_str()
     );
     assert_eq!(
         b.eval(&text_of(&format!("{letter} td.plugin-version"))),
@@ -213,12 +219,12 @@ fn an_operator_drives_the_console_end_to_end() {
         WAIT,
         "the job to stop",
     );
-    assert_eq!(s.job("clicks")["status"], "stopped");
+    assert_eq!(s.job(&clicks)["status"], "stopped");
 
     // 200 jobs defined (stopped, so this machine need not run them): how long the page
     // takes to load and draw them.
     for i in 0..199 {
-        let spec = json!({"id": format!("job-{i:03}"), "plugin": "logic@2", "topics": ["clicks"],
+        let spec = json!({"id": format!("job-{i:03}"), "plugin": "logic@2", "topics": [clicks],
                           "stopped": true});
         let r = s.call("POST", "/v1/jobs", Some(TOKEN), spec.to_string().as_bytes());
         assert_eq!(r.status, 201, "{}", r.text());

@@ -6,8 +6,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use serde_json::json;
+use streamhost_tests::kafka::{Kafka, unique};
 use streamhost_tests::serve::serve;
-use streamhost_tests::services::{Redis, Tansu, create_topic, partition_keys, produce, producer};
+use streamhost_tests::services::{Redis, create_topic, partition_keys, produce, producer};
 use streamhost_tests::{repo_root, text_values};
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -68,9 +70,9 @@ fn matches(pattern: &str, key: &str) -> bool {
     p.len() == k.len() && p.iter().zip(&k).all(|(p, k)| segment(p, k))
 }
 
-/// A dead letter of `job` as a partition worker writes one: the failed record and the
-/// headers saying where it came from.
-fn dead_letter(brokers: &str, topic: &str, job: &str) {
+/// A dead letter of `job` on `topic` as a partition worker writes one: the failed record of
+/// `source` and the headers saying where it came from.
+fn dead_letter(brokers: &str, topic: &str, job: &str, source: &str) {
     use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::FutureRecord;
     let headers = [
@@ -79,7 +81,7 @@ fn dead_letter(brokers: &str, topic: &str, job: &str) {
             "plugin marked record #0 of the batch as poison",
         ),
         ("streamhost-job", job),
-        ("streamhost-source-topic", "words"),
+        ("streamhost-source-topic", source),
         ("streamhost-source-partition", "0"),
         ("streamhost-source-offset", "0"),
     ]
@@ -106,82 +108,70 @@ fn every_documented_redis_key_and_metric_exists() {
     assert!(keys.len() >= 7, "{keys:?}");
     assert!(metrics.len() >= 12, "{metrics:?}");
 
-    let (redis, kafka) = (Redis::start_in_memory(), Tansu::start());
-    create_topic(&kafka.brokers(), "words", 1);
-    produce(
-        &producer(&kafka.brokers()),
-        "words",
-        0,
-        &text_values(9, 200),
-    );
+    let redis = Redis::start_in_memory();
+    let brokers = Kafka::shared().brokers();
+    let [words, cmds, dead, echoed] = ["words", "cmds", "dead", "echoed"].map(unique);
+    let [wc, wcp, tk, wcd, eo] = ["wc", "wcp", "tk", "wcd", "eo"].map(unique);
+    create_topic(&brokers, &words, 1);
+    produce(&producer(&brokers), &words, 0, &text_values(9, 200));
     let cache = tempfile::tempdir().unwrap();
-    let s = serve(&redis, &kafka.brokers(), Some("t0ken"), &[], cache.path());
+    let s = serve(&redis, &brokers, Some("t0ken"), &[], cache.path());
+    let create = |job: serde_json::Value| {
+        s.call(
+            "POST",
+            "/v1/jobs",
+            Some("t0ken"),
+            job.to_string().as_bytes(),
+        )
+        .status
+    };
     assert_eq!(s.upload("wordcount", "1", "wordcount").status, 201);
-    let job = r#"{"id": "wc", "plugin": "wordcount@1", "topics": ["words"], "partitions": [0]}"#;
-    assert_eq!(
-        s.call("POST", "/v1/jobs", Some("t0ken"), job.as_bytes())
-            .status,
-        201
-    );
+    let job = json!({"id": wc, "plugin": "wordcount@1", "topics": [words], "partitions": [0]});
+    assert_eq!(create(job), 201);
     // The same under the partition scope, whose keys differ.
-    let job = r#"{"id": "wcp", "plugin": "wordcount@1", "topics": ["words"], "partitions": [0],
-                  "settings": {"state_scope": "partition"}}"#;
-    assert_eq!(
-        s.call("POST", "/v1/jobs", Some("t0ken"), job.as_bytes())
-            .status,
-        201
-    );
+    let job = json!({"id": wcp, "plugin": "wordcount@1", "topics": [words], "partitions": [0],
+                     "settings": {"state_scope": "partition"}});
+    assert_eq!(create(job), 201);
     // And a job with timers pending in both domains, whose keys exist only then.
-    create_topic(&kafka.brokers(), "cmds", 1);
+    create_topic(&brokers, &cmds, 1);
     let commands = [
         b"timer later processing +3600000".to_vec(),
         b"timer never event 9000000000000000".to_vec(),
     ];
-    produce(&producer(&kafka.brokers()), "cmds", 0, &commands);
+    produce(&producer(&brokers), &cmds, 0, &commands);
     assert_eq!(s.upload("timekeeper", "1", "timekeeper").status, 201);
-    let job = r#"{"id": "tk", "plugin": "timekeeper@1", "topics": ["cmds"], "partitions": [0]}"#;
-    assert_eq!(
-        s.call("POST", "/v1/jobs", Some("t0ken"), job.as_bytes())
-            .status,
-        201
-    );
+    let job = json!({"id": tk, "plugin": "timekeeper@1", "topics": [cmds], "partitions": [0]});
+    assert_eq!(create(job), 201);
     // And a replayed dead letter, whose cursor exists only then.
-    create_topic(&kafka.brokers(), "dead", 1);
-    let job = r#"{"id": "wcd", "plugin": "wordcount@1", "topics": ["words"], "partitions": [0],
-                  "settings": {"on_error": "dlq", "dlq_topic": "dead"}}"#;
-    assert_eq!(
-        s.call("POST", "/v1/jobs", Some("t0ken"), job.as_bytes())
-            .status,
-        201
-    );
-    dead_letter(&kafka.brokers(), "dead", "wcd");
+    create_topic(&brokers, &dead, 1);
+    let job = json!({"id": wcd, "plugin": "wordcount@1", "topics": [words], "partitions": [0],
+                     "settings": {"on_error": "dlq", "dlq_topic": dead}});
+    assert_eq!(create(job), 201);
+    dead_letter(&brokers, &dead, &wcd, &words);
     let replay = s.call(
         "POST",
-        "/v1/jobs/wcd/dead-letters/replay",
+        &format!("/v1/jobs/{wcd}/dead-letters/replay"),
         Some("t0ken"),
         b"",
     );
     assert_eq!(replay.status, 200, "{}", replay.text());
     assert_eq!(replay.json()["replayed"], 1);
     // And a job with exactly-once delivery, whose outbox exists only then.
-    create_topic(&kafka.brokers(), "echoed", 1);
+    create_topic(&brokers, &echoed, 1);
     assert_eq!(s.upload("echo", "1", "echo").status, 201);
-    let job = r#"{"id": "eo", "plugin": "echo@1", "topics": ["words"], "partitions": [0],
-                  "output_topic": "echoed", "settings": {"delivery": "exactly-once"}}"#;
-    assert_eq!(
-        s.call("POST", "/v1/jobs", Some("t0ken"), job.as_bytes())
-            .status,
-        201
-    );
-    let (wcp_offsets, _) = partition_keys("wcp", "wcp", "words", 0);
+    let job = json!({"id": eo, "plugin": "echo@1", "topics": [words], "partitions": [0],
+                     "output_topic": echoed, "settings": {"delivery": "exactly-once"}});
+    assert_eq!(create(job), 201);
+    let (wcp_offsets, _) = partition_keys(&wcp, &wcp, &words, 0);
+    let outbox = format!("streamhost:{{{eo}}}:outbox:{eo}:{words}:0");
     s.host
         .wait_for(MINUTE, "the jobs to commit every record", || {
-            redis.offsets("wc", "words").get(&0) == Some(&200)
+            redis.offsets(&wc, &words).get(&0) == Some(&200)
                 && redis.hgetall(&wcp_offsets).get("0").map(String::as_str) == Some("200")
-                && redis.offsets("tk", "cmds").get(&0) == Some(&2)
-                && redis.offsets("eo", "words").get(&0) == Some(&200)
+                && redis.offsets(&tk, &cmds).get(&0) == Some(&2)
+                && redis.offsets(&eo, &words).get(&0) == Some(&200)
                 && redis::cmd("XLEN")
-                    .arg("streamhost:{eo}:outbox:eo:words:0")
+                    .arg(&outbox)
                     .query::<usize>(&mut redis.conn())
                     .ok()
                     == Some(0)

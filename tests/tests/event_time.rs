@@ -1,16 +1,17 @@
 //! Event time: watermarks, timers, expiries and the window examples, through `host test`
-//! and through the whole pipeline on tansu and Redis (SIGKILLs included).
+//! and through the whole pipeline on Apache Kafka and Redis (SIGKILLs included).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
-use rdkafka::Message;
 use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{ClientConfig, Message};
 use serde_json::Value;
+use streamhost_tests::kafka::{Kafka, unique};
 use streamhost_tests::services::{
-    FAST_GROUP, Host, Redis, Tansu, create_topic, producer, wait_until,
+    FAST_GROUP, Host, Redis, create_topic, producer, state_key, wait_until,
 };
 use streamhost_tests::{host, plugin, plugin_run_args, stdout_json};
 
@@ -375,8 +376,8 @@ fn read_until(
     timeout: Duration,
     mut done: impl FnMut(&[rdkafka::message::OwnedMessage]) -> bool,
 ) -> Vec<rdkafka::message::OwnedMessage> {
-    use rdkafka::ClientConfig;
     use rdkafka::consumer::{BaseConsumer, Consumer};
+    // It only assigns partitions, so the group id is never joined: it needs no unique name.
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "event-time-reader")
@@ -409,11 +410,12 @@ fn header<'a>(m: &'a rdkafka::message::OwnedMessage, name: &str) -> Option<&'a [
 /// windows, hosts SIGKILLed along the way; every (key, window) on the output topic with
 /// exactly its count, and no closed window left in Redis.
 #[test]
-fn windows_on_tansu_are_exact_across_sigkills() {
-    let (redis, kafka) = (Redis::start(), Tansu::start());
+fn windows_on_kafka_are_exact_across_sigkills() {
+    let (redis, kafka) = (Redis::start(), Kafka::shared());
     let brokers = kafka.brokers();
-    create_topic(&brokers, "clicks", 4);
-    create_topic(&brokers, "windows", 1);
+    let (clicks, windows_topic, wc) = (unique("clicks"), unique("windows"), unique("wc"));
+    create_topic(&brokers, &clicks, 4);
+    create_topic(&brokers, &windows_topic, 1);
     let p = producer(&brokers);
     // Keys are co-partitioned (a key lives in one partition), as keyed input is.
     let mut all = Vec::new();
@@ -431,7 +433,7 @@ fn windows_on_tansu_are_exact_across_sigkills() {
             key: format!("p{partition}-flush"),
             ts: BASE_MS + 10_000_000,
         });
-        produce_events(&p, "clicks", partition, &evs);
+        produce_events(&p, &clicks, partition, &evs);
         all.extend(evs);
     }
     let mut expected = windows(&all);
@@ -448,21 +450,14 @@ fn windows_on_tansu_are_exact_across_sigkills() {
         "--max-out-of-orderness-ms",
         &ooo,
         "--output-topic",
-        "windows",
+        &windows_topic,
         "--batch-max-records",
         "200",
         "--late-records",
         "drop",
     ]);
-    let args = plugin_run_args(
-        "window-count",
-        &brokers,
-        &redis.url(),
-        "clicks",
-        "wc",
-        &extra,
-    );
-    let committed = |r: &Redis| r.offsets("wc", "clicks").values().sum::<i64>();
+    let args = plugin_run_args("window-count", &brokers, &redis.url(), &clicks, &wc, &extra);
+    let committed = |r: &Redis| r.offsets(&wc, &clicks).values().sum::<i64>();
     let mut host = Host::spawn(&args, cache.path());
     for kill in 1..=4 {
         let target = 18_000 * kill / 5;
@@ -475,10 +470,10 @@ fn windows_on_tansu_are_exact_across_sigkills() {
     host.wait_for(
         Duration::from_secs(180),
         "offsets at the partition ends",
-        || redis.offsets("wc", "clicks") == ends,
+        || redis.offsets(&wc, &clicks) == ends,
     );
 
-    let messages = read_until(&brokers, "windows", Duration::from_secs(120), |ms| {
+    let messages = read_until(&brokers, &windows_topic, Duration::from_secs(120), |ms| {
         let seen: BTreeSet<(String, i64)> = ms
             .iter()
             .map(|m| parse_window(m.key(), m.payload().unwrap_or_default()).0)
@@ -497,7 +492,10 @@ fn windows_on_tansu_are_exact_across_sigkills() {
             w.0.starts_with(&format!("p{partition}-")),
             "{w:?} from partition {partition}"
         );
-        assert_eq!(header(m, "streamhost-source-topic"), Some(&b"clicks"[..]));
+        assert_eq!(
+            header(m, "streamhost-source-topic"),
+            Some(clicks.as_bytes())
+        );
     }
     assert_eq!(got, expected, "every window exactly its count");
     eprintln!(
@@ -508,7 +506,7 @@ fn windows_on_tansu_are_exact_across_sigkills() {
     );
 
     // Only the open windows (the flush records') are left: counts and timers.
-    let state = redis.hgetall("streamhost:{wc}:state");
+    let state = redis.hgetall(&state_key(&wc));
     let left: BTreeSet<&str> = state.keys().map(String::as_str).collect();
     let flush_windows: BTreeSet<String> = (0..4)
         .map(|p| {
@@ -524,7 +522,7 @@ fn windows_on_tansu_are_exact_across_sigkills() {
         "no closed window in state"
     );
     for p in 0..4 {
-        let key = format!("streamhost:{{wc}}:timers:wc:clicks:{p}:event");
+        let key = format!("streamhost:{{{wc}}}:timers:{wc}:{clicks}:{p}:event");
         let pending: Vec<String> = redis::cmd("ZRANGE")
             .arg(&key)
             .arg(0)
@@ -544,18 +542,21 @@ fn windows_on_tansu_are_exact_across_sigkills() {
 /// what became due meanwhile, each once in state.
 #[test]
 fn processing_time_and_idle_partitions_fire_without_records_and_after_a_restart() {
-    let (redis, kafka) = (Redis::start(), Tansu::start());
+    let (redis, kafka) = (Redis::start(), Kafka::shared());
     let brokers = kafka.brokers();
-    create_topic(&brokers, "cmds", 1);
-    create_topic(&brokers, "fired", 1);
+    let (cmds, fired, tk) = (unique("cmds"), unique("fired"), unique("tk"));
+    create_topic(&brokers, &cmds, 1);
+    create_topic(&brokers, &fired, 1);
     let p = producer(&brokers);
     let cache = tempfile::tempdir().unwrap();
+    // The group's session times out fast: the SIGKILLed host's partition moves on to the
+    // next host quickly.
     let mut extra: Vec<&str> = FAST_GROUP.to_vec();
-    extra.extend_from_slice(&["--output-topic", "fired", "--idle-timeout-ms", "1500"]);
-    let args = plugin_run_args("timekeeper", &brokers, &redis.url(), "cmds", "tk", &extra);
+    extra.extend_from_slice(&["--output-topic", &fired, "--idle-timeout-ms", "1500"]);
+    let args = plugin_run_args("timekeeper", &brokers, &redis.url(), &cmds, &tk, &extra);
     let fired_count = |key: &str| -> Option<String> {
         redis::cmd("HGET")
-            .arg("streamhost:{tk}:state")
+            .arg(state_key(&tk))
             .arg(format!("fired:{key}"))
             .query(&mut redis.conn())
             .unwrap()
@@ -565,13 +566,13 @@ fn processing_time_and_idle_partitions_fire_without_records_and_after_a_restart(
     // gets there.
     produce_commands(
         &p,
-        "cmds",
+        &cmds,
         &[
             (1000, "timer quiet processing +1000"),
             (1000, "timer idle event 5000"),
         ],
     );
-    let out = read_until(&brokers, "fired", Duration::from_secs(60), |ms| {
+    let out = read_until(&brokers, &fired, Duration::from_secs(60), |ms| {
         ms.len() >= 2
     });
     let mut keys: Vec<&[u8]> = out.iter().filter_map(|m| m.key()).collect();
@@ -582,14 +583,14 @@ fn processing_time_and_idle_partitions_fire_without_records_and_after_a_restart(
     });
 
     // A timer due while no host runs fires once a host is back.
-    produce_commands(&p, "cmds", &[(2000, "timer down processing +3000")]);
+    produce_commands(&p, &cmds, &[(2000, "timer down processing +3000")]);
     host.wait_for(Duration::from_secs(30), "the timer committed", || {
-        redis.offsets("tk", "cmds").get(&0) == Some(&3)
+        redis.offsets(&tk, &cmds).get(&0) == Some(&3)
     });
     host.kill9();
-    let zset = "streamhost:{tk}:timers:tk:cmds:0:processing";
+    let zset = format!("streamhost:{{{tk}}}:timers:{tk}:{cmds}:0:processing");
     let due: Vec<(String, f64)> = redis::cmd("ZRANGE")
-        .arg(zset)
+        .arg(&zset)
         .arg(0)
         .arg(-1)
         .arg("WITHSCORES")
@@ -606,12 +607,12 @@ fn processing_time_and_idle_partitions_fire_without_records_and_after_a_restart(
         "the timer that came due fired",
         || fired_count("down").as_deref() == Some("1"),
     );
-    let out = read_until(&brokers, "fired", Duration::from_secs(60), |ms| {
+    let out = read_until(&brokers, &fired, Duration::from_secs(60), |ms| {
         ms.len() >= 3
     });
     assert!(out.iter().any(|m| m.key() == Some(b"down")));
     let left: i64 = redis::cmd("ZCARD")
-        .arg(zset)
+        .arg(&zset)
         .query(&mut redis.conn())
         .unwrap();
     assert_eq!(left, 0, "fired timers are gone from Redis");
@@ -706,50 +707,50 @@ fn session_count_closes_sessions_by_the_gap_and_keeps_expiring_summaries() {
 /// topic, with headers naming its source, counted, and not in any window.
 #[test]
 fn late_records_go_to_the_side_topic_and_are_counted() {
-    let (redis, kafka) = (Redis::start(), Tansu::start());
+    let (redis, kafka) = (Redis::start(), Kafka::shared());
     let brokers = kafka.brokers();
-    for t in ["clicks", "windows", "late-clicks"] {
+    let (clicks, windows_topic, late_clicks, lt) = (
+        unique("clicks"),
+        unique("windows"),
+        unique("late-clicks"),
+        unique("lt"),
+    );
+    for t in [&clicks, &windows_topic, &late_clicks] {
         create_topic(&brokers, t, 1);
     }
     let p = producer(&brokers);
     let metrics = format!("127.0.0.1:{}", streamhost_tests::services::free_port());
     let cache = tempfile::tempdir().unwrap();
-    let mut extra: Vec<&str> = FAST_GROUP.to_vec();
     let window = format!("window-ms={WINDOW_MS}");
-    extra.extend_from_slice(&[
+    let late_to = format!("topic:{late_clicks}");
+    // --partitions: the host joins no group, so no group timing matters here.
+    let extra: &[&str] = &[
         "--config",
         &window,
         "--output-topic",
-        "windows",
+        &windows_topic,
         "--late-records",
-        "topic:late-clicks",
+        &late_to,
         "--metrics-addr",
         &metrics,
         "--partitions",
         "0",
-    ]);
-    let args = plugin_run_args(
-        "window-count",
-        &brokers,
-        &redis.url(),
-        "clicks",
-        "lt",
-        &extra,
-    );
+    ];
+    let args = plugin_run_args("window-count", &brokers, &redis.url(), &clicks, &lt, extra);
     let host = Host::spawn(&args, cache.path());
     let event = |ts| Event {
         key: "k".into(),
         ts,
     };
     // The second record moves the watermark to 100000: window [10000, 11000) closes.
-    produce_events(&p, "clicks", 0, &[event(10_000), event(100_000)]);
+    produce_events(&p, &clicks, 0, &[event(10_000), event(100_000)]);
     host.wait_for(
         Duration::from_secs(60),
         "the first records committed",
-        || redis.offsets("lt", "clicks").get(&0) == Some(&2),
+        || redis.offsets(&lt, &clicks).get(&0) == Some(&2),
     );
-    produce_events(&p, "clicks", 0, &[event(5_000)]);
-    let late = read_until(&brokers, "late-clicks", Duration::from_secs(60), |ms| {
+    produce_events(&p, &clicks, 0, &[event(5_000)]);
+    let late = read_until(&brokers, &late_clicks, Duration::from_secs(60), |ms| {
         !ms.is_empty()
     });
     assert_eq!(late.len(), 1);
@@ -760,9 +761,9 @@ fn late_records_go_to_the_side_topic_and_are_counted() {
     let why = String::from_utf8_lossy(header(&late[0], "streamhost-error").unwrap()).into_owned();
     assert!(why.contains("watermark 100000"), "{why}");
     host.wait_for(Duration::from_secs(60), "the late record committed", || {
-        redis.offsets("lt", "clicks").get(&0) == Some(&3)
+        redis.offsets(&lt, &clicks).get(&0) == Some(&3)
     });
-    let windows = read_until(&brokers, "windows", Duration::from_secs(60), |ms| {
+    let windows = read_until(&brokers, &windows_topic, Duration::from_secs(60), |ms| {
         !ms.is_empty()
     });
     let (w, n) = parse_window(windows[0].key(), windows[0].payload().unwrap());

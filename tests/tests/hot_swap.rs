@@ -7,17 +7,20 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
+use streamhost_tests::kafka::{Kafka, unique};
 use streamhost_tests::serve::serve;
-use streamhost_tests::services::{Redis, Tansu, create_topic, produce, producer, wait_until};
+use streamhost_tests::services::{Redis, create_topic, produce, producer, state_key, wait_until};
 
 const TOKEN: &str = "swap-token";
 const MINUTE: Duration = Duration::from_secs(60);
 
 #[test]
 fn a_swapped_plugin_takes_over_at_a_batch_boundary_with_nothing_lost_or_repeated() {
-    let (redis, kafka) = (Redis::start_in_memory(), Tansu::start());
-    let brokers = kafka.brokers();
-    create_topic(&brokers, "tags", 2);
+    let redis = Redis::start_in_memory();
+    let brokers = Kafka::shared().brokers();
+    // The job and its input topic share the name.
+    let tags = unique("tags");
+    create_topic(&brokers, &tags, 2);
     let cache = tempfile::tempdir().expect("cache");
     let server = serve(&redis, &brokers, Some(TOKEN), &[], cache.path());
     let call = |method: &str, path: &str, body: &[u8]| server.call(method, path, Some(TOKEN), body);
@@ -26,7 +29,7 @@ fn a_swapped_plugin_takes_over_at_a_batch_boundary_with_nothing_lost_or_repeated
         assert_eq!(r.status, 201, "{}", r.text());
     }
     let spec = json!({
-        "id": "tags", "plugin": "tagger@1", "topics": ["tags"], "partitions": [0, 1],
+        "id": tags, "plugin": "tagger@1", "topics": [tags], "partitions": [0, 1],
         "settings": {"batch_max_records": 7, "batch_linger_ms": 5}
     });
     let r = call("POST", "/v1/jobs", spec.to_string().as_bytes());
@@ -34,7 +37,8 @@ fn a_swapped_plugin_takes_over_at_a_batch_boundary_with_nothing_lost_or_repeated
 
     let stop = AtomicBool::new(false);
     let produced = [AtomicUsize::new(0), AtomicUsize::new(0)];
-    let committed = |p: i32| redis.offsets("tags", "tags").get(&p).copied().unwrap_or(0) as usize;
+    let committed = |p: i32| redis.offsets(&tags, &tags).get(&p).copied().unwrap_or(0) as usize;
+    let path = format!("/v1/jobs/{tags}");
     std::thread::scope(|scope| {
         scope.spawn(|| {
             let p = producer(&brokers);
@@ -43,7 +47,7 @@ fn a_swapped_plugin_takes_over_at_a_batch_boundary_with_nothing_lost_or_repeated
                 for (partition, count) in produced.iter().enumerate() {
                     let values: Vec<Vec<u8>> =
                         (0..5).map(|k| format!("r{i}-{k}").into_bytes()).collect();
-                    produce(&p, "tags", partition as i32, &values);
+                    produce(&p, &tags, partition as i32, &values);
                     count.fetch_add(values.len(), Ordering::SeqCst);
                 }
                 i += 1;
@@ -54,14 +58,14 @@ fn a_swapped_plugin_takes_over_at_a_batch_boundary_with_nothing_lost_or_repeated
         });
         let r = call(
             "PATCH",
-            "/v1/jobs/tags",
+            &path,
             json!({"plugin": "tagger@2"}).to_string().as_bytes(),
         );
         assert_eq!(r.status, 200, "{}", r.text());
         // Keep records coming until v2 has committed on both partitions.
         let at_swap = [committed(0), committed(1)];
         wait_until(MINUTE, "v2 to handle records on both partitions", || {
-            let v = redis.hgetall("streamhost:{tags}:state");
+            let v = redis.hgetall(&state_key(&tags));
             (0..2).all(|p| {
                 v.get(&format!("{p}:{}", committed(p).saturating_sub(1)))
                     .map(String::as_str)
@@ -78,7 +82,7 @@ fn a_swapped_plugin_takes_over_at_a_batch_boundary_with_nothing_lost_or_repeated
         });
     }
 
-    let state = redis.hgetall("streamhost:{tags}:state");
+    let state = redis.hgetall(&state_key(&tags));
     for (partition, count) in produced.iter().enumerate() {
         let n = count.load(Ordering::SeqCst);
         let versions: Vec<&str> = (0..n)
@@ -111,7 +115,7 @@ fn a_swapped_plugin_takes_over_at_a_batch_boundary_with_nothing_lost_or_repeated
     }
     let log = server.host.log_text();
     assert!(log.contains("plugin swapped at a batch boundary"), "{log}");
-    let job = call("GET", "/v1/jobs/tags", b"").json();
+    let job = call("GET", &path, b"").json();
     assert_eq!(job["plugin_version"], "2");
     assert_eq!(job["spec"]["plugin"], "tagger@2");
 }

@@ -4,9 +4,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use streamhost_tests::kafka::{Kafka, unique};
 use streamhost_tests::plugin_run_args;
 use streamhost_tests::services::{
-    Host, Redis, Tansu, create_topic, free_port, produce, producer, wait_until,
+    Host, Redis, create_topic, free_port, produce, producer, wait_until,
 };
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -36,21 +37,23 @@ fn metric(body: &str, name_and_labels: &str) -> Option<f64> {
 
 #[test]
 fn metrics_health_and_readiness() {
-    let (redis, kafka) = (Redis::start_in_memory(), Tansu::start());
-    create_topic(&kafka.brokers(), "words", 1);
-    let p = producer(&kafka.brokers());
+    let redis = Redis::start_in_memory();
+    let brokers = Kafka::shared().brokers();
+    let (words, g) = (unique("words"), unique("g"));
+    create_topic(&brokers, &words, 1);
+    let p = producer(&brokers);
     // (Plain values: the faulty plugin acts on some words, such as "retry".)
-    produce(&p, "words", 0, &vec![b"fine".to_vec(); 300]);
-    produce(&p, "words", 0, &[b"retry".to_vec()]);
+    produce(&p, &words, 0, &vec![b"fine".to_vec(); 300]);
+    produce(&p, &words, 0, &[b"retry".to_vec()]);
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let cache = tempfile::tempdir().unwrap();
     let args = plugin_run_args(
         "faulty",
-        &kafka.brokers(),
+        &brokers,
         &redis.url(),
-        "words",
-        "g",
+        &words,
+        &g,
         &[
             "--partitions",
             "0",
@@ -68,13 +71,13 @@ fn metrics_health_and_readiness() {
     );
     let host = Host::spawn(&args, cache.path());
     host.wait_for(MINUTE, "every record", || {
-        redis.offsets("g", "words").get(&0) == Some(&301)
+        redis.offsets(&g, &words).get(&0) == Some(&301)
     });
     assert_eq!(get(port, "/healthz").map(|r| r.0), Some(200));
     assert_eq!(get(port, "/readyz").map(|r| r.0), Some(200));
     let (status, body) = get(port, "/metrics").expect("metrics");
     assert_eq!(status, 200);
-    let part = r#"{job="g",topic="words",partition="0""#;
+    let part = format!(r#"{{job="{g}",topic="{words}",partition="0""#);
     let skipped = metric(
         &body,
         &format!(r#"streamhost_batches_total{part},outcome="skipped"}}"#),
@@ -110,43 +113,34 @@ fn metrics_health_and_readiness() {
 
 #[test]
 fn progress_is_logged_off_a_terminal_and_live_on_one() {
-    let (redis, kafka) = (Redis::start_in_memory(), Tansu::start());
-    create_topic(&kafka.brokers(), "words", 1);
-    produce(
-        &producer(&kafka.brokers()),
-        "words",
-        0,
-        &vec![b"fine".to_vec(); 50],
-    );
+    let redis = Redis::start_in_memory();
+    let brokers = Kafka::shared().brokers();
+    let words = unique("words");
+    create_topic(&brokers, &words, 1);
+    produce(&producer(&brokers), &words, 0, &vec![b"fine".to_vec(); 50]);
     let cache = tempfile::tempdir().unwrap();
     let run = |group: &str, extra: &[&str]| {
         let mut all = vec!["--partitions", "0"];
         all.extend_from_slice(extra);
-        plugin_run_args(
-            "faulty",
-            &kafka.brokers(),
-            &redis.url(),
-            "words",
-            group,
-            &all,
-        )
+        plugin_run_args("faulty", &brokers, &redis.url(), &words, group, &all)
     };
+    let at_end = format!("{words}/0@50");
 
     // Off a terminal (the test's pipe): plain log lines at the interval.
     let host = Host::spawn(
-        &run("logged", &["--progress-interval-s", "1"]),
+        &run(&unique("logged"), &["--progress-interval-s", "1"]),
         cache.path(),
     );
     host.wait_for(MINUTE, "a progress line with every record", || {
         host.log_text()
             .lines()
-            .any(|l| l.contains("progress") && l.contains("records=50") && l.contains("words/0@50"))
+            .any(|l| l.contains("progress") && l.contains("records=50") && l.contains(&at_end))
     });
 
     // On a terminal (`script` gives the host a pseudo-terminal): one line rewritten in place.
     let out = tempfile::NamedTempFile::new().expect("temp file");
     let command = std::iter::once(streamhost_tests::host_bin().display().to_string())
-        .chain(run("live", &[]))
+        .chain(run(&unique("live"), &[]))
         .collect::<Vec<_>>()
         .join(" ");
     let mut child = std::process::Command::new("script")
@@ -159,7 +153,7 @@ fn progress_is_logged_off_a_terminal_and_live_on_one() {
         .expect("run script(1)");
     wait_until(MINUTE, "the live progress line", || {
         let text = std::fs::read_to_string(out.path()).unwrap_or_default();
-        text.contains("\r\x1b[2K") && text.contains("rec/s") && text.contains("words/0@50")
+        text.contains("\r\x1b[2K") && text.contains("rec/s") && text.contains(&at_end)
     });
     let _ = child.kill();
     let _ = child.wait();
@@ -205,22 +199,24 @@ fn log_format_json_writes_one_json_object_per_line() {
 /// once in the produce-to-commit latency.
 #[test]
 fn byte_cut_batches_lose_nothing_and_every_record_has_a_latency() {
-    let (redis, kafka) = (Redis::start_in_memory(), Tansu::start());
-    create_topic(&kafka.brokers(), "words", 1);
+    let redis = Redis::start_in_memory();
+    let brokers = Kafka::shared().brokers();
+    let (words, g) = (unique("words"), unique("g"));
+    create_topic(&brokers, &words, 1);
     // 240 records of ~1 KiB: a batch is cut once it holds 8 KiB, after 9 of them.
     let values: Vec<Vec<u8>> = (0..240)
         .map(|i| format!("w{} {}", i % 7, "pad ".repeat(250)).into_bytes())
         .collect();
-    produce(&producer(&kafka.brokers()), "words", 0, &values);
+    produce(&producer(&brokers), &words, 0, &values);
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let cache = tempfile::tempdir().unwrap();
     let args = plugin_run_args(
         "wordcount",
-        &kafka.brokers(),
+        &brokers,
         &redis.url(),
-        "words",
-        "g",
+        &words,
+        &g,
         &[
             "--partitions",
             "0",
@@ -232,15 +228,15 @@ fn byte_cut_batches_lose_nothing_and_every_record_has_a_latency() {
     );
     let host = Host::spawn(&args, cache.path());
     host.wait_for(MINUTE, "every record", || {
-        redis.offsets("g", "words").get(&0) == Some(&240)
+        redis.offsets(&g, &words).get(&0) == Some(&240)
     });
-    let counts = redis.counts("g");
+    let counts = redis.counts(&g);
     assert_eq!(counts.get("pad"), Some(&(240 * 250)), "{counts:?}");
     for w in 0..7 {
         let expected = (0..240).filter(|i| i % 7 == w).count() as i64;
         assert_eq!(counts.get(&format!("w{w}")), Some(&expected), "w{w}");
     }
-    let part = r#"{job="g",topic="words",partition="0""#;
+    let part = format!(r#"{{job="{g}",topic="{words}",partition="0""#);
     let mut body = String::new();
     // The last batch is accounted once the worker sees its commit answered.
     wait_until(MINUTE, "the metrics of every batch", || {

@@ -1,11 +1,11 @@
-//! `host offsets show|set|reset` against a running and a stopped job. Runs on the mock
-//! cluster, whose end offsets are exact (tansu's are not, see TOOLCHAINS.md).
+//! `host offsets show|set|reset` against a running and a stopped job, on Apache Kafka,
+//! whose end offsets are exact.
 
 use std::time::Duration;
 
-use rdkafka::mocking::MockCluster;
 use serde_json::Value;
-use streamhost_tests::services::{Host, Redis, produce, producer};
+use streamhost_tests::kafka::{Kafka, unique};
+use streamhost_tests::services::{Host, Redis, create_topic, produce, producer};
 use streamhost_tests::{host, run_args, text_values};
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -13,6 +13,8 @@ const MINUTE: Duration = Duration::from_secs(60);
 struct Env {
     redis: Redis,
     brokers: String,
+    /// The job's group (and so its job id).
+    group: String,
     cache: tempfile::TempDir,
 }
 
@@ -23,7 +25,7 @@ impl Env {
         let redis = self.redis.url();
         all.extend_from_slice(&[
             "--group",
-            "g",
+            &self.group,
             "--brokers",
             &self.brokers,
             "--redis",
@@ -56,44 +58,46 @@ impl Env {
 
 #[test]
 fn show_set_and_reset() {
-    let mock = MockCluster::new(1).expect("mock cluster");
-    mock.create_topic("words", 2, 1).expect("topic");
+    let words = unique("words");
     let env = Env {
         redis: Redis::start(),
-        brokers: mock.bootstrap_servers(),
+        brokers: Kafka::shared().brokers(),
+        group: unique("g"),
         cache: tempfile::tempdir().unwrap(),
     };
+    let g = &env.group;
+    create_topic(&env.brokers, &words, 2);
     let p = producer(&env.brokers);
-    produce(&p, "words", 0, &text_values(1, 50));
-    produce(&p, "words", 1, &text_values(2, 50));
+    produce(&p, &words, 0, &text_values(1, 50));
+    produce(&p, &words, 1, &text_values(2, 50));
 
     let args = run_args(
         &env.brokers,
         &env.redis.url(),
-        "words",
-        "g",
+        &words,
+        g,
         &["--partitions", "0,1"],
     );
     let mut job = Host::spawn(&args, env.cache.path());
     job.wait_for(MINUTE, "the job to catch up", || {
-        env.redis.offsets("g", "words") == [(0, 50), (1, 50)].into()
+        env.redis.offsets(g, &words) == [(0, 50), (1, 50)].into()
     });
     assert_eq!(env.show(), vec![(50, 50, 0), (50, 50, 0)]);
 
     // Moving offsets under a running job is refused, unless forced.
-    let refused = env.offsets(&["set", "--topic", "words", "--to", "10"]);
+    let refused = env.offsets(&["set", "--topic", &words, "--to", "10"]);
     assert_eq!(refused.status.code(), Some(1));
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        err.contains("group g has 1 live member(s)") && err.contains("--force"),
+        err.contains(&format!("group {g} has 1 live member(s)")) && err.contains("--force"),
         "{err}"
     );
     assert_eq!(
-        env.redis.offsets("g", "words"),
+        env.redis.offsets(g, &words),
         [(0, 50), (1, 50)].into(),
         "nothing moved"
     );
-    let forced = env.offsets(&["set", "--topic", "words", "--to", "50", "--force"]);
+    let forced = env.offsets(&["set", "--topic", &words, "--to", "50", "--force"]);
     assert!(
         forced.status.success(),
         "{}",
@@ -103,7 +107,7 @@ fn show_set_and_reset() {
     job.signal(libc::SIGTERM);
     assert!(job.wait(MINUTE).success());
 
-    let set = env.offsets(&["set", "--topic", "words", "--partition", "0", "--to", "10"]);
+    let set = env.offsets(&["set", "--topic", &words, "--partition", "0", "--to", "10"]);
     assert!(
         set.status.success(),
         "{}",
@@ -111,60 +115,64 @@ fn show_set_and_reset() {
     );
     assert_eq!(env.show(), vec![(10, 50, 40), (50, 50, 0)]);
     // Moved back, partition 0 starts its watermark again; partition 1 keeps its.
-    let clocks = env.redis.hgetall("streamhost:{g}:clock:g:words");
+    let clocks = env
+        .redis
+        .hgetall(&format!("streamhost:{{{g}}}:clock:{g}:{words}"));
     assert_eq!(
         clocks.keys().collect::<Vec<_>>(),
         ["1"],
         "partition 0's clock is gone: {clocks:?}"
     );
 
-    assert!(env.offsets(&["reset", "--topic", "words"]).status.success());
+    assert!(env.offsets(&["reset", "--topic", &words]).status.success());
     assert_eq!(env.show(), vec![(0, 50, 50), (0, 50, 50)]);
 
     assert!(
-        env.offsets(&["set", "--topic", "words", "--to", "latest"])
+        env.offsets(&["set", "--topic", &words, "--to", "latest"])
             .status
             .success()
     );
     assert_eq!(env.show(), vec![(50, 50, 0), (50, 50, 0)]);
 
-    let bad = env.offsets(&["set", "--topic", "words", "--to", "-3"]);
+    let bad = env.offsets(&["set", "--topic", &words, "--to", "-3"]);
     assert_eq!(bad.status.code(), Some(2), "a bad offset is a usage error");
 }
 
 /// `--to latest` never moves a committed offset backwards without `--force`: an end offset
-/// below the committed one means the broker answered wrong (tansu does, for batches of
-/// several records) or the topic was recreated. `show` says the lag is unknown then.
+/// below the committed one means the broker answered wrong (some brokers do) or the topic
+/// was recreated. `show` says the lag is unknown then.
 #[test]
 fn latest_below_the_committed_offset_is_refused_and_shown_as_unknown_lag() {
-    let kafka = streamhost_tests::services::Tansu::start();
-    streamhost_tests::services::create_topic(&kafka.brokers(), "words", 1);
-    produce(&producer(&kafka.brokers()), "words", 0, &text_values(3, 20));
+    let words = unique("words");
     let env = Env {
         redis: Redis::start_in_memory(),
-        brokers: kafka.brokers(),
+        brokers: Kafka::shared().brokers(),
+        group: unique("g"),
         cache: tempfile::tempdir().unwrap(),
     };
+    let g = &env.group;
+    create_topic(&env.brokers, &words, 1);
+    produce(&producer(&env.brokers), &words, 0, &text_values(3, 20));
     // Committed past the broker's end, as after a wrong end offset or a recreated topic.
-    let set = env.offsets(&["set", "--topic", "words", "--to", "1000"]);
+    let set = env.offsets(&["set", "--topic", &words, "--to", "1000"]);
     assert!(
         set.status.success(),
         "{}",
         String::from_utf8_lossy(&set.stderr)
     );
 
-    let refused = env.offsets(&["set", "--topic", "words", "--to", "latest"]);
+    let refused = env.offsets(&["set", "--topic", &words, "--to", "latest"]);
     assert_eq!(refused.status.code(), Some(1));
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(
         err.contains("would move offsets backwards")
-            && err.contains("words/0: end")
+            && err.contains(&format!("{words}/0: end"))
             && err.contains("committed 1000")
             && err.contains("--force"),
         "{err}"
     );
     assert_eq!(
-        env.redis.offsets("g", "words"),
+        env.redis.offsets(g, &words),
         [(0, 1000)].into(),
         "nothing moved"
     );
@@ -173,7 +181,7 @@ fn latest_below_the_committed_offset_is_refused_and_shown_as_unknown_lag() {
     let text = String::from_utf8_lossy(&shown.stdout);
     let row = text
         .lines()
-        .find(|l| l.starts_with("words"))
+        .find(|l| l.starts_with(words.as_str()))
         .unwrap_or_default();
     assert!(
         row.trim_end().ends_with('?'),
@@ -187,8 +195,8 @@ fn latest_below_the_committed_offset_is_refused_and_shown_as_unknown_lag() {
         "JSON lag is null: {rows:?}"
     );
 
-    let forced = env.offsets(&["set", "--topic", "words", "--to", "latest", "--force"]);
+    let forced = env.offsets(&["set", "--topic", &words, "--to", "latest", "--force"]);
     assert!(forced.status.success());
     assert!(String::from_utf8_lossy(&forced.stderr).contains("warning: moving offsets backwards"));
-    assert!(env.redis.offsets("g", "words")[&0] < 1000);
+    assert!(env.redis.offsets(g, &words)[&0] < 1000);
 }

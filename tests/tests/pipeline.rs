@@ -1,13 +1,14 @@
-//! `host run` end to end: a real tansu broker, a real redis-server, the real host binary
-//! with the wordcount plugin. State is compared with a count made here.
+//! `host run` end to end: a real Apache Kafka broker, a real redis-server, the real host
+//! binary with the wordcount plugin. State is compared with a count made here.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::Message;
 use rdkafka::message::Headers;
+use streamhost_tests::kafka::{Kafka, unique};
 use streamhost_tests::services::{
-    FAST_GROUP, Host, Redis, Tansu, create_topic, produce, producer, read_topic, wait_until,
+    Host, Redis, create_topic, produce, producer, read_topic, wait_until,
 };
 use streamhost_tests::{expected_counts, run_args, text_values};
 
@@ -16,37 +17,36 @@ const MINUTE: Duration = Duration::from_secs(60);
 #[test]
 fn wordcount_in_a_consumer_group_with_emits() {
     let redis = Redis::start();
-    let kafka = Tansu::start();
-    let brokers = kafka.brokers();
-    create_topic(&brokers, "words", 4);
-    create_topic(&brokers, "counted", 1);
+    let brokers = Kafka::shared().brokers();
+    let (words, counted, wc) = (unique("words"), unique("counted"), unique("wc"));
+    create_topic(&brokers, &words, 4);
+    create_topic(&brokers, &counted, 1);
     let p = producer(&brokers);
     let mut all = Vec::new();
     for partition in 0..4 {
         let values = text_values(partition as u64 + 1, 300);
-        produce(&p, "words", partition, &values);
+        produce(&p, &words, partition, &values);
         all.extend(values);
     }
     let expected = expected_counts(&all);
     let cache = tempfile::tempdir().unwrap();
-    let mut extra = vec!["--config", "emit=true", "--output-topic", "counted"];
-    extra.extend_from_slice(FAST_GROUP);
+    let extra = ["--config", "emit=true", "--output-topic", counted.as_str()];
     let mut host = Host::spawn(
-        &run_args(&brokers, &redis.url(), "words", "wc", &extra),
+        &run_args(&brokers, &redis.url(), &words, &wc, &extra),
         cache.path(),
     );
 
     let ends: BTreeMap<i32, i64> = (0..4).map(|p| (p, 300)).collect();
     wait_until(MINUTE, "offsets at the partition ends", || {
-        redis.offsets("wc", "words") == ends
+        redis.offsets(&wc, &words) == ends
     });
-    assert_eq!(redis.counts("wc"), expected);
+    assert_eq!(redis.counts(&wc), expected);
 
-    let words: i64 = expected.values().sum();
-    let emitted = read_topic(&brokers, "counted", words as usize);
+    let word_count: i64 = expected.values().sum();
+    let emitted = read_topic(&brokers, &counted, word_count as usize);
     assert_eq!(
         emitted.len() as i64,
-        words,
+        word_count,
         "one record per word, none twice"
     );
     let first = &emitted[0];
@@ -76,14 +76,14 @@ fn wordcount_in_a_consumer_group_with_emits() {
 fn sigkill_at_random_moments_keeps_state_exact() {
     const PER_PARTITION: usize = 50_000;
     let redis = Redis::start();
-    let kafka = Tansu::start();
-    let brokers = kafka.brokers();
-    create_topic(&brokers, "words", 4);
+    let brokers = Kafka::shared().brokers();
+    let (words, wc) = (unique("words"), unique("wc"));
+    create_topic(&brokers, &words, 4);
     let p = producer(&brokers);
     let mut all = Vec::new();
     for partition in 0..4 {
         let values = text_values(100 + partition as u64, PER_PARTITION);
-        produce(&p, "words", partition, &values);
+        produce(&p, &words, partition, &values);
         all.extend(values);
     }
     let expected = expected_counts(&all);
@@ -92,8 +92,8 @@ fn sigkill_at_random_moments_keeps_state_exact() {
     let args = run_args(
         &brokers,
         &redis.url(),
-        "words",
-        "wc",
+        &words,
+        &wc,
         &["--partitions", "0,1,2,3"],
     );
 
@@ -103,7 +103,7 @@ fn sigkill_at_random_moments_keeps_state_exact() {
         .as_nanos() as u64;
     eprintln!("kill points seeded with {seed}");
     let mut x = seed | 1;
-    let progress = |r: &Redis| r.offsets("wc", "words").values().sum::<i64>();
+    let progress = |r: &Redis| r.offsets(&wc, &words).values().sum::<i64>();
     for round in 0..5 {
         let host = Host::spawn(&args, cache.path());
         let before = progress(&redis);
@@ -126,8 +126,8 @@ fn sigkill_at_random_moments_keeps_state_exact() {
     wait_until(
         Duration::from_secs(180),
         "offsets at the partition ends",
-        || redis.offsets("wc", "words") == ends,
+        || redis.offsets(&wc, &words) == ends,
     );
-    assert_eq!(redis.counts("wc"), expected, "exactly-once state");
+    assert_eq!(redis.counts(&wc), expected, "exactly-once state");
     assert!(host.running());
 }

@@ -1,14 +1,17 @@
 //! `host produce` puts records where other Kafka clients would: keyed records by the
 //! murmur2 hash of the key (as Java producers and Kafka Streams choose), records without
-//! a key spread evenly. The expected partitions are computed here from murmur2 itself.
+//! a key spread evenly. The expected partitions are computed here from murmur2 itself,
+//! and compared with where the Java producer (kafka-clients) puts the same keys.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use streamhost_tests::host;
-use streamhost_tests::services::{Tansu, create_topic, wait_until};
+use streamhost_tests::java_consumer::produce_java;
+use streamhost_tests::kafka::{Kafka, unique};
+use streamhost_tests::services::{create_topic, wait_until};
 
 /// Kafka's murmur2 (the Java client's `Utils.murmur2`), written from its definition.
 fn murmur2(data: &[u8]) -> u32 {
@@ -65,7 +68,8 @@ fn murmur2_matches_the_java_clients_test_vectors() {
     }
 }
 
-/// Every record of the topic: (partition, key, value), read until `n` arrived.
+/// Every record of the topic: (partition, key, value), read until `n` arrived. The
+/// consumer only assigns partitions: its group is never joined.
 fn read_all(brokers: &str, topic: &str, partitions: i32, n: usize) -> Vec<(i32, Vec<u8>, Vec<u8>)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -117,15 +121,16 @@ fn produce_file(brokers: &str, topic: &str, file: &std::path::Path, extra: &[&st
 
 #[test]
 fn records_without_a_key_spread_evenly() {
-    let kafka = Tansu::start();
-    create_topic(&kafka.brokers(), "lines", 4);
+    let brokers = Kafka::shared().brokers();
+    let lines = unique("lines");
+    create_topic(&brokers, &lines, 4);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("lines.txt");
     let text: String = (0..4000).map(|i| format!("line {i}\n")).collect();
     std::fs::write(&file, text).unwrap();
-    produce_file(&kafka.brokers(), "lines", &file, &[]);
+    produce_file(&brokers, &lines, &file, &[]);
     let mut per_partition = BTreeMap::new();
-    for (p, _, _) in read_all(&kafka.brokers(), "lines", 4, 4000) {
+    for (p, _, _) in read_all(&brokers, &lines, 4, 4000) {
         *per_partition.entry(p).or_insert(0) += 1;
     }
     assert_eq!(per_partition.len(), 4, "{per_partition:?}");
@@ -139,9 +144,10 @@ fn records_without_a_key_spread_evenly() {
 
 #[test]
 fn keyed_records_land_where_a_java_producer_puts_them() {
-    let kafka = Tansu::start();
-    create_topic(&kafka.brokers(), "tsv", 4);
-    create_topic(&kafka.brokers(), "json", 4);
+    let brokers = Kafka::shared().brokers();
+    let (tsv_topic, json_topic) = (unique("tsv"), unique("json"));
+    create_topic(&brokers, &tsv_topic, 4);
+    create_topic(&brokers, &json_topic, 4);
     let dir = tempfile::tempdir().unwrap();
     let keys: Vec<String> = (0..200).map(|i| format!("user-{i}")).collect();
 
@@ -152,7 +158,7 @@ fn keyed_records_land_where_a_java_producer_puts_them() {
         .map(|k| format!("{k}\tvalue of {k}\n"))
         .collect();
     std::fs::write(&tsv, text).unwrap();
-    produce_file(&kafka.brokers(), "tsv", &tsv, &["--format", "key-value"]);
+    produce_file(&brokers, &tsv_topic, &tsv, &["--format", "key-value"]);
     // JSON Lines with the key taken from a field of the value.
     let jsonl = dir.path().join("keyed.jsonl");
     let text: String = keys
@@ -160,10 +166,10 @@ fn keyed_records_land_where_a_java_producer_puts_them() {
         .map(|k| format!("{{\"value\": {{\"user\": \"{k}\", \"n\": 1}}}}\n"))
         .collect();
     std::fs::write(&jsonl, text).unwrap();
-    produce_file(&kafka.brokers(), "json", &jsonl, &["--key-field", "user"]);
+    produce_file(&brokers, &json_topic, &jsonl, &["--key-field", "user"]);
 
-    for topic in ["tsv", "json"] {
-        let records = read_all(&kafka.brokers(), topic, 4, keys.len());
+    for topic in [&tsv_topic, &json_topic] {
+        let records = read_all(&brokers, topic, 4, keys.len());
         let mut seen: Vec<String> = Vec::new();
         for (partition, key, _) in records {
             assert_eq!(
@@ -187,10 +193,67 @@ fn keyed_records_land_where_a_java_producer_puts_them() {
     }
 }
 
+/// Each key of the topic with the partition it is in (the topic holds `n` records, each
+/// key once).
+fn key_partitions(brokers: &str, topic: &str, partitions: i32, n: usize) -> BTreeMap<String, i32> {
+    let keys: BTreeMap<String, i32> = read_all(brokers, topic, partitions, n)
+        .into_iter()
+        .map(|(partition, key, _)| (String::from_utf8(key).expect("a UTF-8 key"), partition))
+        .collect();
+    assert_eq!(keys.len(), n, "{topic}: every key once");
+    keys
+}
+
+#[test]
+fn keyed_records_land_in_the_partitions_the_java_producer_picks() {
+    let brokers = Kafka::shared().brokers();
+    let (host_topic, java_topic) = (unique("keyed-host"), unique("keyed-java"));
+    create_topic(&brokers, &host_topic, 6);
+    create_topic(&brokers, &java_topic, 6);
+    // Distinct keys of every length murmur2 treats apart (0 to 3 bytes past its 4-byte
+    // blocks), some not ASCII.
+    const PREFIXES: [&str; 6] = ["", "k", "user-", "clé/", "Straße:", "订单-"];
+    let records: Vec<(String, String)> = (0..200)
+        .map(|i| {
+            let key = format!("{}{i}", PREFIXES[i % PREFIXES.len()]);
+            let value = format!("value of {key}");
+            (key, value)
+        })
+        .collect();
+
+    let dir = tempfile::tempdir().unwrap();
+    let tsv = dir.path().join("keyed.tsv");
+    let text: String = records
+        .iter()
+        .map(|(key, value)| format!("{key}\t{value}\n"))
+        .collect();
+    std::fs::write(&tsv, text).unwrap();
+    produce_file(&brokers, &host_topic, &tsv, &["--format", "key-value"]);
+    // The Java producer with its default partitioner: no partition given.
+    let acknowledged: BTreeMap<String, i32> = produce_java(&brokers, &java_topic, &records)
+        .into_iter()
+        .collect();
+
+    let by_host = key_partitions(&brokers, &host_topic, 6, records.len());
+    let by_java = key_partitions(&brokers, &java_topic, 6, records.len());
+    assert_eq!(
+        by_java, acknowledged,
+        "the Java producer's records are where its acknowledgements say"
+    );
+    assert_eq!(
+        by_host, by_java,
+        "host produce puts each key where the Java producer does"
+    );
+    // The keys must really spread, or the comparison proves little.
+    let used: BTreeSet<i32> = by_java.values().copied().collect();
+    assert_eq!(used.len(), 6, "{used:?}");
+}
+
 #[test]
 fn a_missing_key_field_names_the_record() {
-    let kafka = Tansu::start();
-    create_topic(&kafka.brokers(), "json", 1);
+    let brokers = Kafka::shared().brokers();
+    let json = unique("json");
+    create_topic(&brokers, &json, 1);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("in.jsonl");
     std::fs::write(
@@ -203,9 +266,9 @@ fn a_missing_key_field_names_the_record() {
         &[
             "produce",
             "--brokers",
-            &kafka.brokers(),
+            &brokers,
             "--topic",
-            "json",
+            &json,
             "--input",
             file.to_str().unwrap_or_default(),
             "--key-field",

@@ -6,8 +6,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use streamhost_tests::kafka::{Kafka, unique};
 use streamhost_tests::services::{
-    Host, Redis, Tansu, create_topic, offsets_key, partition_keys, produce, producer, state_key,
+    Host, Redis, create_topic, offsets_key, partition_keys, produce, producer, state_key,
 };
 use streamhost_tests::{expected_counts, host, run_args, stdout_json, text_values};
 
@@ -29,45 +30,70 @@ fn key_type(redis: &Redis, key: &str) -> String {
         .expect("TYPE")
 }
 
-/// Two partitions of 200 records each; what an older release left after the first 100
-/// of each: its offsets and its state under the keys it used.
+/// Two partitions of 200 records each, on a topic (`words`) read by a group (`g`, the
+/// job's name too) that no other test on the shared broker uses; what an older release
+/// left after the first 100 of each: its offsets and its state under the keys it used.
 struct OldDeployment {
     redis: Redis,
-    kafka: Tansu,
+    brokers: String,
+    words: String,
+    g: String,
     parts: Vec<Vec<Vec<u8>>>,
 }
 
+impl OldDeployment {
+    /// The older release's offsets key (no hash tag).
+    fn old_offsets(&self) -> String {
+        format!("streamhost:{}:offsets:{}", self.g, self.words)
+    }
+
+    /// The older release's state key (no hash tag).
+    fn old_state(&self) -> String {
+        format!("streamhost:{}:state", self.g)
+    }
+
+    /// The job's meta hash in the current layout.
+    fn meta(&self) -> String {
+        format!("streamhost:{{{}}}:meta", self.g)
+    }
+}
+
 fn old_deployment() -> OldDeployment {
-    let (redis, kafka) = (Redis::start(), Tansu::start());
-    create_topic(&kafka.brokers(), "words", 2);
-    let p = producer(&kafka.brokers());
+    let redis = Redis::start();
+    let brokers = Kafka::shared().brokers();
+    let (words, g) = (unique("words"), unique("g"));
+    create_topic(&brokers, &words, 2);
+    let p = producer(&brokers);
     let parts: Vec<Vec<Vec<u8>>> = (0..2).map(|i| text_values(70 + i, 200)).collect();
     for (i, v) in parts.iter().enumerate() {
-        produce(&p, "words", i as i32, v);
+        produce(&p, &words, i as i32, v);
     }
+    let d = OldDeployment {
+        redis,
+        brokers,
+        words,
+        g,
+        parts,
+    };
     hset(
-        &redis,
-        "streamhost:g:offsets:words",
+        &d.redis,
+        &d.old_offsets(),
         &[("0".into(), "100".into()), ("1".into(), "100".into())],
     );
-    let mut state: Vec<(String, String)> = expected_counts(parts.iter().flat_map(|p| &p[..100]))
+    let mut state: Vec<(String, String)> = expected_counts(d.parts.iter().flat_map(|p| &p[..100]))
         .into_iter()
         .map(|(k, v)| (k, v.to_string()))
         .collect();
     // Only the old state can have put this key there.
     state.push(("from-the-old-release".into(), "1".into()));
-    hset(&redis, "streamhost:g:state", &state);
-    OldDeployment {
-        redis,
-        kafka,
-        parts,
-    }
+    hset(&d.redis, &d.old_state(), &state);
+    d
 }
 
 fn args(d: &OldDeployment, extra: &[&str]) -> Vec<String> {
     let mut extra = extra.to_vec();
     extra.extend_from_slice(&["--partitions", "0,1"]);
-    run_args(&d.kafka.brokers(), &d.redis.url(), "words", "g", &extra)
+    run_args(&d.brokers, &d.redis.url(), &d.words, &d.g, &extra)
 }
 
 #[test]
@@ -79,30 +105,30 @@ fn an_older_release_s_offsets_and_state_are_migrated_once_and_fenced() {
     host.wait_for(
         MINUTE,
         "the job to finish from the migrated offsets",
-        || d.redis.offsets("g", "words") == ends,
+        || d.redis.offsets(&d.g, &d.words) == ends,
     );
     // Resumed at 100, on top of the old counts: had the offsets not moved with the state,
     // the first 100 records would count twice; had the state not moved, the marker and
     // the first half would be missing.
     let mut expected = expected_counts(d.parts.iter().flatten());
     expected.insert("from-the-old-release".into(), 1);
-    assert_eq!(d.redis.counts("g"), expected);
+    assert_eq!(d.redis.counts(&d.g), expected);
     assert!(
         host.log_text()
             .contains("migrated the job's offsets and state")
     );
 
     // Fenced: each old key is a string now, so an old host's HGET/commit fails.
-    for old in ["streamhost:g:offsets:words", "streamhost:g:state"] {
-        assert_eq!(key_type(&d.redis, old), "string", "{old}");
+    for old in [d.old_offsets(), d.old_state()] {
+        assert_eq!(key_type(&d.redis, &old), "string", "{old}");
         let err = redis::cmd("HGET")
-            .arg(old)
+            .arg(&old)
             .arg("0")
             .query::<Option<String>>(&mut d.redis.conn())
             .expect_err("an old host's read of its key fails");
         assert!(err.to_string().contains("WRONGTYPE"), "{err}");
     }
-    let meta = d.redis.hgetall("streamhost:{g}:meta");
+    let meta = d.redis.hgetall(&d.meta());
     assert_eq!(meta.get("scope").map(String::as_str), Some("job"));
     assert!(meta.contains_key("migrated_at_ms"), "{meta:?}");
     drop(host);
@@ -113,14 +139,15 @@ fn an_older_release_s_offsets_and_state_are_migrated_once_and_fenced() {
         second.log_text().contains("store ready")
     });
     assert!(!second.log_text().contains("migrated the job's"));
-    assert_eq!(d.redis.counts("g"), expected);
+    assert_eq!(d.redis.counts(&d.g), expected);
 }
 
 #[test]
 fn migration_waits_for_the_old_hosts_to_stop() {
     let d = old_deployment();
+    let old_member = format!("streamhost:{}:member:old-host-1", d.g);
     let _: () = redis::cmd("SET")
-        .arg("streamhost:g:member:old-host-1")
+        .arg(&old_member)
         .arg("1")
         .arg("PX")
         .arg(60_000)
@@ -131,13 +158,15 @@ fn migration_waits_for_the_old_hosts_to_stop() {
     assert_eq!(host.wait(MINUTE).code(), Some(1));
     let log = host.log_text();
     assert!(
-        log.contains("hosts of an older release still run group g")
-            && log.contains("streamhost:g:member:old-host-1"),
+        log.contains(&format!(
+            "hosts of an older release still run group {}",
+            d.g
+        )) && log.contains(&old_member),
         "{log}"
     );
     // Nothing moved.
-    assert_eq!(key_type(&d.redis, "streamhost:g:state"), "hash");
-    assert_eq!(key_type(&d.redis, "streamhost:{g}:meta"), "none");
+    assert_eq!(key_type(&d.redis, &d.old_state()), "hash");
+    assert_eq!(key_type(&d.redis, &d.meta()), "none");
 }
 
 #[test]
@@ -151,32 +180,34 @@ fn old_per_job_state_is_not_silently_dropped_by_the_partition_scope() {
         log.contains("from an older release") && log.contains("--state-scope job"),
         "{log}"
     );
-    assert_eq!(key_type(&d.redis, "streamhost:g:state"), "hash");
+    assert_eq!(key_type(&d.redis, &d.old_state()), "hash");
 }
 
 #[test]
 fn a_job_keeps_its_scope_and_the_partition_scope_keeps_state_per_partition() {
-    let (redis, kafka) = (Redis::start_in_memory(), Tansu::start());
-    create_topic(&kafka.brokers(), "words", 2);
-    let p = producer(&kafka.brokers());
+    let redis = Redis::start_in_memory();
+    let brokers = Kafka::shared().brokers();
+    let (words, g) = (unique("words"), unique("g"));
+    create_topic(&brokers, &words, 2);
+    let p = producer(&brokers);
     let parts: Vec<Vec<Vec<u8>>> = (0..2).map(|i| text_values(80 + i, 150)).collect();
     for (i, v) in parts.iter().enumerate() {
-        produce(&p, "words", i as i32, v);
+        produce(&p, &words, i as i32, v);
     }
     let cache = tempfile::tempdir().unwrap();
     let args = |scope: &str| {
         run_args(
-            &kafka.brokers(),
+            &brokers,
             &redis.url(),
-            "words",
-            "g",
+            &words,
+            &g,
             &["--partitions", "0,1", "--state-scope", scope],
         )
     };
     let running = Host::spawn(&args("partition"), cache.path());
     running.wait_for(MINUTE, "both partitions committed", || {
         (0..2).all(|p| {
-            let (offsets, _) = partition_keys("g", "g", "words", p);
+            let (offsets, _) = partition_keys(&g, &g, &words, p);
             redis
                 .hgetall(&offsets)
                 .get(&p.to_string())
@@ -186,7 +217,7 @@ fn a_job_keeps_its_scope_and_the_partition_scope_keeps_state_per_partition() {
     });
     drop(running);
     for p in 0..2 {
-        let (_, state) = partition_keys("g", "g", "words", p);
+        let (_, state) = partition_keys(&g, &g, &words, p);
         let counts: BTreeMap<String, i64> = redis
             .hgetall(&state)
             .into_iter()
@@ -198,8 +229,8 @@ fn a_job_keeps_its_scope_and_the_partition_scope_keeps_state_per_partition() {
             "partition {p}"
         );
     }
-    assert!(redis.hgetall(&state_key("g")).is_empty());
-    assert!(redis.hgetall(&offsets_key("g", "g", "words")).is_empty());
+    assert!(redis.hgetall(&state_key(&g)).is_empty());
+    assert!(redis.hgetall(&offsets_key(&g, &g, &words)).is_empty());
 
     // The offsets tool finds them under the recorded scope.
     let out = host(
@@ -207,9 +238,9 @@ fn a_job_keeps_its_scope_and_the_partition_scope_keeps_state_per_partition() {
             "offsets",
             "show",
             "--group",
-            "g",
+            &g,
             "--brokers",
-            &kafka.brokers(),
+            &brokers,
             "--redis",
             &redis.url(),
             "--json",

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use streamhost::batch::effects::Effects;
 use streamhost::store::redis::{Redis, RedisConfig, RedisStore, Topology};
 use streamhost::store::{Commit, CommitOutcome, StateScope, StateStore};
+use streamhost_tests::kafka::{Kafka, unique};
 use streamhost_tests::redis_topologies::{AclRedis, Certs, RedisCluster, RedisSentinel, TlsRedis};
 use streamhost_tests::services::{
-    Host, StateByPartition, Tansu, create_topic, offsets_key, partition_keys, produce, producer,
-    state_key,
+    Host, StateByPartition, create_topic, offsets_key, partition_keys, produce, producer, state_key,
 };
 use streamhost_tests::{expected_counts, repo_root, run_args, text_values};
 
@@ -66,21 +66,33 @@ fn config(urls: &str) -> RedisConfig {
     RedisConfig::single(urls)
 }
 
-/// Four partitions of words, produced in `phases` equal parts so a test can act between
-/// them; `produce_phase(i)` writes part i.
+/// The job's name in Redis (`--job`). Each test has Redis servers of its own, so it needs
+/// no unique name (only the Kafka-side topic and group do); a fixed one keeps the Cluster
+/// slots of the job's keys, so which shards hold the partition scope's state, the same in
+/// every run.
+const JOB: &str = "g";
+
+/// Four partitions of words on a topic of their own, read by a group of its own, produced
+/// in `phases` equal parts so a test can act between them; `produce_phase(i)` writes
+/// part i.
 struct Words {
-    kafka: Tansu,
+    brokers: String,
+    topic: String,
+    group: String,
     parts: Vec<Vec<Vec<u8>>>,
     phases: usize,
 }
 
 impl Words {
     fn new(per_partition: usize, phases: usize) -> Words {
-        let kafka = Tansu::start();
-        create_topic(&kafka.brokers(), "words", 4);
+        let brokers = Kafka::shared().brokers();
+        let topic = unique("words");
+        create_topic(&brokers, &topic, 4);
         let parts = (0..4).map(|i| text_values(90 + i, per_partition)).collect();
         Words {
-            kafka,
+            brokers,
+            topic,
+            group: unique("g"),
             parts,
             phases,
         }
@@ -91,10 +103,15 @@ impl Words {
     }
 
     fn produce_phase(&self, phase: usize) {
-        let p = producer(&self.kafka.brokers());
+        let p = producer(&self.brokers);
         let n = self.per_phase();
         for (i, values) in self.parts.iter().enumerate() {
-            produce(&p, "words", i as i32, &values[phase * n..(phase + 1) * n]);
+            produce(
+                &p,
+                &self.topic,
+                i as i32,
+                &values[phase * n..(phase + 1) * n],
+            );
         }
     }
 
@@ -107,20 +124,37 @@ impl Words {
 
     fn args(&self, redis_url: &str, extra: &[&str]) -> Vec<String> {
         let mut extra = extra.to_vec();
-        extra.extend_from_slice(&["--partitions", "0,1,2,3", "--batch-max-records", "50"]);
-        run_args(&self.kafka.brokers(), redis_url, "words", "g", &extra)
+        extra.extend_from_slice(&[
+            "--job",
+            JOB,
+            "--partitions",
+            "0,1,2,3",
+            "--batch-max-records",
+            "50",
+        ]);
+        run_args(&self.brokers, redis_url, &self.topic, &self.group, &extra)
+    }
+
+    /// The keys of partition `p`'s offsets and state (or of the job's) in the scope.
+    fn keys_of(&self, scope: StateScope, p: i32) -> (String, String) {
+        match scope {
+            StateScope::Job => (offsets_key(JOB, &self.group, &self.topic), state_key(JOB)),
+            StateScope::Partition => partition_keys(JOB, &self.group, &self.topic, p),
+        }
     }
 }
 
-/// Offsets and state read through `hgetall`, under the job scope.
+/// The job's offsets and state read through `hgetall`, under the job scope.
 fn job_scope_view(
+    words: &Words,
     mut hgetall: impl FnMut(&str) -> BTreeMap<String, String>,
 ) -> (BTreeMap<i32, i64>, BTreeMap<String, i64>) {
-    let offsets = hgetall(&offsets_key("g", "g", "words"))
+    let (offsets_hash, state_hash) = words.keys_of(StateScope::Job, 0);
+    let offsets = hgetall(&offsets_hash)
         .into_iter()
         .map(|(p, o)| (p.parse().unwrap(), o.parse().unwrap()))
         .collect();
-    let counts = hgetall(&state_key("g"))
+    let counts = hgetall(&state_hash)
         .into_iter()
         .map(|(k, v)| (k, v.parse().unwrap()))
         .collect();
@@ -137,10 +171,10 @@ fn wordcount_over(
     let cache = tempfile::tempdir().unwrap();
     let host = Host::spawn(&words.args(redis_url, extra), cache.path());
     host.wait_for(MINUTE, "every record committed", || {
-        job_scope_view(&hgetall).0 == words.ends_after(1)
+        job_scope_view(&words, &hgetall).0 == words.ends_after(1)
     });
     assert_eq!(
-        job_scope_view(&hgetall).1,
+        job_scope_view(&words, &hgetall).1,
         expected_counts(words.parts.iter().flatten())
     );
 }
@@ -186,8 +220,9 @@ fn word_count_is_exact_over_tls_and_mutual_tls() {
 #[test]
 fn an_untrusted_server_or_a_missing_client_certificate_stops_the_host_at_once() {
     let certs = Certs::generate();
-    let kafka = Tansu::start();
-    create_topic(&kafka.brokers(), "words", 1);
+    let brokers = Kafka::shared().brokers();
+    let (words, g) = (unique("words"), unique("g"));
+    create_topic(&brokers, &words, 1);
     let cache = tempfile::tempdir().unwrap();
     let server = TlsRedis::start(&certs, false);
     let mutual = TlsRedis::start(&certs, true);
@@ -196,10 +231,10 @@ fn an_untrusted_server_or_a_missing_client_certificate_stops_the_host_at_once() 
     for (url, ca_file) in [(server.url(), &wrong), (mutual.url(), &ca)] {
         // Waiting would not fix a certificate: the give-up time is not what ends this.
         let args = run_args(
-            &kafka.brokers(),
+            &brokers,
             &url,
-            "words",
-            "g",
+            &words,
+            &g,
             &["--redis-ca-file", ca_file, "--redis-give-up-ms", "600000"],
         );
         let mut host = Host::spawn(&args, cache.path());
@@ -216,7 +251,7 @@ fn an_untrusted_server_or_a_missing_client_certificate_stops_the_host_at_once() 
         };
         assert!(log.contains(hint), "{log}");
     }
-    assert!(mutual.hgetall(&offsets_key("g", "g", "words")).is_empty());
+    assert!(mutual.hgetall(&offsets_key(&g, &g, &words)).is_empty());
 }
 
 /// The ACL that docs/operating.md gives, read from there so the docs stay what is tested.
@@ -249,10 +284,10 @@ fn word_count_is_exact_as_a_user_with_the_smallest_documented_acl() {
         cache.path(),
     );
     host.wait_for(MINUTE, "every record committed", || {
-        job_scope_view(|k| redis.hgetall(k)).0 == words.ends_after(1)
+        job_scope_view(&words, |k| redis.hgetall(k)).0 == words.ends_after(1)
     });
     assert_eq!(
-        job_scope_view(|k| redis.hgetall(k)).1,
+        job_scope_view(&words, |k| redis.hgetall(k)).1,
         expected_counts(words.parts.iter().flatten())
     );
     drop(host);
@@ -314,22 +349,15 @@ fn host_with_env(
     cmd.output().expect("run host")
 }
 
-/// The keys of partition `p` (or of the job) in the scope.
-fn keys_of(scope: StateScope, p: i32) -> (String, String) {
-    match scope {
-        StateScope::Job => (offsets_key("g", "g", "words"), state_key("g")),
-        StateScope::Partition => partition_keys("g", "g", "words", p),
-    }
-}
-
 fn cluster_view(
     cluster: &RedisCluster,
+    words: &Words,
     scope: StateScope,
 ) -> (BTreeMap<i32, i64>, StateByPartition) {
     let mut offsets = BTreeMap::new();
     let mut state = BTreeMap::new();
     for p in 0..4 {
-        let (o, s) = keys_of(scope, p);
+        let (o, s) = words.keys_of(scope, p);
         if let Some(v) = cluster.hgetall(&o).get(&p.to_string()) {
             offsets.insert(p, v.parse().unwrap());
         }
@@ -375,13 +403,13 @@ fn cluster_run(scope: StateScope) {
     );
     let wait_phase = |cluster: &RedisCluster, phase: usize, what: &str| {
         host.wait_for(Duration::from_secs(120), what, || {
-            cluster_view(cluster, scope).0 == words.ends_after(phase)
+            cluster_view(cluster, &words, scope).0 == words.ends_after(phase)
         });
     };
     words.produce_phase(0);
     wait_phase(&cluster, 1, "phase 1 committed");
 
-    let (offsets0, _) = keys_of(scope, 0);
+    let (offsets0, _) = words.keys_of(scope, 0);
     let slot = RedisCluster::slot_of(offsets0.as_bytes());
     let from = cluster.master_of_slot(slot);
     let to = cluster.other_master(&from);
@@ -408,9 +436,9 @@ fn cluster_run(scope: StateScope) {
             .map(|p| (Some(p), expected_counts(words.parts[p as usize].iter())))
             .collect(),
     };
-    assert_eq!(cluster_view(&cluster, scope).1, expected);
+    assert_eq!(cluster_view(&cluster, &words, scope).1, expected);
     if scope == StateScope::Partition {
-        let state_keys: Vec<String> = (0..4).map(|p| keys_of(scope, p).1).collect();
+        let state_keys: Vec<String> = (0..4).map(|p| words.keys_of(scope, p).1).collect();
         let shards = cluster.masters_holding(&state_keys);
         eprintln!("partition scope: 4 partitions' state on {shards} of 3 shards");
         assert!(shards >= 2, "the partitions' state spread over the shards");
@@ -473,7 +501,7 @@ fn sentinel_failover_that_loses_commits_is_replayed_exactly() {
     let host = Host::spawn(&words.args(&sentinel.sentinel_urls(), &extra), cache.path());
     let on_master = |s: &RedisSentinel| {
         let mut conn = s.conn_to_master();
-        job_scope_view(|k| {
+        job_scope_view(&words, |k| {
             redis::cmd("HGETALL")
                 .arg(k)
                 .query(&mut conn)

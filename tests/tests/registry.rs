@@ -5,7 +5,8 @@ use std::process::Output;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use streamhost_tests::services::{Host, Redis, Tansu, create_topic, produce, producer};
+use streamhost_tests::kafka::{Kafka, unique};
+use streamhost_tests::services::{Host, Redis, create_topic, produce, producer};
 use streamhost_tests::{expected_counts, host, plugin, text_values};
 
 fn plugin_cmd(redis: &Redis, args: &[&str], cache: &std::path::Path) -> Output {
@@ -117,7 +118,8 @@ fn invalid_components_are_refused_with_the_reason_and_nothing_is_stored() {
 
 #[test]
 fn pushed_plugins_run_by_name_version_or_digest_and_a_corrupt_blob_is_refused() {
-    let (redis, kafka) = (Redis::start_in_memory(), Tansu::start());
+    let redis = Redis::start_in_memory();
+    let brokers = Kafka::shared().brokers();
     let cache = tempfile::tempdir().expect("cache");
     let (wc, wc_c) = (plugin("wordcount"), plugin("wordcount-c"));
 
@@ -192,26 +194,27 @@ fn pushed_plugins_run_by_name_version_or_digest_and_a_corrupt_blob_is_refused() 
     );
 
     // Run from the registry, by version and by digest: both count exactly.
-    create_topic(&kafka.brokers(), "words", 1);
+    let words = unique("words");
+    create_topic(&brokers, &words, 1);
     let values = text_values(7, 300);
-    produce(&producer(&kafka.brokers()), "words", 0, &values);
+    produce(&producer(&brokers), &words, 0, &values);
     let expected = expected_counts(&values);
     for (group, reference) in [
-        ("by-version", "wc@2".to_owned()),
-        ("by-digest", format!("wc@{digest}")),
+        (unique("by-version"), "wc@2".to_owned()),
+        (unique("by-digest"), format!("wc@{digest}")),
     ] {
         let args: Vec<String> = [
             "run",
             "--plugin",
             &reference,
             "--topic",
-            "words",
+            &words,
             "--brokers",
-            &kafka.brokers(),
+            &brokers,
             "--redis",
             &redis.url(),
             "--group",
-            group,
+            &group,
             "--partitions",
             "0",
             "--batch-linger-ms",
@@ -222,9 +225,9 @@ fn pushed_plugins_run_by_name_version_or_digest_and_a_corrupt_blob_is_refused() 
         .collect();
         let host = Host::spawn(&args, cache.path());
         host.wait_for(Duration::from_secs(60), "every record committed", || {
-            redis.offsets(group, "words").get(&0) == Some(&(values.len() as i64))
+            redis.offsets(&group, &words).get(&0) == Some(&(values.len() as i64))
         });
-        assert_eq!(redis.counts(group), expected, "{reference}");
+        assert_eq!(redis.counts(&group), expected, "{reference}");
         assert!(host.log_text().contains("plugin loaded from the registry"));
     }
 
@@ -236,20 +239,20 @@ fn pushed_plugins_run_by_name_version_or_digest_and_a_corrupt_blob_is_refused() 
         .query(&mut redis.conn())
         .expect("SET");
     let url = redis.url();
-    let brokers = kafka.brokers();
+    let corrupt = unique("corrupt");
     let out = host(
         &[
             "run",
             "--plugin",
             "wc@1",
             "--topic",
-            "words",
+            &words,
             "--brokers",
             &brokers,
             "--redis",
             &url,
             "--group",
-            "corrupt",
+            &corrupt,
             "--partitions",
             "0",
         ],
@@ -261,7 +264,7 @@ fn pushed_plugins_run_by_name_version_or_digest_and_a_corrupt_blob_is_refused() 
         "{}",
         stderr(&out)
     );
-    assert!(redis.offsets("corrupt", "words").is_empty());
+    assert!(redis.offsets(&corrupt, &words).is_empty());
 
     // rm: the version goes; a blob no other version uses goes with it.
     let out = plugin_cmd(&redis, &["rm", "wc@1"], cache.path());

@@ -6,10 +6,9 @@
 use std::time::Duration;
 
 use streamhost_tests::http::request;
+use streamhost_tests::kafka::{Kafka, unique};
 use streamhost_tests::serve::serve_args;
-use streamhost_tests::services::{
-    FAST_GROUP, Host, Redis, Tansu, create_topic, free_port, produce, producer,
-};
+use streamhost_tests::services::{Host, Redis, create_topic, free_port, produce, producer};
 use streamhost_tests::{expected_counts, host, run_args, text_values};
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -22,18 +21,23 @@ fn warnings(log: &str, what: &str) -> usize {
 
 #[test]
 fn a_host_started_before_redis_waits_for_it_and_ends_exact() {
-    let kafka = Tansu::start();
-    create_topic(&kafka.brokers(), "words", 2);
-    let p = producer(&kafka.brokers());
+    let brokers = Kafka::shared().brokers();
+    let (words, g) = (unique("words"), unique("g"));
+    create_topic(&brokers, &words, 2);
+    let p = producer(&brokers);
     let parts: Vec<Vec<Vec<u8>>> = (0..2).map(|i| text_values(70 + i, 500)).collect();
     for (i, v) in parts.iter().enumerate() {
-        produce(&p, "words", i as i32, v);
+        produce(&p, &words, i as i32, v);
     }
     let mut redis = Redis::not_started();
     let cache = tempfile::tempdir().unwrap();
-    let mut extra = FAST_GROUP.to_vec();
-    extra.extend_from_slice(&["--redis-give-up-ms", "120000"]);
-    let args = run_args(&kafka.brokers(), &redis.url(), "words", "g", &extra);
+    let args = run_args(
+        &brokers,
+        &redis.url(),
+        &words,
+        &g,
+        &["--redis-give-up-ms", "120000"],
+    );
     let mut host = Host::spawn(&args, cache.path());
     host.wait_for(MINUTE, "a warning that the host waits for Redis", || {
         warnings(&host.log_text(), "waiting for Redis") >= 1
@@ -47,10 +51,10 @@ fn a_host_started_before_redis_waits_for_it_and_ends_exact() {
 
     redis.restart();
     host.wait_for(MINUTE, "every record committed", || {
-        redis.offsets("g", "words") == [(0, 500), (1, 500)].into()
+        redis.offsets(&g, &words) == [(0, 500), (1, 500)].into()
     });
     assert_eq!(
-        redis.counts("g"),
+        redis.counts(&g),
         expected_counts(parts.iter().flatten()),
         "exactly-once state"
     );
@@ -60,14 +64,14 @@ fn a_host_started_before_redis_waits_for_it_and_ends_exact() {
 
 #[test]
 fn a_host_gives_up_on_an_unreachable_redis_with_a_message_that_says_what_to_check() {
-    let kafka = Tansu::start();
+    let brokers = Kafka::shared().brokers();
     let redis = Redis::not_started();
     let cache = tempfile::tempdir().unwrap();
     let args = run_args(
-        &kafka.brokers(),
+        &brokers,
         &redis.url(),
-        "words",
-        "g",
+        &unique("words"),
+        &unique("g"),
         &["--redis-give-up-ms", "6000"],
     );
     let mut host = Host::spawn(&args, cache.path());
@@ -167,37 +171,44 @@ fn a_malformed_redis_url_is_called_malformed() {
 
 #[test]
 fn a_missing_topic_is_named_waited_for_and_picked_up_once_created() {
-    let (redis, kafka) = (Redis::start_in_memory(), Tansu::start());
+    let redis = Redis::start_in_memory();
+    let brokers = Kafka::shared().brokers();
+    let (nosuch, later) = (unique("nosuch"), unique("later"));
+    let (g1, g2) = (unique("g1"), unique("g2"));
     let cache = tempfile::tempdir().unwrap();
 
     // Never created: the job stops after --kafka-give-up-ms with a message naming it.
-    let mut extra = FAST_GROUP.to_vec();
-    extra.extend_from_slice(&["--kafka-give-up-ms", "3000"]);
     let mut gives_up = Host::spawn(
-        &run_args(&kafka.brokers(), &redis.url(), "nosuch", "g1", &extra),
+        &run_args(
+            &brokers,
+            &redis.url(),
+            &nosuch,
+            &g1,
+            &["--kafka-give-up-ms", "3000"],
+        ),
         cache.path(),
     );
     assert_eq!(gives_up.wait(MINUTE).code(), Some(1));
     let log = gives_up.log_text();
     assert!(
-        log.contains("topic nosuch does not exist on")
+        log.contains(&format!("topic {nosuch} does not exist on"))
             && log.contains("create it, or check --topic and --brokers"),
         "{log}"
     );
 
     // Created while the job waits: it is picked up and consumed.
     let host = Host::spawn(
-        &run_args(&kafka.brokers(), &redis.url(), "later", "g2", FAST_GROUP),
+        &run_args(&brokers, &redis.url(), &later, &g2, &[]),
         cache.path(),
     );
     host.wait_for(MINUTE, "a warning naming the missing topic", || {
-        warnings(&host.log_text(), "topic later does not exist") >= 1
+        warnings(&host.log_text(), &format!("topic {later} does not exist")) >= 1
     });
-    create_topic(&kafka.brokers(), "later", 1);
+    create_topic(&brokers, &later, 1);
     let values = text_values(5, 100);
-    produce(&producer(&kafka.brokers()), "later", 0, &values);
+    produce(&producer(&brokers), &later, 0, &values);
     host.wait_for(Duration::from_secs(120), "every record committed", || {
-        redis.offsets("g2", "later").get(&0) == Some(&100)
+        redis.offsets(&g2, &later).get(&0) == Some(&100)
     });
-    assert_eq!(redis.counts("g2"), expected_counts(&values));
+    assert_eq!(redis.counts(&g2), expected_counts(&values));
 }

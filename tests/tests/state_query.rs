@@ -8,9 +8,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use streamhost_tests::kafka::{Kafka, unique};
 use streamhost_tests::serve::serve;
 use streamhost_tests::services::{
-    Host, Redis, Tansu, create_topic, produce, producer, state_key, wait_until,
+    Host, Redis, create_topic, partition_keys, produce, producer, state_key, wait_until,
 };
 use streamhost_tests::{host, plugin_run_args};
 
@@ -19,24 +20,25 @@ const KEYS: usize = 1_000_000;
 
 #[test]
 fn a_million_keys_scan_exactly_and_the_job_commits_meanwhile() {
-    let (redis, kafka) = (Redis::start_in_memory(), Tansu::start());
-    let brokers = kafka.brokers();
-    create_topic(&brokers, "words", 1);
+    let redis = Redis::start_in_memory();
+    let brokers = Kafka::shared().brokers();
+    let (words, big) = (unique("words"), unique("big"));
+    create_topic(&brokers, &words, 1);
     let cache = tempfile::tempdir().unwrap();
     let s = serve(&redis, &brokers, None, &[], cache.path());
     assert_eq!(s.upload("wc", "1", "wordcount").status, 201);
-    let spec = json!({"id": "big", "plugin": "wc@1", "topics": ["words"], "partitions": [0],
+    let spec = json!({"id": big, "plugin": "wc@1", "topics": [words], "partitions": [0],
                       "settings": {"batch_linger_ms": 20}});
     let created = s.call("POST", "/v1/jobs", None, spec.to_string().as_bytes());
     assert_eq!(created.status, 201, "{}", created.text());
 
     // A million keys the job did not write, in its state hash.
-    redis.fill_hash(&state_key("big"), KEYS, |i| {
+    redis.fill_hash(&state_key(&big), KEYS, |i| {
         (format!("user:{i:06}"), i.to_string())
     });
     let mut conn = redis.conn();
     redis::cmd("HSET")
-        .arg(state_key("big"))
+        .arg(state_key(&big))
         .arg("a/b c")
         .arg(&b"\xff\x00"[..])
         .query::<i64>(&mut conn)
@@ -46,18 +48,19 @@ fn a_million_keys_scan_exactly_and_the_job_commits_meanwhile() {
     let stop = Arc::new(AtomicBool::new(false));
     let produced = Arc::new(AtomicUsize::new(0));
     let feeder = {
-        let (stop, produced, brokers) = (stop.clone(), produced.clone(), brokers.clone());
+        let (stop, produced) = (stop.clone(), produced.clone());
+        let (brokers, words) = (brokers.clone(), words.clone());
         std::thread::spawn(move || {
             let p = producer(&brokers);
             while !stop.load(Ordering::SeqCst) {
-                produce(&p, "words", 0, &vec![b"alpha".to_vec(); 50]);
+                produce(&p, &words, 0, &vec![b"alpha".to_vec(); 50]);
                 produced.fetch_add(50, Ordering::SeqCst);
             }
         })
     };
     let alpha = || -> i64 {
         let v: Option<i64> = redis::cmd("HGET")
-            .arg(state_key("big"))
+            .arg(state_key(&big))
             .arg("alpha")
             .query(&mut redis.conn())
             .expect("HGET");
@@ -69,7 +72,7 @@ fn a_million_keys_scan_exactly_and_the_job_commits_meanwhile() {
     let counted_before = alpha();
     let started = Instant::now();
     let mut seen: HashSet<String> = HashSet::with_capacity(KEYS + 8);
-    let pages = s.scan_state("big", "limit=1000", |e| {
+    let pages = s.scan_state(&big, "limit=1000", |e| {
         seen.insert(e["key"].as_str().expect("key").to_owned());
     });
     let took = started.elapsed();
@@ -110,7 +113,7 @@ fn a_million_keys_scan_exactly_and_the_job_commits_meanwhile() {
     // A rare prefix: pages without entries carry the cursor on, and the whole scan
     // finds exactly its ten keys.
     let mut found = Vec::new();
-    let pages = s.scan_state("big", "prefix=user%3A12345&limit=100", |e| {
+    let pages = s.scan_state(&big, "prefix=user%3A12345&limit=100", |e| {
         found.push(e["key"].as_str().expect("key").to_owned());
     });
     found.sort();
@@ -122,23 +125,24 @@ fn a_million_keys_scan_exactly_and_the_job_commits_meanwhile() {
     );
 
     // By key: text, and bytes that are not UTF-8 as base64; a key with '/' and a space.
+    let state = format!("/v1/jobs/{big}/state");
     let one = s
-        .call("GET", "/v1/jobs/big/state/user:000042", None, b"")
+        .call("GET", &format!("{state}/user:000042"), None, b"")
         .json();
     assert_eq!(
         one,
         json!({"key": "user:000042", "value": "42", "encoding": "utf8", "partition": null})
     );
     let raw = s
-        .call("GET", "/v1/jobs/big/state/a%2Fb%20c", None, b"")
+        .call("GET", &format!("{state}/a%2Fb%20c"), None, b"")
         .json();
     assert_eq!(raw["encoding"], "base64");
     assert_eq!(raw["value"], "/wA=");
-    let absent = s.call("GET", "/v1/jobs/big/state/nope", None, b"");
+    let absent = s.call("GET", &format!("{state}/nope"), None, b"");
     assert_eq!(absent.status, 404);
     assert_eq!(absent.json()["reason"], "no_key");
     for bad in ["cursor=zz", "limit=0", "limit=5000"] {
-        let r = s.call("GET", &format!("/v1/jobs/big/state?{bad}"), None, b"");
+        let r = s.call("GET", &format!("{state}?{bad}"), None, b"");
         assert_eq!(r.status, 400, "{bad}: {}", r.text());
     }
 
@@ -155,15 +159,12 @@ fn a_million_keys_scan_exactly_and_the_job_commits_meanwhile() {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
+    assert_eq!(cli(&["state", "get", "--job", &big, "user:000042"]), "42\n");
     assert_eq!(
-        cli(&["state", "get", "--job", "big", "user:000042"]),
-        "42\n"
-    );
-    assert_eq!(
-        cli(&["state", "get", "--job", "big", "a/b c"]),
+        cli(&["state", "get", "--job", &big, "a/b c"]),
         "base64:/wA=\n"
     );
-    let lines = cli(&["state", "scan", "--job", "big", "--prefix", "user:12345"]);
+    let lines = cli(&["state", "scan", "--job", &big, "--prefix", "user:12345"]);
     let mut lines: Vec<&str> = lines.lines().collect();
     lines.sort();
     let want: Vec<String> = (123_450..123_460)
@@ -171,7 +172,7 @@ fn a_million_keys_scan_exactly_and_the_job_commits_meanwhile() {
         .collect();
     assert_eq!(lines, want);
     let missing = host(
-        &["state", "get", "--job", "big", "nope", "--redis", &url],
+        &["state", "get", "--job", &big, "nope", "--redis", &url],
         cache.path(),
     );
     assert!(!missing.status.success());
@@ -180,31 +181,34 @@ fn a_million_keys_scan_exactly_and_the_job_commits_meanwhile() {
 
 #[test]
 fn state_kept_per_partition_is_found_in_its_partition() {
-    let (redis, kafka) = (Redis::start_in_memory(), Tansu::start());
-    let brokers = kafka.brokers();
-    create_topic(&brokers, "words", 2);
+    let redis = Redis::start_in_memory();
+    let brokers = Kafka::shared().brokers();
+    let (words, sp) = (unique("words"), unique("sp"));
+    create_topic(&brokers, &words, 2);
     let p = producer(&brokers);
-    produce(&p, "words", 0, &vec![b"zero".to_vec(); 3]);
-    produce(&p, "words", 1, &vec![b"one".to_vec(); 5]);
+    produce(&p, &words, 0, &vec![b"zero".to_vec(); 3]);
+    produce(&p, &words, 1, &vec![b"one".to_vec(); 5]);
     let cache = tempfile::tempdir().unwrap();
     let job = Host::spawn(
         &plugin_run_args(
             "wordcount",
             &brokers,
             &redis.url(),
-            "words",
-            "sp",
+            &words,
+            &sp,
             &["--state-scope", "partition"],
         ),
         cache.path(),
     );
+    let (offsets0, _) = partition_keys(&sp, &sp, &words, 0);
+    let (offsets1, _) = partition_keys(&sp, &sp, &words, 1);
     job.wait_for(MINUTE, "both partitions to commit", || {
-        redis.hgetall("streamhost:{sp:1}:offsets:sp:words").get("1") == Some(&"5".to_owned())
-            && redis.hgetall("streamhost:{sp:0}:offsets:sp:words").get("0") == Some(&"3".to_owned())
+        redis.hgetall(&offsets1).get("1") == Some(&"5".to_owned())
+            && redis.hgetall(&offsets0).get("0") == Some(&"3".to_owned())
     });
     let url = redis.url();
     let out = host(
-        &["state", "scan", "--job", "sp", "--json", "--redis", &url],
+        &["state", "scan", "--job", &sp, "--json", "--redis", &url],
         cache.path(),
     );
     assert!(
@@ -224,7 +228,7 @@ fn state_kept_per_partition_is_found_in_its_partition() {
         ]
     );
     let get = |extra: &[&str]| {
-        let mut args = vec!["state", "get", "--job", "sp", "one", "--redis", &url];
+        let mut args = vec!["state", "get", "--job", &sp, "one", "--redis", &url];
         args.extend_from_slice(extra);
         host(&args, cache.path())
     };
