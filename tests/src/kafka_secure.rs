@@ -23,6 +23,9 @@ pub enum Security<'a> {
         password: &'a str,
         tls: Option<&'a Certs>,
     },
+    /// SASL/OAUTHBEARER with unsecured JWTs (Kafka's default validator; librdkafka makes
+    /// the token for `principal`), over plaintext: the token flow, not its signature.
+    OAuthBearer { principal: &'a str },
 }
 
 pub struct SecureBroker {
@@ -47,11 +50,12 @@ impl SecureBroker {
         let (certs, mutual) = match &security {
             Security::Tls { certs, mutual } => (Some(*certs), *mutual),
             Security::Scram { tls, .. } => (*tls, false),
+            Security::OAuthBearer { .. } => (None, false),
         };
         let protocol = match &security {
             Security::Tls { .. } => "SSL",
             Security::Scram { tls: Some(_), .. } => "SASL_SSL",
-            Security::Scram { tls: None, .. } => "SASL_PLAINTEXT",
+            Security::Scram { tls: None, .. } | Security::OAuthBearer { .. } => "SASL_PLAINTEXT",
         };
         let secure = free_port();
         let mut lines: Vec<String> = vec![format!(
@@ -78,6 +82,12 @@ impl SecureBroker {
             ]);
         }
         let mut format_args = Vec::new();
+        if let Security::OAuthBearer { .. } = &security {
+            lines.extend([
+                "sasl.enabled.mechanisms=OAUTHBEARER".to_owned(),
+                "listener.name.secure.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;".to_owned(),
+            ]);
+        }
         if let Security::Scram { user, password, .. } = &security {
             lines.extend([
                 "sasl.enabled.mechanisms=SCRAM-SHA-512".to_owned(),
@@ -115,6 +125,11 @@ impl SecureBroker {
                 );
                 set("ssl.key.location", &c.client_key().display().to_string());
             }
+        }
+        if let Security::OAuthBearer { principal } = &security {
+            set("sasl.mechanism", "OAUTHBEARER");
+            set("enable.sasl.oauthbearer.unsecure.jwt", "true");
+            set("sasl.oauthbearer.config", &format!("principal={principal}"));
         }
         if let Security::Scram { user, password, .. } = &security {
             set("sasl.mechanism", "SCRAM-SHA-512");

@@ -200,6 +200,23 @@ fn word_count_is_exact_over_sasl_scram_and_sasl_ssl_and_a_wrong_password_is_refu
     }
 }
 
+/// OAUTHBEARER as Kafka's own unsecured JWT validator takes it (librdkafka builds the
+/// token): the job authenticates with a token instead of a password.
+#[test]
+fn word_count_is_exact_over_sasl_oauthbearer() {
+    let broker = SecureBroker::start(Security::OAuthBearer { principal: "alice" });
+    broker.create_topic("words", 2);
+    let data = parts(330, 300);
+    produce_parts(&broker.producer(), "words", &data);
+    wordcount(
+        &Redis::start_in_memory(),
+        &broker.brokers(),
+        "words",
+        &broker.x_args(),
+        &data,
+    );
+}
+
 #[test]
 fn topics_written_with_every_codec_are_counted_exactly_and_zstd_emits_are_readable() {
     let kafka = Kafka::shared();
@@ -382,16 +399,17 @@ fn grant(kafka: &Kafka, principal: &str, operation: &str, resources: &[&str]) {
 }
 
 /// The smallest set of ACLs docs/operating.md ("ACLs a job needs") gives a job, granted to
-/// a SCRAM user of an Apache Kafka whose authorizer denies everything else: the job runs
-/// at-least-once and exactly-once with exactly those, and without one of them it stops
-/// with an error that names the ACL to add, offsets where they were.
+/// a SCRAM user over SASL_SSL on an Apache Kafka whose authorizer denies everything else:
+/// the job runs at-least-once and exactly-once with exactly those, and without one of
+/// them it stops with an error that names the ACL to add, offsets where they were.
 #[test]
 fn a_job_runs_with_exactly_the_documented_acls_and_a_missing_one_is_named() {
+    let certs = Certs::generate();
     let broker = SecureBroker::start_with(
         Security::Scram {
             user: "alice",
             password: "alice-s3cret-pw",
-            tls: None,
+            tls: Some(&certs),
         },
         &[
             "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
