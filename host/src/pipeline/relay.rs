@@ -44,6 +44,7 @@ use crate::kafka::errors::QuietContext;
 use crate::store::redis::RedisStore;
 use crate::store::redis::outbox::Entry;
 use crate::store::{StateStore, StoreError};
+use crate::sync::Locked;
 use crate::telemetry::metrics::{Metrics, PartitionLabels};
 
 /// How a job delivers what its plugin emits.
@@ -134,7 +135,7 @@ impl ProducerContext for RelayContext {
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         if let Err((e, _)) = result {
             self.failed.fetch_add(1, Ordering::SeqCst);
-            *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            *self.last_failure.locked() = Some(e.to_string());
         }
     }
 }
@@ -224,7 +225,7 @@ pub enum Blocked {
 
 impl Outbox {
     fn lock(&self) -> MutexGuard<'_, OutboxState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.locked()
     }
 
     /// Waits for a change, or at most `tick`: stop flags and clocks change unannounced.
@@ -421,11 +422,28 @@ pub fn start(
 }
 
 /// A librdkafka error as the relay acts on it.
-fn classify(e: &KafkaError) -> (bool, bool, bool) {
-    // (fatal, retriable, requires abort)
+/// What librdkafka says a failed transactional call leaves behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TxnError {
+    /// The producer can do nothing more (fenced, or a configuration error).
+    Fatal,
+    /// The transaction cannot commit: abort it, then publish again.
+    Abortable,
+    /// The same call may be made again.
+    Retriable,
+    /// None of these: whether the call took effect is not known.
+    Unknown,
+}
+
+fn classify(e: &KafkaError) -> TxnError {
     match e {
-        KafkaError::Transaction(t) => (t.is_fatal(), t.is_retriable(), t.txn_requires_abort()),
-        _ => (false, true, false),
+        KafkaError::Transaction(t) if t.is_fatal() => TxnError::Fatal,
+        KafkaError::Transaction(t) if t.txn_requires_abort() => TxnError::Abortable,
+        KafkaError::Transaction(t) if t.is_retriable() => TxnError::Retriable,
+        KafkaError::Transaction(_) => TxnError::Unknown,
+        // Errors from outside the transaction API (a timed-out wait) say nothing about
+        // the transaction: the call may be repeated.
+        _ => TxnError::Retriable,
     }
 }
 
@@ -631,7 +649,7 @@ impl Relay {
                     )));
                 }
                 Err(e) => match classify(&e) {
-                    (true, _, _) => {
+                    TxnError::Fatal => {
                         return Err(Ended::Fatal(format!(
                             "Kafka refused transactional id {tid} ({e}); check that the \
                              brokers support transactions and that the host's user may \
@@ -811,7 +829,7 @@ impl Relay {
             // Built before taking the lane: the lane is the one serial step of the host.
             let records = self.records(entries).map_err(TxnFailure::Ended);
             let waited = Instant::now();
-            let lane = TRANSACTION_LANE.lock().unwrap_or_else(|p| p.into_inner());
+            let lane = TRANSACTION_LANE.locked();
             let lane_wait = waited.elapsed();
             let outcome = records.and_then(|r| self.try_transaction(producer, cgm, r, until));
             drop(lane);
@@ -936,15 +954,16 @@ impl Relay {
             match producer.flush(CALL_SLICE) {
                 Ok(()) => break,
                 Err(e) if self.stopping() => return Err(self.failed("producing", e)),
-                Err(_) => continue,
+                // The slice passed with records still in flight: wait on.
+                Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)) => continue,
+                Err(e) => return Err(self.failed("producing", e)),
             }
         }
         if producer.context().failed.load(Ordering::SeqCst) != failed_before {
             let why = producer
                 .context()
                 .last_failure
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
+                .locked()
                 .clone()
                 .unwrap_or_default();
             return Err(TxnFailure::Abortable(format!("producing: {why}")));
@@ -958,7 +977,7 @@ impl Relay {
                 Ok(()) => break,
                 Err(e) if unsupported(&e) => return Err(self.no_transactions(&e)),
                 Err(e) => match classify(&e) {
-                    (false, true, false) if !self.stopping() => continue,
+                    TxnError::Retriable if !self.stopping() => continue,
                     _ => return Err(self.failed("adding the position to the transaction", e)),
                 },
             }
@@ -973,7 +992,7 @@ impl Relay {
                 Err(e) if unsupported(&e) => return Err(self.no_transactions(&e)),
                 // In doubt: the same call again finds out (librdkafka keeps its state).
                 Err(e) => match classify(&e) {
-                    (false, true, false) if !self.stopping() => {
+                    TxnError::Retriable if !self.stopping() => {
                         tracing::debug!(partition = %self.where_(), error = %e, "commit_transaction: retrying");
                         // Some answers come back at once: without a pause this would spin.
                         if !self.pause(Duration::from_millis(50)) {
@@ -981,7 +1000,7 @@ impl Relay {
                         }
                     }
                     // librdkafka says the transaction did not commit: abort, publish again.
-                    (false, _, true) => {
+                    TxnError::Abortable => {
                         return Err(TxnFailure::Abortable(format!("committing: {e}")));
                     }
                     // Anything else may have committed: only the position the broker
@@ -1008,7 +1027,7 @@ impl Relay {
 
     fn failed(&self, what: &str, e: KafkaError) -> TxnFailure {
         match classify(&e) {
-            (true, _, _) => TxnFailure::Ended(self.ended(what, &e)),
+            TxnError::Fatal => TxnFailure::Ended(self.ended(what, &e)),
             _ if is_fence(&e) => TxnFailure::Ended(Ended::Fenced(format!("{what}: {e}"))),
             _ if self.stopping() => TxnFailure::Ended(Ended::Stopped),
             _ => TxnFailure::Abortable(format!("{what}: {e}")),
@@ -1020,7 +1039,12 @@ impl Relay {
             match producer.abort_transaction(CALL_SLICE) {
                 Ok(()) => return Ok(()),
                 Err(e) => match classify(&e) {
-                    (false, true, _) if !self.stopping() => continue,
+                    TxnError::Retriable if !self.stopping() => {
+                        // Some answers come back at once: without a pause this would spin.
+                        if !self.pause(Duration::from_millis(50)) {
+                            return Err(Ended::Stopped);
+                        }
+                    }
                     _ => return Err(self.ended("aborting the transaction", &e)),
                 },
             }
