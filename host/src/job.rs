@@ -30,6 +30,7 @@ use crate::runtime::{InstanceSettings, Plugin, Runner};
 use crate::store::redis::committer::Committer;
 use crate::store::redis::{Redis, RedisStore};
 use crate::store::{StateStore, StoreError};
+use crate::sync::Locked;
 use crate::telemetry::progress::{Progress, ProgressMode, Reporter};
 
 pub struct JobConfig {
@@ -107,7 +108,7 @@ struct Shared {
 impl Shared {
     fn fail(&self, message: String) {
         tracing::error!("{message}");
-        let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failure = self.failure.locked();
         failure.get_or_insert(message);
         self.stop.store(true, Ordering::SeqCst);
     }
@@ -230,48 +231,41 @@ impl Shared {
             ),
             None => None,
         };
-        self.prepared
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(PartitionWorker {
-                topic: topic.to_owned(),
-                partition,
-                queue,
-                source,
-                pending: Default::default(),
-                in_flight: None,
-                consumer: consumer.clone(),
-                processor,
-                committer: self.committer.clone(),
-                sink: self.sink.clone(),
-                limits: self.config.limits.clone(),
-                reset: self.config.reset,
-                policy: self.config.policy.clone(),
-                job: self.config.job.clone(),
-                set_aside: 0,
-                metrics: self.metrics.clone(),
-                expected,
-                stop,
-                job_stop: self.stop.clone(),
-                plugin_slot: self.config.plugin.clone(),
-                generation,
-                mirror: self
-                    .mirror
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone(),
-                progress: self.progress.clone(),
-                store: self.store.clone(),
-                time_settings: self.config.time.clone(),
-                time,
-                relay,
-            });
+        self.prepared.locked().push(PartitionWorker {
+            topic: topic.to_owned(),
+            partition,
+            queue,
+            source,
+            pending: Default::default(),
+            in_flight: None,
+            consumer: consumer.clone(),
+            processor,
+            committer: self.committer.clone(),
+            sink: self.sink.clone(),
+            limits: self.config.limits.clone(),
+            reset: self.config.reset,
+            policy: self.config.policy.clone(),
+            job: self.config.job.clone(),
+            set_aside: 0,
+            metrics: self.metrics.clone(),
+            expected,
+            stop,
+            job_stop: self.stop.clone(),
+            plugin_slot: self.config.plugin.clone(),
+            generation,
+            mirror: self.mirror.locked().clone(),
+            progress: self.progress.clone(),
+            store: self.store.clone(),
+            time_settings: self.config.time.clone(),
+            time,
+            relay,
+        });
         Ok(offset)
     }
 
     fn stop_workers(&self, which: impl Fn(&Key) -> bool) {
         let taken: Vec<(Key, Running)> = {
-            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            let mut running = self.running.locked();
             let keys: Vec<Key> = running.keys().filter(|k| which(k)).cloned().collect();
             keys.into_iter()
                 .filter_map(|k| running.remove(&k).map(|r| (k, r)))
@@ -310,9 +304,8 @@ impl Assignments for Shared {
     }
 
     fn assigned(&self, _tpl: &TopicPartitionList) {
-        let prepared: Vec<PartitionWorker> =
-            std::mem::take(&mut *self.prepared.lock().unwrap_or_else(|p| p.into_inner()));
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let prepared: Vec<PartitionWorker> = std::mem::take(&mut *self.prepared.locked());
+        let mut running = self.running.locked();
         for worker in prepared {
             let key = (worker.topic.clone(), worker.partition);
             let stop = worker.stop.clone();
@@ -347,10 +340,7 @@ impl Assignments for Shared {
             .map(|e| (e.topic().to_owned(), e.partition()))
             .collect();
         self.stop_workers(|k| revoked.contains(k));
-        self.prepared
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.prepared.locked().clear();
     }
 }
 
@@ -365,10 +355,7 @@ struct FailureSink {
 impl FailureSink {
     fn report(&self, message: String) {
         tracing::error!("{message}");
-        self.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(message);
+        self.failures.locked().push(message);
         self.stop.store(true, Ordering::SeqCst);
     }
 }
@@ -590,7 +577,7 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
             .clone();
         let mirror = Mirror::start(consumer.clone(), failures)
             .context("starting the Kafka offset mirror")?;
-        *shared.mirror.lock().unwrap_or_else(|p| p.into_inner()) = mirror.handle();
+        *shared.mirror.locked() = mirror.handle();
         Some(mirror)
     } else {
         None
@@ -694,14 +681,8 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     if let Err(e) = store.leave(&member) {
         tracing::warn!(error = %e, "leaving the group in Redis");
     }
-    let mut failures: Vec<String> =
-        std::mem::take(&mut *shared.failures.lock().unwrap_or_else(|p| p.into_inner()));
-    if let Some(f) = shared
-        .failure
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-    {
+    let mut failures: Vec<String> = std::mem::take(&mut *shared.failures.locked());
+    if let Some(f) = shared.failure.locked().take() {
         failures.insert(0, f);
     }
     match failures.first() {

@@ -30,5 +30,6 @@ pub mod kafka;
 pub mod pipeline;
 pub mod runtime;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 pub mod tools;

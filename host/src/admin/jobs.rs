@@ -23,6 +23,7 @@ use crate::pipeline::slot::PluginSlot;
 use crate::pipeline::worker::BatchLimits;
 use crate::runtime::{InstanceSettings, Limits, Plugin, Runtime, RuntimeOptions};
 use crate::store::memory::MemoryStore;
+use crate::sync::Locked;
 use crate::telemetry::progress::{Progress, ProgressMode};
 
 /// Where job definitions live: HASH, job id → the JobSpec as JSON.
@@ -93,7 +94,7 @@ impl JobHandle {
 
     /// The job's state as the API and `/metrics` name it, and its error if it failed.
     pub(super) fn status(&self) -> (&'static str, Option<String>) {
-        let state = self.state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let state = self.state.locked().clone();
         match state {
             JobState::Running if self.ready.load(Ordering::Relaxed) => ("running", None),
             JobState::Running => ("starting", None),
@@ -163,10 +164,7 @@ impl Admin {
                 tracing::error!(job = %id, error = %e.message, "cannot resume job");
                 JobHandle::failed(spec, e.message)
             });
-            self.jobs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(id, handle);
+            self.jobs.locked().insert(id, handle);
         }
         Ok(())
     }
@@ -174,8 +172,7 @@ impl Admin {
     /// The ids of the jobs that run `entry`'s plugin version.
     pub(super) fn jobs_using(&self, entry: &Entry) -> Vec<String> {
         self.jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .locked()
             .values()
             .filter(|j| j.entry.name == entry.name && j.entry.version == entry.version)
             .map(|j| j.spec.id.clone())
@@ -183,7 +180,7 @@ impl Admin {
     }
 
     pub(super) fn stop_all_jobs(&self) {
-        let mut jobs = std::mem::take(&mut *self.jobs.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut jobs = std::mem::take(&mut *self.jobs.locked());
         for job in jobs.values() {
             job.stop.store(true, Ordering::SeqCst);
         }
@@ -209,7 +206,13 @@ impl Admin {
 
     fn store_spec(&self, spec: &JobSpec, create: bool) -> Result<bool, ApiError> {
         let mut conn = self.redis.connect().map_err(redis_down)?;
-        let json = serde_json::to_string(spec).unwrap_or_default();
+        let json = serde_json::to_string(spec).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("job {} cannot be stored as JSON: {e}", spec.id),
+            )
+        })?;
         if create {
             conn.hset_nx(JOBS_KEY, &spec.id, json).map_err(redis_down)
         } else {
@@ -249,7 +252,7 @@ impl Admin {
         if limits == self.runtime.limits() {
             return Ok(self.runtime.clone());
         }
-        let mut runtimes = self.runtimes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut runtimes = self.runtimes.locked();
         if let Some(r) = runtimes.get(limits) {
             return Ok(r.clone());
         }
@@ -346,7 +349,7 @@ impl Admin {
                 let span = tracing::info_span!("job", id = %id);
                 let _enter = span.enter();
                 let outcome = crate::job::run(config, job_stop);
-                let mut state = job_state.lock().unwrap_or_else(|p| p.into_inner());
+                let mut state = job_state.locked();
                 *state = match outcome {
                     Ok(()) => JobState::Stopped,
                     Err(e) => {
@@ -392,13 +395,7 @@ pub async fn create_job(
             );
         }
         let (entry, plugin) = admin.prepare(&spec)?;
-        if admin
-            .jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(&spec.id)
-            || !admin.store_spec(&spec, true)?
-        {
+        if admin.jobs.locked().contains_key(&spec.id) || !admin.store_spec(&spec, true)? {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "job_exists",
@@ -411,11 +408,7 @@ pub async fn create_job(
             admin.start(spec.clone(), entry, plugin)?
         };
         let view = handle.view();
-        admin
-            .jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(spec.id.clone(), handle);
+        admin.jobs.locked().insert(spec.id.clone(), handle);
         Ok(view)
     })
     .await?;
@@ -423,7 +416,7 @@ pub async fn create_job(
 }
 
 pub async fn list_jobs(State(admin): State<Shared>) -> Response {
-    let jobs = admin.jobs.lock().unwrap_or_else(|p| p.into_inner());
+    let jobs = admin.jobs.locked();
     let mut views: Vec<serde_json::Value> = jobs.values().map(JobHandle::view).collect();
     views.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
     axum::Json(json!({ "jobs": views })).into_response()
@@ -441,7 +434,7 @@ pub async fn get_job(
     State(admin): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let jobs = admin.jobs.lock().unwrap_or_else(|p| p.into_inner());
+    let jobs = admin.jobs.locked();
     let job = jobs.get(&id).ok_or_else(|| job_not_found(&id))?;
     Ok(axum::Json(job.view()).into_response())
 }
@@ -460,33 +453,45 @@ pub async fn patch_job(
     })?;
     let view = blocking(move || {
         let spec = {
-            let jobs = admin.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            let jobs = admin.jobs.locked();
             jobs.get(&id).ok_or_else(|| job_not_found(&id))?.spec.clone()
         };
         let mut new_spec = spec.clone();
         new_spec.plugin = patch.plugin;
         let (entry, plugin) = admin.prepare(&new_spec)?;
         admin.store_spec(&new_spec, false)?;
-        let mut jobs = admin.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        let job = jobs.get_mut(&id).ok_or_else(|| job_not_found(&id))?;
-        let running = matches!(
-            *job.state.lock().unwrap_or_else(|p| p.into_inner()),
-            JobState::Running
-        );
-        if job.spec.stopped {
-            // Swapped while stopped: it starts on the new version when started.
-            job.spec = new_spec;
-            job.entry = entry;
-        } else if let (true, Some(slot)) = (running, &job.slot) {
-            let generation = slot.swap(plugin);
-            tracing::info!(job = %id, plugin = %new_spec.plugin, digest = %entry.digest, generation, "plugin swap requested");
-            job.spec = new_spec;
-            job.entry = entry;
-        } else {
-            // A failed or stopped job starts again on the new version.
-            job.stop_and_join();
-            *job = admin.start(new_spec, entry, plugin)?;
+        let old_thread = {
+            let mut jobs = admin.jobs.locked();
+            let job = jobs.get_mut(&id).ok_or_else(|| job_not_found(&id))?;
+            let running = matches!(
+                *job.state.locked(),
+                JobState::Running
+            );
+            if job.spec.stopped {
+                // Swapped while stopped: it starts on the new version when started.
+                job.spec = new_spec;
+                job.entry = entry;
+                return Ok(job.view());
+            }
+            if let (true, Some(slot)) = (running, &job.slot) {
+                let generation = slot.swap(plugin);
+                tracing::info!(job = %id, plugin = %new_spec.plugin, digest = %entry.digest, generation, "plugin swap requested");
+                job.spec = new_spec;
+                job.entry = entry;
+                return Ok(job.view());
+            }
+            // A failed or stopping job starts again on the new version, once its thread
+            // ended; joined outside the jobs lock, as in `stop_job`.
+            job.stop.store(true, Ordering::SeqCst);
+            job.thread.take()
+        };
+        if let Some(t) = old_thread {
+            let _ = t.join();
         }
+        let started = admin.start(new_spec, entry, plugin)?;
+        let mut jobs = admin.jobs.locked();
+        let job = jobs.get_mut(&id).ok_or_else(|| job_not_found(&id))?;
+        *job = started;
         Ok(job.view())
     })
     .await?;
@@ -500,7 +505,7 @@ pub async fn stop_job(
 ) -> Result<Response, ApiError> {
     let view = blocking(move || {
         let spec = {
-            let jobs = admin.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            let jobs = admin.jobs.locked();
             jobs.get(&id)
                 .ok_or_else(|| job_not_found(&id))?
                 .spec
@@ -514,7 +519,7 @@ pub async fn stop_job(
         // The job thread is joined outside the jobs lock: a job stopping takes up to a
         // batch, and the console and /metrics read the list meanwhile.
         let thread = {
-            let mut jobs = admin.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            let mut jobs = admin.jobs.locked();
             let job = jobs.get_mut(&id).ok_or_else(|| job_not_found(&id))?;
             job.stop.store(true, Ordering::SeqCst);
             job.thread.take()
@@ -522,7 +527,7 @@ pub async fn stop_job(
         if let Some(t) = thread {
             let _ = t.join();
         }
-        let mut jobs = admin.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut jobs = admin.jobs.locked();
         let job = jobs.get_mut(&id).ok_or_else(|| job_not_found(&id))?;
         *job = JobHandle::stopped(stopped, job.entry.clone());
         let view = job.view();
@@ -541,7 +546,7 @@ pub async fn start_job(
 ) -> Result<Response, ApiError> {
     let view = blocking(move || {
         let (spec, status) = {
-            let jobs = admin.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            let jobs = admin.jobs.locked();
             let job = jobs.get(&id).ok_or_else(|| job_not_found(&id))?;
             (job.spec.clone(), job.status().0)
         };
@@ -562,11 +567,7 @@ pub async fn start_job(
         admin.store_spec(&spec, false)?;
         let handle = admin.start(spec, entry, plugin)?;
         let view = handle.view();
-        let old = admin
-            .jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone(), handle);
+        let old = admin.jobs.locked().insert(id.clone(), handle);
         if let Some(mut old) = old {
             old.stop_and_join();
         }
@@ -582,11 +583,7 @@ pub async fn delete_job(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     blocking(move || {
-        let job = admin
-            .jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+        let job = admin.jobs.locked().remove(&id);
         let Some(mut job) = job else {
             return Err(job_not_found(&id));
         };

@@ -32,6 +32,7 @@ use axum::routing::{get, post, put};
 
 use crate::cli::ServeArgs;
 use crate::runtime::{Limits, Runtime, RuntimeOptions};
+use crate::sync::Locked;
 use crate::telemetry::metrics::Metrics;
 use api::ApiError;
 use jobs::{JOBS_KEY, JobHandle};
@@ -122,12 +123,7 @@ fn count_jobs_and_plugins(admin: &Admin) {
         .into_iter()
         .map(|s| (s, 0))
         .collect();
-    for job in admin
-        .jobs
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .values()
-    {
+    for job in admin.jobs.locked().values() {
         *counts.entry(job.status().0).or_insert(0) += 1;
     }
     for (state, n) in counts {
@@ -169,12 +165,7 @@ async fn sample_rates(admin: Shared) {
     loop {
         every.tick().await;
         let now = crate::telemetry::metrics::unix_ms();
-        for job in admin
-            .jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-        {
+        for job in admin.jobs.locked().values() {
             job.progress().sample(now);
         }
     }

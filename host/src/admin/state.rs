@@ -18,6 +18,7 @@ use super::jobs::job_not_found;
 use super::{Admin, JobSpec, Shared};
 use crate::store::redis::RedisStore;
 use crate::store::redis::query::{MAX_LIMIT, StateEntry};
+use crate::sync::Locked;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,7 +54,7 @@ pub fn shown_bytes(bytes: &[u8]) -> (String, &'static str) {
 
 impl Admin {
     pub(super) fn job_spec(&self, id: &str) -> Result<JobSpec, ApiError> {
-        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let jobs = self.jobs.locked();
         Ok(jobs
             .get(id)
             .ok_or_else(|| job_not_found(id))?

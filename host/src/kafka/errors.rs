@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::OnceLock;
 
+use crate::sync::Locked;
 use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
@@ -98,10 +99,7 @@ impl Default for Diagnostics {
 impl Diagnostics {
     /// The newest client-level error librdkafka reported.
     pub fn last_error(&self) -> Option<String> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.last_error.locked().clone()
     }
 
     /// Set once an error showed a configuration problem: what to tell the user.
@@ -113,7 +111,7 @@ impl Diagnostics {
         let code = error.rdkafka_error_code();
         // "1/1 brokers are down" says less than the error before it (refused, TLS, ...).
         if code != Some(RDKafkaErrorCode::AllBrokersDown) {
-            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_owned());
+            *self.last_error.locked() = Some(reason.to_owned());
         }
         if let Some(fix) = code.and_then(|c| configuration_problem(c, reason)) {
             let _ = self.fatal.set(format!("{reason}: {fix}"));
@@ -176,7 +174,7 @@ impl Throttle {
 
     /// `Some(repeats since the last time)` when `key` should be logged now.
     pub fn admit(&self, key: &str) -> Option<u64> {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = self.seen.locked();
         let now = Instant::now();
         match seen.get_mut(key) {
             Some((last, repeats)) if now.duration_since(*last) < self.every => {

@@ -18,6 +18,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::kafka::consumer::SourceContext;
+use crate::sync::Locked;
 
 const EVERY: Duration = Duration::from_millis(500);
 const WARN_EVERY: Duration = Duration::from_secs(30);
@@ -45,8 +46,7 @@ impl MirrorHandle {
         if let Some(inner) = &self.inner {
             let (pending, wake) = &**inner;
             pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
+                .locked()
                 .offsets
                 .insert((topic.to_owned(), partition), until);
             wake.notify_one();
@@ -91,7 +91,7 @@ impl Mirror {
     /// broker is not waited for beyond `patience`: the mirror is best effort.
     pub fn stop(mut self, patience: Duration) {
         if let Some(inner) = &self.handle.inner {
-            inner.0.lock().unwrap_or_else(|p| p.into_inner()).stop = true;
+            inner.0.locked().stop = true;
             inner.1.notify_one();
         }
         if self.done.recv_timeout(patience).is_ok()
@@ -111,7 +111,7 @@ fn run(
     let mut last_warning: Option<Instant> = None;
     loop {
         let (batch, stopping) = {
-            let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
+            let mut p = pending.locked();
             if p.offsets.is_empty() && !p.stop {
                 p = wake
                     .wait_timeout(p, EVERY)

@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::runtime::Plugin;
+use crate::sync::Locked;
 
 /// The job's current plugin and its generation. `host serve` replaces it to hot-swap a
 /// running job's plugin; each worker picks the new one up between two batches.
@@ -15,19 +16,19 @@ impl PluginSlot {
     }
 
     pub fn current(&self) -> (u64, Plugin) {
-        let slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = self.0.locked();
         (slot.0, slot.1.clone())
     }
 
     /// Installs `plugin`; returns its generation.
     pub fn swap(&self, plugin: Plugin) -> u64 {
-        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = self.0.locked();
         slot.0 += 1;
         slot.1 = plugin;
         slot.0
     }
 
     pub fn generation(&self) -> u64 {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).0
+        self.0.locked().0
     }
 }

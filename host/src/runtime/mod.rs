@@ -102,7 +102,12 @@ impl Runtime {
         )?;
 
         let cache = options.cache_dir.map(|dir| CompileCache::new(&engine, dir));
-        let ticker = EpochTicker::start(engine.clone());
+        let ticker = EpochTicker::start(engine.clone()).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot start the thread that enforces plugin deadlines ({e}); the process \
+                 may be at its thread limit (ulimit -u)"
+            )
+        })?;
         Ok(Self {
             engine,
             linker,
@@ -865,25 +870,22 @@ struct EpochTicker {
 }
 
 impl EpochTicker {
-    fn start(engine: Engine) -> Self {
+    /// Fails rather than run without deadlines: a plugin that loops would then hold its
+    /// partition for ever.
+    fn start(engine: Engine) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let thread = std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("wasm-epoch".into())
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
                     engine.increment_epoch();
                 }
-            })
-            .ok();
-        let cell = OnceLock::new();
-        if let Some(handle) = thread {
-            let _ = cell.set(handle);
-        } else {
-            tracing::error!("could not start the epoch thread: plugin deadlines are not enforced");
-        }
-        Self { stop, thread: cell }
+            })?;
+        let thread = OnceLock::new();
+        let _ = thread.set(handle);
+        Ok(Self { stop, thread })
     }
 }
 

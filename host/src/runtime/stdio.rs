@@ -6,6 +6,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
+use crate::sync::Locked;
 use wasmtime_wasi::async_trait;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
@@ -49,7 +50,7 @@ impl LogStream {
 
     /// The last lines written, oldest first, including an unterminated last line.
     pub fn tail(&self) -> Vec<String> {
-        let lines = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let lines = self.inner.locked();
         let mut out: Vec<String> = lines.tail.iter().cloned().collect();
         if !lines.partial.is_empty() {
             out.push(String::from_utf8_lossy(&lines.partial).into_owned());
@@ -59,12 +60,12 @@ impl LogStream {
 
     /// Forgets the remembered tail (at the start of each call).
     pub fn clear_tail(&self) {
-        let mut lines = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut lines = self.inner.locked();
         lines.tail.clear();
     }
 
     fn write_bytes(&self, bytes: &[u8]) {
-        let mut lines = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut lines = self.inner.locked();
         for chunk in bytes.split_inclusive(|b| *b == b'\n') {
             lines.partial.extend_from_slice(chunk);
             if chunk.ends_with(b"\n") || lines.partial.len() >= MAX_LINE {

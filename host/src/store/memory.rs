@@ -7,6 +7,7 @@ use super::time::{Clock, Due, TimeDomain, TimeKey};
 use super::{
     Commit, CommitOutcome, PendingWrite, StateScope, StateStore, StoreError, parse_counter,
 };
+use crate::sync::Locked;
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -63,7 +64,7 @@ impl MemoryStore {
 
     /// Pending timers and expiries of a partition, earliest first.
     pub fn pending(&self, topic: &str, partition: i32) -> Vec<(TimeKey, i64)> {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = self.inner.locked();
         inner
             .timers
             .get(&(topic.to_owned(), partition))
@@ -73,7 +74,7 @@ impl MemoryStore {
 
     /// All state, sorted by key (under `StateScope::Partition`, every partition's).
     pub fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = self.inner.locked();
         inner
             .state
             .values()
@@ -90,7 +91,7 @@ impl StateStore for MemoryStore {
         keys: &[&str],
     ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let namespace = self.namespace(partition)?;
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = self.inner.locked();
         let state = inner.state.get(&namespace);
         Ok(keys
             .iter()
@@ -99,13 +100,13 @@ impl StateStore for MemoryStore {
     }
 
     fn committed_offset(&self, topic: &str, partition: i32) -> Result<Option<i64>, StoreError> {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = self.inner.locked();
         Ok(inner.offsets.get(&(topic.to_owned(), partition)).copied())
     }
 
     fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome, StoreError> {
         let namespace = self.namespace(Some(commit.partition))?;
-        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.inner.locked();
         let inner = &mut *guard;
         let slot = (commit.topic.to_owned(), commit.partition);
         let stored = inner.offsets.get(&slot).copied();
@@ -162,7 +163,7 @@ impl StateStore for MemoryStore {
     }
 
     fn clock(&self, topic: &str, partition: i32) -> Result<Option<Clock>, StoreError> {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = self.inner.locked();
         Ok(inner.clocks.get(&(topic.to_owned(), partition)).copied())
     }
 
@@ -173,7 +174,7 @@ impl StateStore for MemoryStore {
         upto: [Option<i64>; 2],
         limit: usize,
     ) -> Result<Due, StoreError> {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = self.inner.locked();
         let mut due = Due::default();
         let Some(timers) = inner.timers.get(&(topic.to_owned(), partition)) else {
             return Ok(due);

@@ -2,6 +2,7 @@
 //! last committed offsets), elsewhere a plain log line every so often; in `host serve`
 //! the console's view (rate history, errors, dead letters).
 
+use crate::sync::Locked;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::sync::Mutex;
@@ -68,16 +69,13 @@ impl Progress {
         records: u64,
     ) {
         self.records.fetch_add(records, Ordering::Relaxed);
-        self.partitions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                (topic.to_owned(), partition),
-                PartitionProgress {
-                    committed: until,
-                    lag,
-                },
-            );
+        self.partitions.locked().insert(
+            (topic.to_owned(), partition),
+            PartitionProgress {
+                committed: until,
+                lag,
+            },
+        );
     }
 
     pub fn records(&self) -> u64 {
@@ -87,7 +85,7 @@ impl Progress {
     /// A failure the job met (and handled, or not): counted and kept among the newest.
     pub fn error(&self, note: ErrorNote) {
         self.errors.fetch_add(1, Ordering::Relaxed);
-        let mut recent = self.recent_errors.lock().unwrap_or_else(|p| p.into_inner());
+        let mut recent = self.recent_errors.locked();
         if recent.len() == RECENT_ERRORS {
             recent.pop_back();
         }
@@ -108,18 +106,13 @@ impl Progress {
 
     /// The newest failures first.
     pub fn recent_errors(&self) -> Vec<ErrorNote> {
-        self.recent_errors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .cloned()
-            .collect()
+        self.recent_errors.locked().iter().cloned().collect()
     }
 
     /// Takes a sample of the record count (`host serve` does, every RATE_EVERY).
     pub fn sample(&self, now_ms: i64) {
         let records = self.records();
-        let mut samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        let mut samples = self.samples.locked();
         if samples.len() == RATE_SAMPLES + 1 {
             samples.pop_front();
         }
@@ -128,7 +121,7 @@ impl Progress {
 
     /// Records per second between consecutive samples: (unix ms, rate), oldest first.
     pub fn rates(&self) -> Vec<(i64, f64)> {
-        let samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        let samples = self.samples.locked();
         samples
             .iter()
             .zip(samples.iter().skip(1))
@@ -142,8 +135,7 @@ impl Progress {
     /// (topic, partition, committed offset, lag if known) of every partition seen.
     pub fn partitions(&self) -> Vec<(String, i32, i64, Option<i64>)> {
         self.partitions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .locked()
             .iter()
             .map(|((t, p), v)| (t.clone(), *p, v.committed, v.lag))
             .collect()
@@ -151,7 +143,7 @@ impl Progress {
 
     /// Total lag (where known) and `topic/partition@offset` of every partition.
     fn summary(&self) -> (Option<i64>, String) {
-        let parts = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        let parts = self.partitions.locked();
         let lag = parts.values().filter_map(|p| p.lag).reduce(|a, b| a + b);
         let offsets = parts
             .iter()

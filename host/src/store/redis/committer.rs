@@ -9,13 +9,14 @@
 //! batches then commit one by one, which applies the good ones and names the bad one.
 
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use super::{Head, RedisStore, ScriptReply, Write, merge_writes};
 use crate::store::time::TimeWrites;
 use crate::store::{CommitOutcome, StateScope, StateWrites, StoreError};
+use crate::sync::Locked;
 
 /// Most batches one script run commits: bounds the script's size and the time other
 /// commands wait behind it.
@@ -72,7 +73,7 @@ pub struct Ticket {
 impl Ticket {
     /// Whether Redis answered (then `wait` returns at once).
     pub fn is_answered(&self) -> bool {
-        lock(&self.slot.answer).is_some()
+        self.slot.answer.locked().is_some()
     }
 
     /// Blocks until Redis answered. Returns the outcome, how long the commit took from
@@ -84,7 +85,7 @@ impl Ticket {
         std::time::Duration,
         CommitRequest,
     ) {
-        let mut answer = lock(&self.slot.answer);
+        let mut answer = self.slot.answer.locked();
         let (result, at) = loop {
             match answer.take() {
                 Some(a) => break a,
@@ -98,28 +99,16 @@ impl Ticket {
             }
         };
         drop(answer);
-        let request = lock(&self.slot.request).take();
-        let request = request.unwrap_or_else(|| CommitRequest {
-            topic: String::new(),
-            partition: self.slot.partition,
-            expected: None,
-            from_offset: 0,
-            until_offset: 0,
-            writes: StateWrites::default(),
-            time: TimeWrites::default(),
-            outbox: None,
-            outbox_seq: None,
-        });
+        // The commit threads only read the request; `wait` takes `self`, so it runs once.
+        let request = self.slot.request.locked()
+            .take()
+            .expect("a ticket's request stays in its slot until the ticket's wait takes it");
         (
             result,
             at.saturating_duration_since(self.submitted),
             request,
         )
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The job's commit threads.
@@ -220,7 +209,7 @@ fn run(store: &RedisStore, rx: &Receiver<Arc<Slot>>) {
 }
 
 fn commit_round(store: &RedisStore, round: &[Arc<Slot>]) {
-    let mut guards: Vec<_> = round.iter().map(|s| lock(&s.request)).collect();
+    let mut guards: Vec<_> = round.iter().map(|s| s.request.locked()).collect();
     let requests: Vec<&CommitRequest> = guards.iter().filter_map(|g| g.as_ref()).collect();
     let answers = commit_together(store, &requests);
     drop(requests);
@@ -243,7 +232,7 @@ fn commit_round(store: &RedisStore, round: &[Arc<Slot>]) {
             key: store.keys().meta(),
             detail: "the commit was lost before it ran".to_owned(),
         }));
-        *lock(&slot.answer) = Some((result, answered));
+        *slot.answer.locked() = Some((result, answered));
         slot.answered.notify_all();
         store.commit_settled(slot.partition);
     }

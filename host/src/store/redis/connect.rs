@@ -18,6 +18,7 @@ use redis::{
 };
 
 use crate::store::StoreError;
+use crate::sync::Locked;
 
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -334,10 +335,7 @@ impl Redis {
                 Ok(Conn::Cluster(Box::new(conn)))
             }
             Kind::Sentinel(sentinel) => {
-                let client = sentinel
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_client()?;
+                let client = sentinel.locked().get_client()?;
                 single(&client)
             }
         }

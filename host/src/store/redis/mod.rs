@@ -24,6 +24,7 @@ pub use keys::Keys;
 
 use super::time::{Clock, Due, TimeDomain, TimeKey, TimeWrites};
 use super::{Commit, CommitOutcome, PendingWrite, StateScope, StateStore, StoreError};
+use crate::sync::Locked;
 
 /// The commit, atomically: fence on the stored offset, validate increments, apply the
 /// state writes, move the offset. Returns {1} on success, {0, stored?} when fenced, and
@@ -216,17 +217,14 @@ impl RedisStore {
         key: &str,
         f: impl FnOnce(&mut Conn) -> redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
-        let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let pooled = self.pool.locked().pop();
         let mut conn = match pooled {
             Some(c) => c,
             None => self.redis.connect().map_err(|e| self.redis.error(key, e))?,
         };
         match f(&mut conn) {
             Ok(v) => {
-                self.pool
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(conn);
+                self.pool.locked().push(conn);
                 Ok(v)
             }
             Err(e) => Err(self.redis.error(key, e)),
@@ -365,10 +363,7 @@ impl RedisStore {
             Err(e) => format!("WAIT failed: {e}"),
         };
         let count = self.unreplicated.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut last = self
-            .last_unreplicated_warning
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut last = self.last_unreplicated_warning.locked();
         if last.is_none_or(|t| t.elapsed() >= WAIT_WARN_EVERY) {
             tracing::warn!(
                 redis = %self.redis.shown(), topic, partition, until, unreplicated_commits = count,
@@ -457,21 +452,13 @@ struct InFlight {
 impl RedisStore {
     /// A commit of `partition` is on its way (see [`InFlight`]).
     pub(crate) fn commit_started(&self, partition: i32) {
-        let mut p = self
-            .inflight
-            .partitions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut p = self.inflight.partitions.locked();
         *p.entry(partition).or_default() += 1;
     }
 
     /// ...and has been answered (or failed).
     pub(crate) fn commit_settled(&self, partition: i32) {
-        let mut p = self
-            .inflight
-            .partitions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut p = self.inflight.partitions.locked();
         if let Some(n) = p.get_mut(&partition) {
             *n -= 1;
             if *n == 0 {
@@ -482,11 +469,7 @@ impl RedisStore {
     }
 
     fn wait_for_commits_of(&self, partition: i32) {
-        let mut p = self
-            .inflight
-            .partitions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut p = self.inflight.partitions.locked();
         while p.contains_key(&partition) {
             p = self
                 .inflight
