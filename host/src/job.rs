@@ -500,9 +500,7 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         "{}-{}-{:08x}",
         std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into()),
         std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos())
+        crate::clock::unix_nanos() % 1_000_000_000
     );
     let (brokers, group, reset) = (config.brokers.clone(), config.group.clone(), config.reset);
     let max_inflight_kb = config.max_inflight_mb as u64 * 1024;

@@ -24,6 +24,7 @@
 pub mod admin;
 pub mod batch;
 pub mod cli;
+pub mod clock;
 pub mod contract;
 pub mod job;
 pub mod kafka;

@@ -599,7 +599,7 @@ fn processing_time_and_idle_partitions_fire_without_records_and_after_a_restart(
     assert_eq!(due.len(), 1, "the pending timer is in Redis: {due:?}");
     let at = due[0].1 as i64;
     wait_until(Duration::from_secs(30), "the timer's time to pass", || {
-        streamhost::telemetry::metrics::unix_ms() > at
+        streamhost::clock::unix_ms() > at
     });
     let host = Host::spawn(&args, cache.path());
     host.wait_for(

@@ -387,12 +387,7 @@ pub async fn create_job(
         .map_err(|e| bad_request("bad_json", format!("job definition: {e}")))?;
     let view = blocking(move || {
         if spec.id.is_empty() {
-            spec.id = format!(
-                "job-{:x}",
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_micros())
-            );
+            spec.id = format!("job-{:x}", crate::clock::unix_nanos() / 1000);
         }
         let (entry, plugin) = admin.prepare(&spec)?;
         if admin.jobs.locked().contains_key(&spec.id) || !admin.store_spec(&spec, true)? {

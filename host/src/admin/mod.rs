@@ -164,7 +164,7 @@ async fn sample_rates(admin: Shared) {
     let mut every = tokio::time::interval(crate::telemetry::progress::RATE_EVERY);
     loop {
         every.tick().await;
-        let now = crate::telemetry::metrics::unix_ms();
+        let now = crate::clock::unix_ms();
         for job in admin.jobs.locked().values() {
             job.progress().sample(now);
         }

@@ -191,9 +191,7 @@ fn digest_of(bytes: &[u8]) -> String {
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    crate::clock::unix_ms() as u64
 }
 
 pub struct Registry {

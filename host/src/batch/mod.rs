@@ -99,7 +99,7 @@ impl BatchBuilder {
             records: self.records,
             headers: self.headers,
             watermark: None,
-            processing_time: crate::telemetry::metrics::unix_ms(),
+            processing_time: crate::clock::unix_ms(),
         }
     }
 }

@@ -62,11 +62,7 @@ impl ErrorPolicy {
 fn jitter_fraction() -> f64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
+    h.write_u128(crate::clock::unix_nanos());
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 

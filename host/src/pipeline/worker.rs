@@ -329,7 +329,7 @@ impl PartitionWorker {
                     && self
                         .time
                         .as_ref()
-                        .is_some_and(|t| t.tick_due(crate::telemetry::metrics::unix_ms()))
+                        .is_some_and(|t| t.tick_due(crate::clock::unix_ms()))
                 {
                     // Time passed with no records: a batch of none fires what is due.
                     let mut tick = builder.finish(Some(expected));
@@ -489,7 +489,7 @@ impl PartitionWorker {
     /// Keeps a failure for the console (`host serve`'s job view).
     fn note_error(&self, kind: &'static str, offset: Option<i64>, error: &ProcessError) {
         self.progress.error(ErrorNote {
-            at_ms: crate::telemetry::metrics::unix_ms(),
+            at_ms: crate::clock::unix_ms(),
             topic: self.topic.clone(),
             partition: self.partition,
             offset,
@@ -1015,7 +1015,7 @@ impl PartitionWorker {
             .get_or_create(&labels)
             .observe(stats.started.elapsed().as_secs_f64());
         let latency = m.commit_latency.get_or_create(&labels);
-        let now = crate::telemetry::metrics::unix_ms();
+        let now = crate::clock::unix_ms();
         for t in &stats.timestamps {
             latency.observe((now - t).max(0) as f64 / 1000.0);
         }

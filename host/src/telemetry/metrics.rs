@@ -50,13 +50,6 @@ fn record_latency() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 1.5, 30))
 }
 
-/// Milliseconds since the Unix epoch, the unit of Kafka timestamps.
-pub fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 pub struct Metrics {
     registry: Registry,
     pub records_in: Family<PartitionLabels, Counter>,

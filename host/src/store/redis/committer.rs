@@ -100,7 +100,10 @@ impl Ticket {
         };
         drop(answer);
         // The commit threads only read the request; `wait` takes `self`, so it runs once.
-        let request = self.slot.request.locked()
+        let request = self
+            .slot
+            .request
+            .locked()
             .take()
             .expect("a ticket's request stays in its slot until the ticket's wait takes it");
         (
