@@ -158,7 +158,7 @@ impl SharedKafka {
         // test binary may end by a panic or a signal.
         let mut child = Command::new("sh")
             .arg("-c")
-            .arg(r#""$0" "$1" "$2" "$3" & pid=$!; cat >/dev/null; kill -9 "$pid"; wait "$pid"; rm -rf "$1""#)
+            .arg(r#""$0" "$1" "$2" "$3" & pid=$!; cat >/dev/null; exec 2>/dev/null; kill -9 "$pid"; wait "$pid"; rm -rf "$1""#)
             .arg(&start)
             .arg(&dir)
             .arg(port.to_string())
