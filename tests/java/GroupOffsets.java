@@ -13,12 +13,9 @@
 // A group with nothing committed (or unknown to the broker) prints nothing. Exit status 0,
 // 1 on an error, 2 on bad arguments.
 //
-// Logging: as in ReadCommitted.java, warnings and errors go to stderr and nothing else is
-// logged (unless -Dlog4j2.configurationFile says otherwise): stdout carries only the
-// offsets.
+// Logging: run with -Dlog4j2.configurationFile=tests/java/log4j2.properties (warnings and
+// errors to stderr), so that stdout carries only the offsets.
 
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
@@ -39,7 +36,6 @@ public class GroupOffsets {
         }
         String brokers = args[0];
         String group = args[1];
-        quietLogging();
         try {
             list(brokers, group);
         } catch (Exception e) {
@@ -77,26 +73,5 @@ public class GroupOffsets {
             System.out.print(out);
             System.out.flush();
         }
-    }
-
-    // Log4j2 reads its configuration when the first logger is made (the first Kafka class
-    // used): a file in the temporary folder, written before that.
-    static void quietLogging() throws Exception {
-        if (System.getProperty("log4j2.configurationFile") != null) {
-            return;
-        }
-        Path config = Files.createTempFile("group-offsets-log4j2-", ".properties");
-        config.toFile().deleteOnExit();
-        Files.writeString(config, String.join("\n",
-                "status = error",
-                "appender.stderr.type = Console",
-                "appender.stderr.name = stderr",
-                "appender.stderr.target = SYSTEM_ERR",
-                "appender.stderr.layout.type = PatternLayout",
-                "appender.stderr.layout.pattern = GroupOffsets: %p %c: %m%n",
-                "rootLogger.level = warn",
-                "rootLogger.appenderRef.stderr.ref = stderr",
-                ""));
-        System.setProperty("log4j2.configurationFile", config.toString());
     }
 }

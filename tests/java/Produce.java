@@ -17,17 +17,14 @@
 // Exit status 0 when every record was acknowledged, 1 on an error (a failed send
 // included), 2 on bad arguments or input.
 //
-// Logging: as in ReadCommitted.java, warnings and errors go to stderr and nothing else is
-// logged (unless -Dlog4j2.configurationFile says otherwise): stdout carries only the
-// partitions.
+// Logging: run with -Dlog4j2.configurationFile=tests/java/log4j2.properties (warnings and
+// errors to stderr), so that stdout carries only the partitions.
 
 import java.io.BufferedReader;
 import java.io.BufferedWriter;
 import java.io.InputStreamReader;
 import java.io.OutputStreamWriter;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Properties;
@@ -62,7 +59,6 @@ public class Produce {
             }
             records.add(new String[] {line.substring(0, tab), line.substring(tab + 1)});
         }
-        quietLogging();
         try {
             produce(brokers, topic, records);
         } catch (Exception e) {
@@ -105,26 +101,5 @@ public class Produce {
             }
             out.flush();
         }
-    }
-
-    // Log4j2 reads its configuration when the first logger is made (the first Kafka class
-    // used): a file in the temporary folder, written before that.
-    static void quietLogging() throws Exception {
-        if (System.getProperty("log4j2.configurationFile") != null) {
-            return;
-        }
-        Path config = Files.createTempFile("produce-log4j2-", ".properties");
-        config.toFile().deleteOnExit();
-        Files.writeString(config, String.join("\n",
-                "status = error",
-                "appender.stderr.type = Console",
-                "appender.stderr.name = stderr",
-                "appender.stderr.target = SYSTEM_ERR",
-                "appender.stderr.layout.type = PatternLayout",
-                "appender.stderr.layout.pattern = Produce: %p %c: %m%n",
-                "rootLogger.level = warn",
-                "rootLogger.appenderRef.stderr.ref = stderr",
-                ""));
-        System.setProperty("log4j2.configurationFile", config.toString());
     }
 }

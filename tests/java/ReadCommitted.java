@@ -18,16 +18,14 @@
 // unless its value is null, ':' and base64(VALUE). Exit status 0 (a timeout included), 1
 // on an error, 2 on bad arguments.
 //
-// Logging: the client logs through SLF4J to Log4j2 (both on the broker's classpath).
-// Unless -Dlog4j2.configurationFile says otherwise, warnings and errors go to stderr and
-// nothing else is logged: stdout carries only the records.
+// Logging: the client logs through SLF4J to Log4j2 (both on the broker's classpath); run
+// with -Dlog4j2.configurationFile=tests/java/log4j2.properties (warnings and errors to
+// stderr), so that stdout carries only the records.
 
 import java.io.BufferedWriter;
 import java.io.IOException;
 import java.io.OutputStreamWriter;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Base64;
@@ -63,7 +61,6 @@ public class ReadCommitted {
             System.exit(2);
             return;
         }
-        quietLogging();
         try {
             System.exit(read(brokers, topic, expected, timeoutMs));
         } catch (Exception e) {
@@ -179,26 +176,5 @@ public class ReadCommitted {
     static Duration lookup(long deadline) {
         Duration left = remaining(deadline);
         return left.compareTo(LOOKUP) < 0 ? LOOKUP : left;
-    }
-
-    // Log4j2 reads its configuration when the first logger is made (the first Kafka class
-    // used): a file in the temporary folder, written before that.
-    static void quietLogging() throws Exception {
-        if (System.getProperty("log4j2.configurationFile") != null) {
-            return;
-        }
-        Path config = Files.createTempFile("read-committed-log4j2-", ".properties");
-        config.toFile().deleteOnExit();
-        Files.writeString(config, String.join("\n",
-                "status = error",
-                "appender.stderr.type = Console",
-                "appender.stderr.name = stderr",
-                "appender.stderr.target = SYSTEM_ERR",
-                "appender.stderr.layout.type = PatternLayout",
-                "appender.stderr.layout.pattern = ReadCommitted: %p %c: %m%n",
-                "rootLogger.level = warn",
-                "rootLogger.appenderRef.stderr.ref = stderr",
-                ""));
-        System.setProperty("log4j2.configurationFile", config.toString());
     }
 }

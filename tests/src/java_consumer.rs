@@ -124,6 +124,10 @@ fn run_java(program: &str, args: &[&str], stdin: Option<&[u8]>) -> String {
             "-XX:TieredStopAtLevel=1",
             "-XX:+UseSerialGC",
         ])
+        .arg(format!(
+            "-Dlog4j2.configurationFile={}",
+            repo_root().join("tests/java/log4j2.properties").display()
+        ))
         .arg(&path)
         .args(args)
         .stdin(stdin.map_or_else(Stdio::null, |_| Stdio::piped()))

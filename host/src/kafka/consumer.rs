@@ -104,34 +104,34 @@ impl ConsumerContext for SourceContext {
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                if let Some(a) = &assignments {
-                    a.revoking(tpl);
-                }
-                let released = if cooperative {
-                    base.incremental_unassign(tpl)
-                } else {
-                    base.unassign()
-                };
-                if let Err(e) = released {
-                    tracing::warn!(error = %e, "unassigning partitions failed");
-                }
+                release(base, &assignments, tpl, cooperative);
                 tracing::info!(partitions = %describe(tpl), owned = %owned(base), "partitions revoked");
             }
             other => {
-                tracing::error!(error = ?other, "rebalance failed; releasing all partitions");
-                if let Some(a) = &assignments {
-                    a.revoking(tpl);
-                }
-                let released = if cooperative {
-                    base.incremental_unassign(tpl)
-                } else {
-                    base.unassign()
-                };
-                if let Err(e) = released {
-                    tracing::warn!(error = %e, "releasing partitions failed");
-                }
+                tracing::error!(error = ?other, "rebalance failed; releasing the partitions");
+                release(base, &assignments, tpl, cooperative);
             }
         }
+    }
+}
+
+/// Stops the workers of `tpl`, then hands the partitions back.
+fn release(
+    base: &BaseConsumer<SourceContext>,
+    assignments: &Option<Arc<dyn Assignments>>,
+    tpl: &TopicPartitionList,
+    cooperative: bool,
+) {
+    if let Some(a) = assignments {
+        a.revoking(tpl);
+    }
+    let released = if cooperative {
+        base.incremental_unassign(tpl)
+    } else {
+        base.unassign()
+    };
+    if let Err(e) = released {
+        tracing::warn!(error = %e, partitions = %describe(tpl), "releasing partitions failed");
     }
 }
 
