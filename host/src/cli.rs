@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::runtime::{Limits, RuntimeOptions, default_cache_dir};
+use crate::job::JobConfig;
+use crate::job::settings::{JobSettings, SandboxSettings};
+use crate::runtime::{RuntimeOptions, default_cache_dir};
+use crate::telemetry::progress::ProgressMode;
 use crate::tools::input::InputFormat;
 
 #[derive(Debug, Parser)]
@@ -245,133 +248,66 @@ pub struct RunArgs {
     #[command(flatten)]
     pub redis: RedisArgs,
 
-    /// Where the job's state lives: job (one namespace all partitions share; one Redis
-    /// hash slot) or partition (each partition number its own state and offsets, each in
-    /// its own slot, so a job spreads over a Redis Cluster; for keyed, co-partitioned
-    /// input). Fixed when a job first runs.
-    #[arg(long, default_value = "job", env = "STREAMHOST_STATE_SCOPE")]
-    pub state_scope: crate::store::StateScope,
-
-    /// After each commit, wait until this many Redis replicas have it (Redis WAIT), so a
-    /// failover loses no committed batch; costs a replication round trip per commit.
-    #[arg(long, default_value_t = 0, env = "STREAMHOST_REDIS_WAIT_REPLICAS")]
-    pub redis_wait_replicas: u32,
-
-    /// How long a commit waits for --redis-wait-replicas, in milliseconds (then it warns
-    /// and goes on: the commit is applied, only its durability is in question).
-    #[arg(long, default_value_t = 1000, env = "STREAMHOST_REDIS_WAIT_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..=60_000))]
-    pub redis_wait_timeout_ms: u64,
-
-    /// Most records in one batch.
-    #[arg(long, default_value_t = 10_000, env = "STREAMHOST_BATCH_MAX_RECORDS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub batch_max_records: u64,
-
-    /// Most bytes of keys, values and headers in one batch (a single larger record still
-    /// makes a batch of its own).
-    #[arg(long, default_value_t = 4 << 20, env = "STREAMHOST_BATCH_MAX_BYTES", value_parser = clap::value_parser!(u64).range(1..=(1 << 31)))]
-    pub batch_max_bytes: u64,
-
-    /// How long a batch waits for more records after its first one, in milliseconds.
-    #[arg(long, default_value_t = 100, env = "STREAMHOST_BATCH_LINGER_MS", value_parser = clap::value_parser!(u64).range(0..=600_000))]
-    pub batch_linger_ms: u64,
-
-    /// Most bytes fetched from Kafka and not yet in a batch, per partition, in MiB (the
-    /// batch in hand and its effects are capped by --batch-max-bytes and
-    /// --max-effects-mb).
-    #[arg(long, default_value_t = 16, env = "STREAMHOST_MAX_INFLIGHT_MB", value_parser = clap::value_parser!(u32).range(1..=2048))]
-    pub max_inflight_mb: u32,
-
-    /// Where a partition with no offset in Redis starts (new partitions of a topic the
-    /// group already reads always start at earliest).
-    #[arg(
-        long,
-        value_enum,
-        default_value = "earliest",
-        env = "STREAMHOST_OFFSET_RESET"
-    )]
-    pub offset_reset: crate::kafka::consumer::ResetPolicy,
-
     /// Topic for records the plugin emits without naming one.
     #[arg(long, env = "STREAMHOST_OUTPUT_TOPIC")]
     pub output_topic: Option<String>,
-
-    /// How emits reach Kafka: at-least-once (produced before the batch commits; a crash
-    /// in between sends them again) or exactly-once (committed to a Redis outbox with the
-    /// batch's state, then published in Kafka transactions: `read_committed` consumers see
-    /// each once). Dead letters are at least once either way.
-    #[arg(
-        long,
-        value_enum,
-        default_value = "at-least-once",
-        env = "STREAMHOST_DELIVERY"
-    )]
-    pub delivery: crate::pipeline::relay::Delivery,
-
-    /// Exactly-once: the shortest time between two Kafka transactions of a partition, in
-    /// milliseconds. Longer: fewer, larger transactions; shorter: emits visible sooner.
-    #[arg(long, default_value_t = 100, env = "STREAMHOST_TRANSACTION_INTERVAL_MS", value_parser = clap::value_parser!(u64).range(0..=60_000))]
-    pub transaction_interval_ms: u64,
-
-    /// Exactly-once: most MiB of committed, unpublished emits per partition in the Redis
-    /// outbox; while Kafka does not take them, commits wait at this bound.
-    #[arg(long, default_value_t = 64, env = "STREAMHOST_OUTBOX_MAX_MB", value_parser = clap::value_parser!(u64).range(1..=4096))]
-    pub outbox_max_mb: u64,
 
     /// Read these partitions of every topic, without joining the consumer group
     /// (comma-separated or repeated).
     #[arg(long, env = "STREAMHOST_PARTITIONS", value_delimiter = ',', value_parser = clap::value_parser!(i32).range(0..))]
     pub partitions: Option<Vec<i32>>,
 
-    /// What to do when a batch fails: retry (then stop), dlq (retry, then send the
-    /// records to --dlq-topic; poison records at once), skip (retry, then skip the batch;
-    /// poison records at once), stop (at the first failure). A fatal plugin error always
-    /// stops the job.
-    #[arg(long, value_enum, default_value = "retry", env = "STREAMHOST_ON_ERROR")]
-    pub on_error: crate::pipeline::policy::OnError,
-
-    /// Attempts after the first before the policy gives up on a batch.
-    #[arg(long, default_value_t = 5, env = "STREAMHOST_MAX_RETRIES", value_parser = clap::value_parser!(u32).range(0..=1000))]
-    pub max_retries: u32,
-
-    /// First pause between attempts, in milliseconds; doubles each time, with jitter.
-    #[arg(long, default_value_t = 200, env = "STREAMHOST_RETRY_BACKOFF_MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
-    pub retry_backoff_ms: u64,
-
-    /// Longest pause between attempts, in milliseconds.
-    #[arg(long, default_value_t = 10_000, env = "STREAMHOST_RETRY_BACKOFF_MAX_MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
-    pub retry_backoff_max_ms: u64,
-
     #[command(flatten)]
-    pub time: TimeArgs,
-
-    /// Dead-letter topic (required by --on-error dlq).
-    #[arg(long, env = "STREAMHOST_DLQ_TOPIC", required_if_eq("on_error", "dlq"))]
-    pub dlq_topic: Option<String>,
-
-    /// How long to wait for a Redis that cannot be reached, at start-up and for each
-    /// commit, before stopping the job (offsets stay where they are), in milliseconds.
-    #[arg(long, default_value_t = 300_000, env = "STREAMHOST_REDIS_GIVE_UP_MS", value_parser = clap::value_parser!(u64).range(1..))]
-    pub redis_give_up_ms: u64,
-
-    /// How long to wait for a topic that does not exist before stopping the job, in
-    /// milliseconds (a warning names it every 10 s meanwhile).
-    #[arg(long, default_value_t = 300_000, env = "STREAMHOST_KAFKA_GIVE_UP_MS", value_parser = clap::value_parser!(u64).range(1..))]
-    pub kafka_give_up_ms: u64,
+    pub settings: JobSettings,
 
     /// Serve Prometheus /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:9100).
     #[arg(long, env = "STREAMHOST_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
 
-    /// Do not mirror committed offsets to the Kafka consumer group. By default each Redis
-    /// commit is also committed to Kafka, asynchronously and best effort, so that
-    /// kafka-consumer-groups and lag exporters see progress; Redis stays the source of truth.
-    #[arg(long, env = "STREAMHOST_NO_KAFKA_COMMIT")]
-    pub no_kafka_commit: bool,
-
     /// Off a terminal, log a progress line (records/s, lag, committed offsets) this often,
     /// in seconds; 0 turns it off. On a terminal the line is live instead.
     #[arg(long, default_value_t = 30, env = "STREAMHOST_PROGRESS_INTERVAL_S")]
     pub progress_interval_s: u64,
+}
+
+impl RunArgs {
+    /// The job these flags describe, running `plugin` (or `native` logic in its place, for
+    /// the benchmarks). Refuses settings as the API does (`JobSettings::validate`).
+    pub fn into_job(
+        self,
+        plugin: crate::runtime::Plugin,
+        native: Option<crate::pipeline::executor::NativeFactory>,
+    ) -> anyhow::Result<JobConfig> {
+        use std::io::IsTerminal;
+        let group = self
+            .group
+            .clone()
+            .unwrap_or_else(|| plugin.name().to_owned());
+        let job = self.job.clone().unwrap_or_else(|| group.clone());
+        let mut config = JobConfig::new(
+            plugin,
+            self.topics,
+            group,
+            job,
+            self.redis.config(),
+            self.settings,
+        )?;
+        config.progress_mode = if std::io::stderr().is_terminal() {
+            ProgressMode::Terminal
+        } else if self.progress_interval_s == 0 {
+            ProgressMode::Off
+        } else {
+            ProgressMode::Log(Duration::from_secs(self.progress_interval_s))
+        };
+        config.plugin_config = self.plugin.config;
+        config.brokers = self.kafka.brokers.clone();
+        config.kafka = self.kafka.properties()?;
+        config.output_topic = self.output_topic;
+        config.partitions = self.partitions;
+        config.metrics_addr = self.metrics_addr;
+        config.native = native;
+        Ok(config)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -623,18 +559,6 @@ pub struct PluginArgs {
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value, env = "STREAMHOST_CONFIG", value_delimiter = ';')]
     pub config: Vec<(String, String)>,
 
-    /// Memory cap per plugin instance, in MiB.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65536), env = "STREAMHOST_PLUGIN_MEMORY_MB")]
-    pub plugin_memory_mb: u32,
-
-    /// Wall-clock deadline of one `process` call, in milliseconds.
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..), env = "STREAMHOST_PLUGIN_TIMEOUT_MS")]
-    pub plugin_timeout_ms: u64,
-
-    /// Cap on the emits and state writes one batch may buffer, in MiB.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65536), env = "STREAMHOST_MAX_EFFECTS_MB")]
-    pub max_effects_mb: u32,
-
     /// Where compiled plugins are cached [default: ~/.cache/streamhost/compiled].
     #[arg(long, env = "STREAMHOST_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -645,19 +569,17 @@ pub struct PluginArgs {
 }
 
 impl PluginArgs {
-    pub fn runtime_options(&self) -> RuntimeOptions {
-        RuntimeOptions {
+    /// The runtime for plugins in `sandbox` (checked: out-of-range limits are refused).
+    pub fn runtime_options(&self, sandbox: &SandboxSettings) -> anyhow::Result<RuntimeOptions> {
+        sandbox.validate()?;
+        Ok(RuntimeOptions {
             cache_dir: if self.no_compile_cache {
                 None
             } else {
                 Some(self.cache_dir.clone().unwrap_or_else(default_cache_dir))
             },
-            limits: Limits {
-                memory_bytes: (self.plugin_memory_mb as usize) << 20,
-                call_timeout: Duration::from_millis(self.plugin_timeout_ms),
-                effects_bytes: (self.max_effects_mb as usize) << 20,
-            },
-        }
+            limits: sandbox.limits(),
+        })
     }
 }
 
@@ -701,46 +623,10 @@ pub struct TestArgs {
     pub no_final_watermark: bool,
 
     #[command(flatten)]
-    pub time: TimeArgs,
-}
+    pub sandbox: SandboxSettings,
 
-/// Event time (plugins of contract 0.2): watermarks, idleness, late records.
-#[derive(Debug, Clone, clap::Args)]
-pub struct TimeArgs {
-    /// Event time: how far behind the highest event time a partition has seen its
-    /// watermark stays, in milliseconds (records may arrive this much out of order).
-    #[arg(long, default_value_t = 0, env = "STREAMHOST_MAX_OUT_OF_ORDERNESS_MS", value_parser = clap::value_parser!(u64).range(0..=(1 << 40)))]
-    pub max_out_of_orderness_ms: u64,
-
-    /// Event time: a partition that received no record for this long (ms) moves its
-    /// watermark with the wall clock (minus --max-out-of-orderness-ms), so its windows
-    /// close on a quiet stream; 0 = never.
-    #[arg(long, default_value_t = 0, env = "STREAMHOST_IDLE_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(0..=(1 << 40)))]
-    pub idle_timeout_ms: u64,
-
-    /// Event time: how far behind the watermark a record may be before it is late, in
-    /// milliseconds.
-    #[arg(long, default_value_t = 0, env = "STREAMHOST_ALLOWED_LATENESS_MS", value_parser = clap::value_parser!(u64).range(0..=(1 << 40)))]
-    pub allowed_lateness_ms: u64,
-
-    /// Event time: what to do with a late record: process (hand it to the plugin like
-    /// any other), drop (count it in streamhost_late_records_total), or topic:NAME
-    /// (produce it to that side topic, then leave it out). Plugins of contract 0.1.0
-    /// have no event time: nothing is late for them.
-    #[arg(long, default_value = "process", env = "STREAMHOST_LATE_RECORDS")]
-    pub late_records: crate::pipeline::time::LatePolicy,
-}
-
-impl TimeArgs {
-    pub fn settings(&self) -> crate::pipeline::time::TimeSettings {
-        crate::pipeline::time::TimeSettings {
-            max_out_of_orderness_ms: self.max_out_of_orderness_ms as i64,
-            idle_timeout: (self.idle_timeout_ms > 0)
-                .then(|| std::time::Duration::from_millis(self.idle_timeout_ms)),
-            allowed_lateness_ms: self.allowed_lateness_ms as i64,
-            late: self.late_records.clone(),
-        }
-    }
+    #[command(flatten)]
+    pub time: crate::pipeline::time::TimeSettings,
 }
 
 /// `host --version`: what this build can talk to, as `curl -V` says it. The Kafka lines

@@ -29,6 +29,7 @@ pub mod contract;
 pub mod job;
 pub mod kafka;
 pub mod pipeline;
+pub mod retry;
 pub mod runtime;
 pub mod store;
 pub mod sync;

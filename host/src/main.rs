@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches};
 use streamhost::admin::registry::{Reference, Registry};
 use streamhost::cli::{self, Cli, Command, LogFormat, OffsetsCommand};
+use streamhost::job::settings::SettingsError;
 use streamhost::runtime::Runtime;
 use tracing_subscriber::EnvFilter;
 
@@ -21,6 +22,11 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // A bad setting is a usage error, as clap's own are.
+        Err(e) if e.downcast_ref::<SettingsError>().is_some() => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
@@ -69,7 +75,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Test(args) => {
-            let runtime = Runtime::new(args.plugin.runtime_options())
+            let runtime = Runtime::new(args.plugin.runtime_options(&args.sandbox)?)
                 .context("starting the WebAssembly runtime")?;
             let plugin = load_plugin(&runtime, &args.plugin.plugin, &args.redis.config())?;
             let report = streamhost::tools::test::run(
@@ -83,7 +89,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     config: args.plugin.config,
                     state_scope: args.state_scope,
                     final_watermark: !args.no_final_watermark,
-                    time: args.time.settings(),
+                    time: args.time,
                 },
             )?;
             println!("{}", serde_json::to_string_pretty(&report)?);
@@ -94,10 +100,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn run_job(args: cli::RunArgs) -> anyhow::Result<()> {
     let stop = streamhost::job::stop_on_signals()?;
-    let runtime =
-        Runtime::new(args.plugin.runtime_options()).context("starting the WebAssembly runtime")?;
+    args.settings.validate()?;
+    let runtime = Runtime::new(args.plugin.runtime_options(&args.settings.sandbox)?)
+        .context("starting the WebAssembly runtime")?;
     let plugin = load_plugin(&runtime, &args.plugin.plugin, &args.redis.config())?;
-    streamhost::job::run_from_args(args, plugin, None, stop)
+    streamhost::job::run(args.into_job(plugin, None)?, stop)
 }
 
 /// `--plugin`: a file, or else a registry reference (NAME, NAME@VERSION, NAME@sha256:…)

@@ -12,7 +12,7 @@ use clap::Parser;
 use streamhost::batch::Batch;
 use streamhost::batch::effects::Effects;
 use streamhost::cli::RunArgs;
-use streamhost::pipeline::worker::{NativeFactory, NativeLogic};
+use streamhost::pipeline::executor::{NativeFactory, NativeLogic};
 use streamhost::runtime::{ProcessError, Runtime};
 
 #[derive(Parser)]
@@ -61,14 +61,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let run = || -> anyhow::Result<()> {
         let stop = streamhost::job::stop_on_signals()?;
-        let runtime = Runtime::new(cli.run.plugin.runtime_options())?;
+        let runtime = Runtime::new(cli.run.plugin.runtime_options(&cli.run.settings.sandbox)?)?;
         let plugin = runtime.load_file(&cli.run.plugin.plugin)?;
         let native: NativeFactory = if cli.native_stateless {
             Arc::new(|| Box::new(NativeCountOnly))
         } else {
             Arc::new(|| Box::new(NativeWordcount))
         };
-        streamhost::job::run_from_args(cli.run, plugin, Some(native), stop)
+        streamhost::job::run(cli.run.into_job(plugin, Some(native))?, stop)
     };
     match run() {
         Ok(()) => ExitCode::SUCCESS,

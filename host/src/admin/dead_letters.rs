@@ -13,7 +13,6 @@ use serde_json::json;
 
 use super::api::{ApiError, bad_query, bad_request, blocking, redis_down};
 use super::registry::Reference;
-use super::spec::limits_of;
 use super::state::shown_bytes;
 use super::{JobSpec, Shared};
 use crate::kafka::dead_letters::{DeadLetter, DeadLetterError, DeadLetterReader, READ_TIMEOUT};
@@ -125,7 +124,7 @@ pub async fn replay_dead_letters(
                 format!("job {id} has no settings.dlq_topic: it has no dead letters to replay"),
             ));
         };
-        let runtime = admin.runtime_for(&limits_of(&spec.settings))?;
+        let runtime = admin.runtime_for(&spec.settings.sandbox.limits())?;
         let (_, plugin) = admin
             .registry
             .load(&runtime, &Reference::parse(&spec.plugin)?)?;

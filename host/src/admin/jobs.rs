@@ -5,7 +5,6 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -15,16 +14,14 @@ use serde_json::json;
 
 use super::api::{ApiError, bad_request, blocking, redis_down};
 use super::registry::{Entry, Reference};
-use super::spec::{JobPatch, JobSpec, limits_of, parse_settings, valid_id};
+use super::spec::{JobPatch, JobSpec, check_settings, valid_id};
 use super::{Admin, Shared};
 use crate::job::JobConfig;
-use crate::pipeline::policy::ErrorPolicy;
 use crate::pipeline::slot::PluginSlot;
-use crate::pipeline::worker::BatchLimits;
 use crate::runtime::{InstanceSettings, Limits, Plugin, Runtime, RuntimeOptions};
 use crate::store::memory::MemoryStore;
 use crate::sync::Locked;
-use crate::telemetry::progress::{Progress, ProgressMode};
+use crate::telemetry::progress::Progress;
 
 /// Where job definitions live: HASH, job id → the JobSpec as JSON.
 pub const JOBS_KEY: &str = "streamhost:serve:jobs";
@@ -240,9 +237,9 @@ impl Admin {
                 "topics must name at least one topic",
             ));
         }
-        parse_settings(&spec.settings)?;
+        check_settings(&spec.settings)?;
         let reference = Reference::parse(&spec.plugin)?;
-        let runtime = self.runtime_for(&limits_of(&spec.settings))?;
+        let runtime = self.runtime_for(&spec.settings.sandbox.limits())?;
         let (entry, plugin) = self.registry.load(&runtime, &reference)?;
         self.check_init(&plugin, spec)?;
         Ok((entry, plugin))
@@ -288,59 +285,30 @@ impl Admin {
     }
 
     fn start(&self, spec: JobSpec, entry: Entry, plugin: Plugin) -> Result<JobHandle, ApiError> {
-        let (reset, on_error) = parse_settings(&spec.settings)?;
         let s = &spec.settings;
-        let slot = PluginSlot::new(plugin);
         let stop = Arc::new(AtomicBool::new(false));
-        let ready = Arc::new(AtomicBool::new(false));
-        let progress = Arc::new(Progress::default());
         let group = spec.namespace().to_owned();
-        let mut kafka = self.kafka.clone();
-        kafka.extend(s.kafka.clone());
-        let config = JobConfig {
-            plugin: slot.clone(),
-            plugin_config: spec.config.clone().into_iter().collect(),
-            topics: spec.topics.clone(),
-            brokers: self.brokers.clone(),
-            group: group.clone(),
-            job: group,
-            redis: crate::store::redis::RedisConfig {
-                wait_replicas: s.redis_wait_replicas,
-                wait_timeout: Duration::from_millis(s.redis_wait_timeout_ms.clamp(1, 60_000)),
-                ..self.redis_config.clone()
-            },
-            state_scope: s.state_scope,
-            limits: BatchLimits {
-                max_records: s.batch_max_records.max(1) as usize,
-                max_bytes: s.batch_max_bytes.max(1) as usize,
-                linger: Duration::from_millis(s.batch_linger_ms),
-            },
-            reset,
-            output_topic: spec.output_topic.clone(),
-            kafka,
-            partitions: spec.partitions.clone(),
-            policy: ErrorPolicy {
-                on_error,
-                max_retries: s.max_retries,
-                backoff_initial: Duration::from_millis(s.retry_backoff_ms.max(1)),
-                backoff_max: Duration::from_millis(s.retry_backoff_max_ms.max(s.retry_backoff_ms)),
-                dlq_topic: s.dlq_topic.clone(),
-                redis_give_up: Duration::from_millis(s.redis_give_up_ms.max(1)),
-                kafka_give_up: Duration::from_millis(s.kafka_give_up_ms.max(1)),
-            },
-            max_inflight_mb: s.max_inflight_mb.max(1),
-            metrics_addr: None,
-            native: None,
-            kafka_commit: s.kafka_commit,
-            metrics: Some(self.metrics.clone()),
-            progress_mode: ProgressMode::Off,
-            progress: progress.clone(),
-            ready: ready.clone(),
-            time: super::spec::time_of(s)?,
-            delivery: s.delivery,
-            transaction_interval: Duration::from_millis(s.transaction_interval_ms.min(60_000)),
-            outbox_max_bytes: s.outbox_max_mb.clamp(1, 4096) * 1024 * 1024,
-        };
+        let mut config = JobConfig::new(
+            plugin,
+            spec.topics.clone(),
+            group.clone(),
+            group,
+            self.redis_config.clone(),
+            s.clone(),
+        )
+        .map_err(|e| bad_request("bad_settings", e.to_string()))?;
+        let (slot, ready, progress) = (
+            config.plugin.clone(),
+            config.ready.clone(),
+            config.progress.clone(),
+        );
+        config.plugin_config = spec.config.clone().into_iter().collect();
+        config.brokers = self.brokers.clone();
+        config.kafka = self.kafka.clone();
+        config.kafka.extend(s.kafka.clone());
+        config.output_topic = spec.output_topic.clone();
+        config.partitions = spec.partitions.clone();
+        config.metrics = Some(self.metrics.clone());
         let state = Arc::new(Mutex::new(JobState::Running));
         let (job_state, job_stop, id) = (state.clone(), stop.clone(), spec.id.clone());
         let thread = std::thread::Builder::new()

@@ -384,6 +384,7 @@ mod tests {
                 until_offset: until,
                 writes: &effects.state,
                 time: &effects.time,
+                outbox: None,
             })
             .expect("commit")
     }
@@ -485,6 +486,7 @@ mod tests {
                 until_offset: 2,
                 writes: &e.state,
                 time: &e.time,
+                outbox: None,
             })
             .unwrap_err();
         assert!(matches!(err, StoreError::NotAnInteger { .. }), "{err}");

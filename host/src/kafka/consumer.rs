@@ -21,7 +21,10 @@ use rdkafka::types::RDKafkaRespErr;
 use super::errors::Diagnostics;
 
 /// Where a partition without a stored offset starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum ResetPolicy {
     /// The oldest record still in the partition.
     Earliest,

@@ -346,6 +346,7 @@ impl Replay<'_> {
                 until_offset: until_dlq,
                 writes: &effects.state,
                 time: &TimeWrites::default(),
+                outbox: None,
             })
             .map_err(|e| self.store_error(e))?;
         match outcome {

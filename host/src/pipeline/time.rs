@@ -25,7 +25,8 @@ const MAX_ROUNDS: usize = 16;
 
 /// `--late-records`: what happens to a record older than the watermark minus the
 /// allowed lateness.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum LatePolicy {
     /// Hand it to the plugin like any other (`kafka-record.event-time` tells it is old).
     #[default]
@@ -52,6 +53,19 @@ impl std::str::FromStr for LatePolicy {
     }
 }
 
+impl TryFrom<String> for LatePolicy {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<LatePolicy> for String {
+    fn from(p: LatePolicy) -> String {
+        p.to_string()
+    }
+}
+
 impl std::fmt::Display for LatePolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -62,17 +76,71 @@ impl std::fmt::Display for LatePolicy {
     }
 }
 
-/// A job's event-time settings.
-#[derive(Debug, Clone, Default)]
+/// A job's event-time settings (plugins of contract 0.2): watermarks, idleness, late
+/// records. Part of [`crate::job::settings::JobSettings`]; `host test` takes them too.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, clap::Args, serde::Serialize, serde::Deserialize,
+)]
+#[serde(default)]
 pub struct TimeSettings {
-    /// How far behind the highest event time seen the watermark stays (ms).
-    pub max_out_of_orderness_ms: i64,
-    /// A partition that received nothing this long moves its watermark with the wall
-    /// clock (minus the out-of-orderness), so its event-time timers do not wait for data.
-    pub idle_timeout: Option<Duration>,
-    /// How far behind the watermark a record may be before it is late (ms).
-    pub allowed_lateness_ms: i64,
-    pub late: LatePolicy,
+    /// Event time: how far behind the highest event time a partition has seen its
+    /// watermark stays, in milliseconds (records may arrive this much out of order).
+    #[arg(long, default_value_t = 0, env = "STREAMHOST_MAX_OUT_OF_ORDERNESS_MS")]
+    pub max_out_of_orderness_ms: u64,
+
+    /// Event time: a partition that received no record for this long (ms) moves its
+    /// watermark with the wall clock (minus --max-out-of-orderness-ms), so its windows
+    /// close on a quiet stream; 0 = never.
+    #[arg(long, default_value_t = 0, env = "STREAMHOST_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: u64,
+
+    /// Event time: how far behind the watermark a record may be before it is late, in
+    /// milliseconds.
+    #[arg(long, default_value_t = 0, env = "STREAMHOST_ALLOWED_LATENESS_MS")]
+    pub allowed_lateness_ms: u64,
+
+    /// Event time: what to do with a late record: process (hand it to the plugin like
+    /// any other), drop (count it in streamhost_late_records_total), or topic:NAME
+    /// (produce it to that side topic, then leave it out). Plugins of contract 0.1.0
+    /// have no event time: nothing is late for them.
+    #[arg(long, default_value_t = LatePolicy::Process, env = "STREAMHOST_LATE_RECORDS")]
+    pub late_records: LatePolicy,
+}
+
+/// Longest time setting accepted (2^40 ms, about 35 years): far beyond any window, and
+/// small enough that sums of event times cannot overflow.
+const MAX_TIME_MS: u64 = 1 << 40;
+
+impl TimeSettings {
+    pub fn validate(&self) -> Result<(), crate::job::settings::SettingsError> {
+        let mut check = crate::job::settings::Checks::default();
+        check.range(
+            "max_out_of_orderness_ms",
+            self.max_out_of_orderness_ms,
+            0,
+            MAX_TIME_MS,
+        );
+        check.range("idle_timeout_ms", self.idle_timeout_ms, 0, MAX_TIME_MS);
+        check.range(
+            "allowed_lateness_ms",
+            self.allowed_lateness_ms,
+            0,
+            MAX_TIME_MS,
+        );
+        check.done()
+    }
+
+    fn out_of_orderness(&self) -> i64 {
+        self.max_out_of_orderness_ms.min(MAX_TIME_MS) as i64
+    }
+
+    fn lateness(&self) -> i64 {
+        self.allowed_lateness_ms.min(MAX_TIME_MS) as i64
+    }
+
+    fn idle_timeout(&self) -> Option<Duration> {
+        (self.idle_timeout_ms > 0).then(|| Duration::from_millis(self.idle_timeout_ms))
+    }
 }
 
 /// What the earliest pending entry of a domain is, as far as this worker knows.
@@ -132,7 +200,7 @@ impl PartitionTime {
 
     pub fn idle(&self) -> bool {
         self.settings
-            .idle_timeout
+            .idle_timeout()
             .is_some_and(|t| self.last_record.elapsed() >= t)
     }
 
@@ -140,7 +208,7 @@ impl PartitionTime {
     pub fn advance(&self, batch: &Batch, now_ms: i64, idle: bool) -> Clock {
         let seen = batch.records.iter().filter_map(|r| r.event_time).max();
         let max_event_time = self.clock.max_event_time.max(seen);
-        let ooo = self.settings.max_out_of_orderness_ms;
+        let ooo = self.settings.out_of_orderness();
         let mut watermark = self
             .clock
             .watermark
@@ -159,7 +227,7 @@ impl PartitionTime {
         let Some(wm) = self.clock.watermark else {
             return Vec::new();
         };
-        let bound = wm.saturating_sub(self.settings.allowed_lateness_ms);
+        let bound = wm.saturating_sub(self.settings.lateness());
         batch
             .records
             .iter()
@@ -177,7 +245,7 @@ impl PartitionTime {
         }
         let wm = if self.idle() {
             self.clock.watermark.max(Some(
-                now_ms.saturating_sub(self.settings.max_out_of_orderness_ms),
+                now_ms.saturating_sub(self.settings.out_of_orderness()),
             ))
         } else {
             self.clock.watermark

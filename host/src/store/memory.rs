@@ -5,7 +5,8 @@ use std::sync::Mutex;
 
 use super::time::{Clock, Due, TimeDomain, TimeKey};
 use super::{
-    Commit, CommitOutcome, PendingWrite, StateScope, StateStore, StoreError, parse_counter,
+    Commit, CommitBarrier, CommitOutcome, Committed, PendingWrite, StateScope, StateStore,
+    StoreError, parse_counter,
 };
 use crate::sync::Locked;
 
@@ -13,6 +14,7 @@ use crate::sync::Locked;
 pub struct MemoryStore {
     scope: StateScope,
     inner: Mutex<Inner>,
+    barrier: CommitBarrier,
 }
 
 #[derive(Default)]
@@ -23,7 +25,12 @@ struct Inner {
     clocks: HashMap<(String, i32), Clock>,
     /// Per topic and partition: pending timers and expiries by when they are due.
     timers: HashMap<(String, i32), Timers>,
+    /// Per topic and partition: committed outbox entries and their sequence numbers.
+    outbox: HashMap<(String, i32), Vec<OutboxEntry>>,
 }
+
+/// An outbox entry as committed: its sequence number and its encoded emits.
+type OutboxEntry = (u64, Vec<u8>);
 
 #[derive(Default)]
 struct Timers {
@@ -51,7 +58,7 @@ impl MemoryStore {
     pub fn with_scope(scope: StateScope) -> Self {
         Self {
             scope,
-            inner: Mutex::default(),
+            ..Self::default()
         }
     }
 
@@ -62,56 +69,15 @@ impl MemoryStore {
         }
     }
 
-    /// Pending timers and expiries of a partition, earliest first.
-    pub fn pending(&self, topic: &str, partition: i32) -> Vec<(TimeKey, i64)> {
-        let inner = self.inner.locked();
-        inner
-            .timers
-            .get(&(topic.to_owned(), partition))
-            .map(|t| t.by_time.iter().map(|(at, k)| (k.clone(), *at)).collect())
-            .unwrap_or_default()
-    }
-
-    /// All state, sorted by key (under `StateScope::Partition`, every partition's).
-    pub fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
-        let inner = self.inner.locked();
-        inner
-            .state
-            .values()
-            .flatten()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    }
-}
-
-impl StateStore for MemoryStore {
-    fn get_many(
-        &self,
-        partition: Option<i32>,
-        keys: &[&str],
-    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let namespace = self.namespace(partition)?;
-        let inner = self.inner.locked();
-        let state = inner.state.get(&namespace);
-        Ok(keys
-            .iter()
-            .map(|k| state.and_then(|s| s.get(*k)).cloned())
-            .collect())
-    }
-
-    fn committed_offset(&self, topic: &str, partition: i32) -> Result<Option<i64>, StoreError> {
-        let inner = self.inner.locked();
-        Ok(inner.offsets.get(&(topic.to_owned(), partition)).copied())
-    }
-
-    fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome, StoreError> {
+    /// One batch's fenced, all-or-nothing commit.
+    fn commit_one(&self, commit: &Commit<'_>) -> Result<Committed, StoreError> {
         let namespace = self.namespace(Some(commit.partition))?;
         let mut guard = self.inner.locked();
         let inner = &mut *guard;
         let slot = (commit.topic.to_owned(), commit.partition);
         let stored = inner.offsets.get(&slot).copied();
         if stored != commit.expected {
-            return Ok(CommitOutcome::Fenced { stored });
+            return Ok((CommitOutcome::Fenced { stored }, 0));
         }
         let state = inner.state.entry(namespace).or_default();
         // Validate every increment before writing anything: the commit is all or nothing.
@@ -158,8 +124,81 @@ impl StateStore for MemoryStore {
                 timers.put(key, *at);
             }
         }
+        let mut seq = 0;
+        if let Some(entry) = commit.outbox {
+            let entries = inner.outbox.entry(slot.clone()).or_default();
+            seq = entries.last().map_or(1, |(s, _)| s + 1);
+            entries.push((seq, entry.to_vec()));
+        }
         inner.offsets.insert(slot, commit.until_offset);
-        Ok(CommitOutcome::Committed)
+        Ok((CommitOutcome::Committed, seq))
+    }
+
+    /// Pending timers and expiries of a partition, earliest first.
+    pub fn pending(&self, topic: &str, partition: i32) -> Vec<(TimeKey, i64)> {
+        let inner = self.inner.locked();
+        inner
+            .timers
+            .get(&(topic.to_owned(), partition))
+            .map(|t| t.by_time.iter().map(|(at, k)| (k.clone(), *at)).collect())
+            .unwrap_or_default()
+    }
+
+    /// A partition's committed outbox entries, oldest first, with their sequence numbers.
+    pub fn outbox(&self, topic: &str, partition: i32) -> Vec<OutboxEntry> {
+        let inner = self.inner.locked();
+        inner
+            .outbox
+            .get(&(topic.to_owned(), partition))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// All state, sorted by key (under `StateScope::Partition`, every partition's).
+    pub fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
+        let inner = self.inner.locked();
+        inner
+            .state
+            .values()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+impl StateStore for MemoryStore {
+    fn get_many(
+        &self,
+        partition: Option<i32>,
+        keys: &[&str],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let namespace = self.namespace(partition)?;
+        if let Some(p) = partition {
+            self.barrier.wait_for(p);
+        }
+        let inner = self.inner.locked();
+        let state = inner.state.get(&namespace);
+        Ok(keys
+            .iter()
+            .map(|k| state.and_then(|s| s.get(*k)).cloned())
+            .collect())
+    }
+
+    fn committed_offset(&self, topic: &str, partition: i32) -> Result<Option<i64>, StoreError> {
+        let inner = self.inner.locked();
+        Ok(inner.offsets.get(&(topic.to_owned(), partition)).copied())
+    }
+
+    fn scope(&self) -> StateScope {
+        self.scope
+    }
+
+    fn commit_all(&self, commits: &[Commit<'_>]) -> Vec<Result<Committed, StoreError>> {
+        commits.iter().map(|c| self.commit_one(c)).collect()
+    }
+
+    fn barrier(&self) -> &CommitBarrier {
+        &self.barrier
     }
 
     fn clock(&self, topic: &str, partition: i32) -> Result<Option<Clock>, StoreError> {
@@ -174,6 +213,7 @@ impl StateStore for MemoryStore {
         upto: [Option<i64>; 2],
         limit: usize,
     ) -> Result<Due, StoreError> {
+        self.barrier.wait_for(partition);
         let inner = self.inner.locked();
         let mut due = Due::default();
         let Some(timers) = inner.timers.get(&(topic.to_owned(), partition)) else {

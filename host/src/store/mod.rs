@@ -5,12 +5,16 @@
 //! partition must equal the batch's `from` offset, otherwise another worker owns the
 //! partition (or the store lost its newest commits) and nothing is applied.
 
+pub mod committer;
 pub mod memory;
 pub mod redis;
 pub mod time;
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::sync::{Condvar, Mutex};
+
+use crate::sync::Locked;
 
 /// Where a job's state lives: one namespace for the whole job, or one per input partition.
 ///
@@ -109,7 +113,13 @@ pub struct Commit<'a> {
     pub writes: &'a StateWrites,
     /// The partition's clock, timers and expiries after the batch.
     pub time: &'a time::TimeWrites,
+    /// Its emits, encoded for the outbox (`--delivery exactly-once`; `None`: none).
+    pub outbox: Option<&'a [u8]>,
 }
+
+/// What a commit of [`StateStore::commit_all`] did, and the sequence number its outbox
+/// entry got (0: none).
+pub type Committed = (CommitOutcome, u64);
 
 /// What a commit did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,8 +215,31 @@ pub trait StateStore: Send + Sync {
     /// The next offset to read for a partition, if one was ever committed.
     fn committed_offset(&self, topic: &str, partition: i32) -> Result<Option<i64>, StoreError>;
 
-    /// The fenced, atomic commit described at the top of this module.
-    fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome, StoreError>;
+    /// Where the job's state lives (decides whether commits can share a step).
+    fn scope(&self) -> StateScope;
+
+    /// The fenced, atomic commit described at the top of this module, of each batch of
+    /// `commits`, each fenced on its own stored offset; an answer per batch, in order. A
+    /// store may apply several in one step (Redis merges the writes of batches that share
+    /// a state hash); a fenced or failing batch must not keep the others from applying.
+    fn commit_all(&self, commits: &[Commit<'_>]) -> Vec<Result<Committed, StoreError>>;
+
+    /// One batch's commit.
+    fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome, StoreError> {
+        self.commit_all(std::slice::from_ref(commit))
+            .pop()
+            .unwrap_or_else(|| {
+                Err(StoreError::Command {
+                    key: format!("{}/{}", commit.topic, commit.partition),
+                    detail: "the store answered no commit".into(),
+                })
+            })
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// The partitions with a commit on its way: reads of a partition's state and timers
+    /// wait for them (see [`CommitBarrier`]).
+    fn barrier(&self) -> &CommitBarrier;
 
     /// A partition's committed clock, if it ever committed one.
     fn clock(&self, topic: &str, partition: i32) -> Result<Option<time::Clock>, StoreError>;
@@ -221,6 +254,43 @@ pub trait StateStore: Send + Sync {
         upto: [Option<i64>; 2],
         limit: usize,
     ) -> Result<time::Due, StoreError>;
+}
+
+/// Partitions with a commit on its way to the store: a batch reading state waits for its
+/// partition's previous commit, so it reads what that batch wrote (the worker processes
+/// batch N+1 while N commits).
+#[derive(Default)]
+pub struct CommitBarrier {
+    partitions: Mutex<HashMap<i32, u32>>,
+    settled: Condvar,
+}
+
+impl CommitBarrier {
+    /// A commit of `partition` is on its way.
+    pub fn started(&self, partition: i32) {
+        let mut p = self.partitions.locked();
+        *p.entry(partition).or_default() += 1;
+    }
+
+    /// ...and has been answered (or failed).
+    pub fn settled(&self, partition: i32) {
+        let mut p = self.partitions.locked();
+        if let Some(n) = p.get_mut(&partition) {
+            *n -= 1;
+            if *n == 0 {
+                p.remove(&partition);
+            }
+        }
+        self.settled.notify_all();
+    }
+
+    /// Waits until no commit of `partition` is on its way.
+    pub fn wait_for(&self, partition: i32) {
+        let mut p = self.partitions.locked();
+        while p.contains_key(&partition) {
+            p = self.settled.wait(p).unwrap_or_else(|p| p.into_inner());
+        }
+    }
 }
 
 /// Parses a stored counter: integers are kept as decimal strings so `redis-cli` shows them.

@@ -1,22 +1,28 @@
 //! `host test`: runs a plugin over a file with no Kafka and no Redis, the plugin author's
-//! inner loop. It goes through the same runtime, effects buffer, timer firing and fenced
-//! commit as the real pipeline, with the in-memory store in place of Redis. The end of
+//! inner loop. Each batch goes through the partition worker's executor
+//! (`pipeline::executor`: event times, late records, the plugin, timer firing) and the
+//! same fenced commit, with the in-memory store in place of Redis. The end of
 //! the input moves the watermark to the end of time (unless `--no-final-watermark`), so
 //! every window closes and a window plugin's output can be checked without Kafka.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use serde_json::{Map, Value, json};
 
 use crate::batch::effects::{Effects, stamped_emits};
 use crate::batch::{Batch, BatchBuilder};
-use crate::pipeline::time::{self, LatePolicy, Next, PartitionTime, TimeSettings};
+use crate::job::settings::JobSettings;
+use crate::pipeline::executor::{Aside, Executor, Processed, Processor};
+use crate::pipeline::policy::OnError;
+use crate::pipeline::time::{PartitionTime, TimeSettings};
 use crate::runtime::{InstanceSettings, OutputRecord, Plugin, Runner};
 use crate::store::memory::MemoryStore;
 use crate::store::time::TimeKind;
 use crate::store::{Commit, CommitOutcome, StateStore};
+use crate::telemetry::metrics::Metrics;
 use crate::tools::input::{InputFormat, bytes_to_json, read_records};
 
 pub struct TestRun {
@@ -36,12 +42,12 @@ pub struct TestRun {
 /// `time::FIRE_LIMIT`): a timer handler that keeps setting due timers cannot loop forever.
 const MAX_FINAL_BATCHES: usize = 10_000;
 
-/// One partition run through the plugin and the in-memory store.
+/// One partition run through the executor (as a partition worker runs it) and the
+/// in-memory store.
 struct Run<'a> {
     spec: &'a TestRun,
-    runner: Runner,
+    exec: Executor,
     store: Arc<MemoryStore>,
-    time: Option<PartitionTime>,
     emits: Vec<OutputRecord>,
     offset: i64,
     batches: usize,
@@ -52,7 +58,7 @@ struct Run<'a> {
 
 impl Run<'_> {
     /// Processes one batch (none for a batch without records), fires what its time made
-    /// due, and commits it.
+    /// due, and commits it; returns how many timers and expiries fired.
     fn batch(&mut self, mut batch: Batch) -> anyhow::Result<usize> {
         let spec = self.spec;
         let (from_offset, until_offset) = (batch.from_offset, batch.until_offset);
@@ -61,61 +67,24 @@ impl Run<'_> {
             spec.topic, spec.partition
         );
         tracing::debug!(topic = %spec.topic, partition = spec.partition, from_offset, until_offset, "batch");
-        if let Some(time) = &self.time {
-            batch.watermark = time.clock.watermark;
-        }
-        if let Some(times) = self
-            .runner
-            .event_times(&batch)
-            .with_context(|| format!("event-time.extract of batch {range} failed"))?
-        {
-            for (record, t) in batch.records.iter_mut().zip(times) {
-                record.event_time = t;
-            }
-        }
-        if let Some(time) = &self.time {
-            let late = time.late(&batch);
-            self.late += late.len() as u64;
-            if time.settings.late != LatePolicy::Process {
-                for i in late.into_iter().rev() {
-                    batch.records.remove(i);
-                }
-            }
-        }
-        let mut effects = if batch.records.is_empty() {
-            self.runner.empty_effects(batch.processing_time)
-        } else {
-            self.runner
-                .process(&mut batch)
-                .with_context(|| format!("batch {range} failed"))?
-        };
-        let mut fired_now = 0;
-        if let Some(time) = &mut self.time {
-            let mut clock = time.advance(&batch, batch.processing_time, false);
-            if batch.records.is_empty() && spec.final_watermark {
-                clock.watermark = Some(i64::MAX);
-            }
-            let (e, fired) = time::fire(
-                &mut self.runner,
-                &*self.store,
-                &spec.topic,
-                spec.partition,
-                effects,
-                [clock.watermark, Some(batch.processing_time)],
-                time.next,
-                time::FIRE_LIMIT,
-            )
-            .with_context(|| format!("firing the timers of batch {range} failed"))?;
-            effects = e;
-            effects.time.clock = Some(clock);
-            time.clock = clock;
-            time.next = fired.next.map(Next::Known);
-            fired_now = (fired.timers + fired.expiries) as usize;
-            self.timers_fired += fired.timers;
-            self.expired += fired.expiries;
-        }
+        let (late, _) = self
+            .exec
+            .prepare_time(&mut batch)
+            .with_context(|| format!("batch {range} failed"))?
+            .context("stopped")?;
+        self.late += late;
+        let Processed { effects, fired, .. } = self
+            .exec
+            .process_with_policy(&mut batch)
+            .with_context(|| format!("batch {range} failed"))?
+            .context("stopped")?;
+        let clock = effects.time.clock;
         self.commit(&range, from_offset, until_offset, effects)?;
-        Ok(fired_now)
+        self.exec.handed_over(clock, fired.as_ref());
+        let fired = fired.unwrap_or_default();
+        self.timers_fired += fired.timers;
+        self.expired += fired.expiries;
+        Ok((fired.timers + fired.expiries) as usize)
     }
 
     fn commit(
@@ -136,6 +105,7 @@ impl Run<'_> {
                 until_offset,
                 writes: &effects.state,
                 time: &effects.time,
+                outbox: None,
             })
             .with_context(|| format!("committing batch {range}"))?;
         if outcome != CommitOutcome::Committed {
@@ -173,15 +143,36 @@ pub fn run(plugin: Plugin, spec: &TestRun) -> anyhow::Result<Value> {
     };
     let mut runner = Runner::new(plugin.clone(), settings);
     runner.warm_up()?;
+    let never = Arc::new(AtomicBool::new(false));
+    let settings = JobSettings {
+        // The first failure ends the test, with its error.
+        on_error: OnError::Stop,
+        time: spec.time.clone(),
+        ..JobSettings::default()
+    };
     let mut run = Run {
         spec,
-        runner,
+        exec: Executor {
+            topic: spec.topic.clone(),
+            partition: spec.partition,
+            job: "test".into(),
+            processor: Processor::Plugin(runner),
+            policy: settings.error_policy(),
+            set_aside: 0,
+            aside: Aside::Kept(Default::default()),
+            metrics: Metrics::new(),
+            progress: Default::default(),
+            stop: never.clone(),
+            job_stop: never,
+            plugin_slot: None,
+            generation: 0,
+            store: store.clone() as Arc<dyn StateStore>,
+            time_settings: spec.time.clone(),
+            time: plugin
+                .has_time()
+                .then(|| PartitionTime::new(spec.time.clone())),
+        },
         store: store.clone(),
-        time: plugin.has_time().then(|| {
-            let mut t = PartitionTime::new(spec.time.clone());
-            t.stale = false;
-            t
-        }),
         emits: Vec::new(),
         offset: 0,
         batches: 0,
@@ -205,8 +196,14 @@ pub fn run(plugin: Plugin, spec: &TestRun) -> anyhow::Result<Value> {
         }
         run.batch(builder.finish(None))?;
     }
-    let watermark = run.time.as_ref().and_then(|t| t.clock.watermark);
-    if run.time.is_some() && spec.final_watermark {
+    let watermark = run.exec.time.as_ref().and_then(|t| t.clock.watermark);
+    if let Some(time) = &mut run.exec.time
+        && spec.final_watermark
+    {
+        // The end of the input is the end of event time: every window closes.
+        time.clock.watermark = Some(i64::MAX);
+    }
+    if run.exec.time.is_some() && spec.final_watermark {
         let mut rounds = 0;
         while !store.pending(&spec.topic, spec.partition).is_empty() && run.tick()? > 0 {
             rounds += 1;
@@ -224,8 +221,13 @@ pub fn run(plugin: Plugin, spec: &TestRun) -> anyhow::Result<Value> {
         timers_fired,
         expired,
         late,
+        exec,
         ..
     } = run;
+    let aside = match exec.aside {
+        Aside::Kept(kept) => kept.into_inner().unwrap_or_else(|p| p.into_inner()),
+        Aside::Kafka(_) => Vec::new(),
+    };
     let pending: Vec<Value> = store
         .pending(&spec.topic, spec.partition)
         .into_iter()
@@ -244,23 +246,25 @@ pub fn run(plugin: Plugin, spec: &TestRun) -> anyhow::Result<Value> {
         .into_iter()
         .map(|(k, v)| (k, bytes_to_json(Some(&v))))
         .collect();
-    let emits: Vec<Value> = emits
-        .iter()
-        .map(|r| {
-            let headers: Vec<Value> = r
-                .headers
-                .iter()
-                .map(|h| json!([h.name, bytes_to_json(h.value.as_deref())]))
-                .collect();
-            json!({
-                "topic": r.topic,
-                "key": bytes_to_json(r.key.as_deref()),
-                "value": bytes_to_json(r.value.as_deref()),
-                "headers": headers,
+    let records_json = |records: &[OutputRecord]| -> Vec<Value> {
+        records
+            .iter()
+            .map(|r| {
+                let headers: Vec<Value> = r
+                    .headers
+                    .iter()
+                    .map(|h| json!([h.name, bytes_to_json(h.value.as_deref())]))
+                    .collect();
+                json!({
+                    "topic": r.topic,
+                    "key": bytes_to_json(r.key.as_deref()),
+                    "value": bytes_to_json(r.value.as_deref()),
+                    "headers": headers,
+                })
             })
-        })
-        .collect();
-    Ok(json!({
+            .collect()
+    };
+    let mut report = json!({
         "plugin": plugin.name(),
         "digest": format!("sha256:{}", plugin.digest()),
         "records": total,
@@ -272,7 +276,12 @@ pub fn run(plugin: Plugin, spec: &TestRun) -> anyhow::Result<Value> {
         "expired_keys": expired,
         "late_records": late,
         "pending": pending,
-        "emits": emits,
+        "emits": records_json(&emits),
         "state": state,
-    }))
+    });
+    // Late records for a side topic (`--late-records topic:NAME`), as Kafka would get them.
+    if !aside.is_empty() {
+        report["set_aside"] = Value::Array(records_json(&aside));
+    }
+    Ok(report)
 }

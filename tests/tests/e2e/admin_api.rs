@@ -927,6 +927,52 @@ fn each_job_runs_in_its_own_sandbox_settings() {
     assert_eq!(r.json()["reason"], "bad_settings");
 }
 
+/// `host run` and the API check a job's settings with one rule: the same bad values are
+/// refused with the same words (the flag and the field both named), and neither clamps.
+#[test]
+fn cli_and_api_refuse_the_same_settings_with_the_same_message() {
+    let redis = Redis::start_in_memory();
+    let cache = tempfile::tempdir().expect("cache");
+    let s = serve(&redis, "127.0.0.1:1", Some(TOKEN), &[], cache.path());
+    assert_eq!(s.upload("wc", "1", "wordcount").status, 201);
+    let wc = plugin("wordcount");
+    let cases: [(&[&str], Value); 3] = [
+        (&["--outbox-max-mb", "5000"], json!({"outbox_max_mb": 5000})),
+        (
+            &["--redis-wait-timeout-ms", "0"],
+            json!({"redis_wait_timeout_ms": 0}),
+        ),
+        (&["--on-error", "dlq"], json!({"on_error": "dlq"})),
+    ];
+    for (flags, settings) in cases {
+        let mut args = vec![
+            "run",
+            "--plugin",
+            wc.to_str().expect("path"),
+            "--topic",
+            "t",
+            "--brokers",
+            "127.0.0.1:1",
+            "--redis",
+            "redis://127.0.0.1:1",
+        ];
+        args.extend_from_slice(flags);
+        let out = streamhost_tests::host(&args, cache.path());
+        assert_eq!(out.status.code(), Some(2), "{flags:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let job = json!({"id": "bad", "plugin": "wc@1", "topics": ["t"], "settings": settings});
+        let r = s.call("POST", "/v1/jobs", Some(TOKEN), job.to_string().as_bytes());
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert_eq!(r.json()["reason"], "bad_settings");
+        let message = r.json()["error"].as_str().expect("error text").to_owned();
+        assert!(message.contains("settings."), "{message}");
+        assert!(
+            stderr.contains(&format!("error: {message}")),
+            "{flags:?}: the CLI said {stderr:?}, the API {message:?}"
+        );
+    }
+}
+
 /// With no job running, `/metrics` still describes the server: its build, jobs by state,
 /// the registry's plugins and the admin requests it answered.
 #[test]

@@ -47,6 +47,7 @@ fn commit_latency(label: &str, config: &RedisConfig, scope: StateScope) -> u64 {
                 until_offset: from + 10,
                 writes: &e.state,
                 time: &e.time,
+                outbox: None,
             })
             .expect("commit");
         took.push(started.elapsed());

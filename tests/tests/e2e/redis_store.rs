@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use streamhost::batch::effects::Effects;
 use streamhost::runtime::OutputRecord;
+use streamhost::store::committer::{CommitRequest, Committer};
 use streamhost::store::redis::RedisStore;
-use streamhost::store::redis::committer::{CommitRequest, Committer};
 use streamhost::store::redis::outbox;
 use streamhost::store::{Commit, CommitOutcome, StateStore, StoreError};
 use streamhost_tests::services::{Redis, offsets_key};
@@ -26,6 +26,7 @@ fn commit(
         until_offset: until,
         writes: &e.state,
         time: &e.time,
+        outbox: None,
     })
 }
 
@@ -145,7 +146,7 @@ fn an_increment_that_would_overflow_fails_the_whole_commit() {
 fn job_store() -> (Redis, Arc<RedisStore>, Committer) {
     let redis = Redis::start_in_memory();
     let store = Arc::new(RedisStore::connect(&redis.url(), "grp", "jb").unwrap());
-    let committer = Committer::start(store.clone());
+    let committer = Committer::start(store.clone() as Arc<dyn StateStore>);
     (redis, store, committer)
 }
 

@@ -1,20 +1,5 @@
--- The commit of one or more batches, atomically (see mod.rs, which runs it, for the
--- protocol). Several batches commit together only when they share the state hash; their
--- writes arrive merged, one per key.
--- KEYS[1] state hash; then per batch: its offsets hash, and only when the batch writes
--- them, its clock hash, the sorted sets of its event-time and processing-time timers, and
--- its outbox sequence hash and outbox stream (a key declared but absent makes the script
--- wait out a Cluster slot migration).
--- ARGV[1] n; then per batch: partition, expected stored offset ('' = none stored yet),
--- until, clock ('' = leave it), for each timer set (event, processing) the number of
--- entries to add and to remove, and its outbox entry ('' = none); then the number of
--- sets, deletes, increments, then the (key, value) pairs of the sets, the keys of the deletes, the (key, delta) pairs of the
--- increments; then per batch and per timer set the (score, member) pairs to add and the
--- members to remove.
--- Returns {1, seq...} committed (per batch the sequence number of its outbox entry, 0 for
--- none), {0, batch, stored} fenced, {2, key, value} not an integer,
--- {3, key, value} would overflow, {4, stream, error} an outbox entry was refused; in the
--- last four cases nothing was written.
+-- The commit of one or more batches, atomically. It decodes what commit.rs (beside it)
+-- encodes; the KEYS, ARGV and reply format is described there, once.
 local n = tonumber(ARGV[1])
 local HEAD = 9
 -- Where each batch's keys are: offsets, clock, event timers, processing timers, outbox

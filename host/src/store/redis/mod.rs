@@ -1,37 +1,30 @@
 //! The production store: offsets and state in Redis, committed by one Lua script.
 //!
 //! The key layout is in `keys`; how the host reaches Redis (one server, Cluster,
-//! Sentinel, TLS, ACL users) in `connect`; the move from the layout of older releases in
-//! `migrate`.
+//! Sentinel, TLS, ACL users) in `connect`; the commit (its Rust encoder beside
+//! `commit.lua`, the format described once) in `commit`; the move from the layout of
+//! older releases in `migrate`.
 
-pub mod committer;
+mod commit;
 pub mod connect;
 pub mod keys;
 mod migrate;
 pub mod outbox;
 pub mod query;
 
-use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use redis::{Script, Value};
+use redis::Script;
 
 pub use connect::{Conn, Redis, RedisConfig, Topology, shown_url};
 pub use keys::Keys;
 
-use super::time::{Clock, Due, TimeDomain, TimeKey, TimeWrites};
-use super::{Commit, CommitOutcome, PendingWrite, StateScope, StateStore, StoreError};
+use super::time::{Clock, Due, TimeDomain, TimeKey};
+use super::{Commit, Committed, StateScope, StateStore, StoreError};
 use crate::sync::Locked;
-
-/// The commit, atomically: fence on the stored offset, validate increments, apply the
-/// state writes, move the offset. Returns {1} on success, {0, stored?} when fenced, and
-/// {2, key, value} when an increment targets a value that is not an integer (in which
-/// case nothing was written: a Redis script error would not roll back earlier writes,
-/// so every check happens before the first write).
-const COMMIT_SCRIPT: &str = include_str!("commit.lua");
 
 /// What of a partition's timers and expiries is due, and the earliest entry after them.
 const DUE_SCRIPT: &str = include_str!("due.lua");
@@ -106,7 +99,7 @@ pub struct RedisStore {
     /// Commits that fewer replicas than `--redis-wait-replicas` acknowledged in time.
     unreplicated: AtomicU64,
     last_unreplicated_warning: Mutex<Option<Instant>>,
-    inflight: InFlight,
+    inflight: super::CommitBarrier,
 }
 
 impl RedisStore {
@@ -123,12 +116,12 @@ impl RedisStore {
         let mut store = Self {
             redis,
             keys: Keys::new(job, group, StateScope::Job),
-            script: Script::new(COMMIT_SCRIPT),
+            script: Script::new(commit::COMMIT_SCRIPT),
             due_script: Script::new(DUE_SCRIPT),
             pool: Mutex::new(Vec::new()),
             unreplicated: AtomicU64::new(0),
             last_unreplicated_warning: Mutex::new(None),
-            inflight: InFlight::default(),
+            inflight: Default::default(),
         };
         let meta = store.keys.meta();
         let stored: Option<String> = store.with_conn(&meta, |c| {
@@ -372,268 +365,6 @@ impl RedisStore {
     }
 }
 
-/// The fence of one batch in a commit: its partition's offsets hash must hold `expected`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Head<'a> {
-    pub topic: &'a str,
-    pub partition: i32,
-    pub expected: Option<i64>,
-    pub until: i64,
-    /// Its partition's clock, timers and expiries after the batch.
-    pub time: &'a TimeWrites,
-    /// Its emits, encoded for the outbox (`--delivery exactly-once` and it emitted any).
-    pub outbox: Option<&'a [u8]>,
-}
-
-/// One key's write as the script applies it; borrowed from the batches' buffers where it
-/// can be, computed where several batches' writes of one key were combined.
-#[derive(Debug, Clone)]
-pub(crate) enum Write<'a> {
-    Set(Cow<'a, [u8]>),
-    Delete,
-    Add(i64),
-}
-
-impl<'a> From<&'a PendingWrite> for Write<'a> {
-    fn from(w: &'a PendingWrite) -> Self {
-        match w {
-            PendingWrite::Set(v) => Write::Set(Cow::Borrowed(v)),
-            PendingWrite::Delete => Write::Delete,
-            PendingWrite::Add(d) => Write::Add(*d),
-        }
-    }
-}
-
-/// The writes of several batches folded into one per key, as if applied in order. `None`
-/// when some key's writes do not combine (an increment of a value that is not an integer,
-/// an overflow): those batches then commit one by one, which names the failing one.
-pub(crate) fn merge_writes<'a>(
-    batches: impl IntoIterator<Item = &'a super::StateWrites>,
-) -> Option<Vec<(&'a str, Write<'a>)>> {
-    let mut merged: HashMap<&'a str, Write<'a>> = HashMap::new();
-    for writes in batches {
-        for (key, write) in writes.iter() {
-            let next = match (merged.remove(key.as_str()), write) {
-                (Some(Write::Add(a)), PendingWrite::Add(d)) => Write::Add(a.checked_add(*d)?),
-                (Some(Write::Delete), PendingWrite::Add(d)) => {
-                    Write::Set(Cow::Owned(d.to_string().into_bytes()))
-                }
-                (Some(Write::Set(v)), PendingWrite::Add(d)) => {
-                    let sum = super::parse_counter(&v)?.checked_add(*d)?;
-                    Write::Set(Cow::Owned(sum.to_string().into_bytes()))
-                }
-                (_, w) => Write::from(w),
-            };
-            merged.insert(key.as_str(), next);
-        }
-    }
-    Some(merged.into_iter().collect())
-}
-
-/// What the commit script answered.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum ScriptReply {
-    /// Per batch, the sequence number of its outbox entry (0: none).
-    Committed { seqs: Vec<u64> },
-    /// The `batch`-th head (0-based) did not match; nothing was written.
-    Fenced { batch: usize, stored: Option<i64> },
-}
-
-/// Partitions with a commit on its way to Redis: a batch reading state waits for its
-/// partition's previous commit, so it reads what that batch wrote.
-#[derive(Default)]
-struct InFlight {
-    partitions: Mutex<HashMap<i32, u32>>,
-    settled: Condvar,
-}
-
-impl RedisStore {
-    /// A commit of `partition` is on its way (see [`InFlight`]).
-    pub(crate) fn commit_started(&self, partition: i32) {
-        let mut p = self.inflight.partitions.locked();
-        *p.entry(partition).or_default() += 1;
-    }
-
-    /// ...and has been answered (or failed).
-    pub(crate) fn commit_settled(&self, partition: i32) {
-        let mut p = self.inflight.partitions.locked();
-        if let Some(n) = p.get_mut(&partition) {
-            *n -= 1;
-            if *n == 0 {
-                p.remove(&partition);
-            }
-        }
-        self.inflight.settled.notify_all();
-    }
-
-    fn wait_for_commits_of(&self, partition: i32) {
-        let mut p = self.inflight.partitions.locked();
-        while p.contains_key(&partition) {
-            p = self
-                .inflight
-                .settled
-                .wait(p)
-                .unwrap_or_else(|p| p.into_inner());
-        }
-    }
-
-    /// Runs the commit script: every head fenced, then `writes` (of the state hash of the
-    /// heads' partition, or of the job) and the heads' offsets, atomically. With
-    /// `--redis-wait-replicas`, waits for the replicas on the connection that ran it.
-    pub(crate) fn run_commit(
-        &self,
-        heads: &[Head<'_>],
-        writes: &[(&str, Write<'_>)],
-    ) -> Result<ScriptReply, StoreError> {
-        let first = heads.first().ok_or_else(|| StoreError::Command {
-            key: self.keys.meta(),
-            detail: "a commit without a batch".to_owned(),
-        })?;
-        let offsets: Vec<String> = heads
-            .iter()
-            .map(|h| self.keys.offsets(h.topic, h.partition))
-            .collect();
-        // Per batch and timer set: the (score, member) pairs to add, the members to remove.
-        type Changes = (Vec<(i64, Vec<u8>)>, Vec<Vec<u8>>);
-        let changes: Vec<[Changes; 2]> = heads
-            .iter()
-            .map(|h| {
-                let mut per: [Changes; 2] = Default::default();
-                for (key, at) in &h.time.entries {
-                    let (adds, removes) = &mut per[key.domain.index()];
-                    match at {
-                        Some(at) => adds.push((*at, key.member())),
-                        None => removes.push(key.member()),
-                    }
-                }
-                per
-            })
-            .collect();
-        let state = self.keys.state(Some(first.partition))?;
-        let (mut sets, mut dels, mut incrs) = (Vec::new(), Vec::new(), Vec::new());
-        for (key, write) in writes {
-            match write {
-                Write::Set(v) => sets.push((*key, v)),
-                Write::Delete => dels.push(*key),
-                Write::Add(d) => incrs.push((*key, *d)),
-            }
-        }
-        // Only the keys a batch writes are declared (see commit.lua).
-        let mut inv = self.script.key(&state);
-        for ((h, key), per) in heads.iter().zip(&offsets).zip(&changes) {
-            inv.key(key);
-            if h.time.clock.is_some() {
-                inv.key(self.keys.clock(h.topic, h.partition));
-            }
-            for (domain, (adds, removes)) in TimeDomain::ALL.iter().zip(per) {
-                if !adds.is_empty() || !removes.is_empty() {
-                    inv.key(self.keys.timers(h.topic, h.partition, *domain));
-                }
-            }
-            if h.outbox.is_some() {
-                inv.key(self.keys.outbox_seq(h.topic, h.partition));
-                inv.key(self.keys.outbox(h.topic, h.partition));
-            }
-        }
-        inv.arg(heads.len());
-        for (h, per) in heads.iter().zip(&changes) {
-            inv.arg(h.partition)
-                .arg(h.expected.map(|o| o.to_string()).unwrap_or_default())
-                .arg(h.until)
-                .arg(h.time.clock.map(|c| c.encode()).unwrap_or_default());
-            for (adds, removes) in per {
-                inv.arg(adds.len()).arg(removes.len());
-            }
-            inv.arg(h.outbox.unwrap_or_default());
-        }
-        inv.arg(sets.len()).arg(dels.len()).arg(incrs.len());
-        for (k, v) in &sets {
-            inv.arg(k.as_bytes()).arg(v.as_ref());
-        }
-        for k in &dels {
-            inv.arg(k.as_bytes());
-        }
-        for (k, d) in &incrs {
-            inv.arg(k.as_bytes()).arg(*d);
-        }
-        for per in &changes {
-            for (adds, removes) in per {
-                for (at, member) in adds {
-                    inv.arg(*at).arg(member.as_slice());
-                }
-                for member in removes {
-                    inv.arg(member.as_slice());
-                }
-            }
-        }
-        // WAIT counts the writes of its own connection: it must follow the script on the
-        // connection that ran it.
-        let (wanted, timeout) = (self.redis.wait_replicas, self.redis.wait_timeout);
-        let (reply, acked) = self.with_conn(&state, |c| {
-            let reply: Vec<Value> = inv.invoke(c)?;
-            let committed = matches!(reply.first(), Some(Value::Int(1)));
-            let acked = (wanted > 0 && committed).then(|| c.wait_replicas(&state, wanted, timeout));
-            Ok((reply, acked))
-        })?;
-        let text = |v: Option<&Value>| match v {
-            Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-            Some(Value::Int(i)) => i.to_string(),
-            _ => String::new(),
-        };
-        let delta_of = |key: &str| incrs.iter().find(|(k, _)| *k == key).map_or(0, |(_, d)| *d);
-        match reply.first() {
-            Some(Value::Int(1)) => {
-                if let Some(acked) = acked {
-                    self.report_unreplicated(acked, first.topic, first.partition, first.until);
-                }
-                let seqs = (1..=heads.len())
-                    .map(|i| match reply.get(i) {
-                        Some(Value::Int(s)) => *s as u64,
-                        _ => 0,
-                    })
-                    .collect();
-                Ok(ScriptReply::Committed { seqs })
-            }
-            Some(Value::Int(0)) => Ok(ScriptReply::Fenced {
-                batch: text(reply.get(1))
-                    .parse::<usize>()
-                    .unwrap_or(1)
-                    .saturating_sub(1),
-                stored: text(reply.get(2)).parse().ok(),
-            }),
-            Some(Value::Int(2)) => {
-                let key = text(reply.get(1));
-                Err(StoreError::NotAnInteger {
-                    delta: delta_of(&key),
-                    key,
-                    value: text(reply.get(2)),
-                })
-            }
-            Some(Value::Int(3)) => {
-                let key = text(reply.get(1));
-                Err(StoreError::Overflow {
-                    delta: delta_of(&key),
-                    key,
-                })
-            }
-            Some(Value::Int(4)) => Err(StoreError::Command {
-                key: text(reply.get(1)),
-                detail: format!(
-                    "the outbox refused the batch's entry ({}): its sequence counter was \
-                     reset behind its entries; set the counter's field in {} to the stream's \
-                     last id (XINFO STREAM) and start the job again",
-                    text(reply.get(2)),
-                    self.keys.outbox_seq(first.topic, first.partition)
-                ),
-            }),
-            other => Err(StoreError::Command {
-                key: offsets.join(" "),
-                detail: format!("unexpected reply from the commit script: {other:?}"),
-            }),
-        }
-    }
-}
-
 impl StateStore for RedisStore {
     fn get_many(
         &self,
@@ -644,7 +375,7 @@ impl StateStore for RedisStore {
             return Ok(Vec::new());
         }
         if let Some(p) = partition {
-            self.wait_for_commits_of(p);
+            self.inflight.wait_for(p);
         }
         let state = self.keys.state(partition)?;
         self.with_conn(&state, |c| {
@@ -663,24 +394,16 @@ impl StateStore for RedisStore {
         Ok(v.and_then(|s| s.parse().ok()))
     }
 
-    fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome, StoreError> {
-        let head = Head {
-            topic: commit.topic,
-            partition: commit.partition,
-            expected: commit.expected,
-            until: commit.until_offset,
-            time: commit.time,
-            outbox: None,
-        };
-        let writes: Vec<(&str, Write<'_>)> = commit
-            .writes
-            .iter()
-            .map(|(k, w)| (k.as_str(), Write::from(w)))
-            .collect();
-        match self.run_commit(&[head], &writes)? {
-            ScriptReply::Committed { .. } => Ok(CommitOutcome::Committed),
-            ScriptReply::Fenced { stored, .. } => Ok(CommitOutcome::Fenced { stored }),
-        }
+    fn scope(&self) -> StateScope {
+        self.keys.scope
+    }
+
+    fn commit_all(&self, commits: &[Commit<'_>]) -> Vec<Result<Committed, StoreError>> {
+        self.commit_batches(commits)
+    }
+
+    fn barrier(&self) -> &super::CommitBarrier {
+        &self.inflight
     }
 
     fn clock(&self, topic: &str, partition: i32) -> Result<Option<Clock>, StoreError> {
@@ -712,7 +435,7 @@ impl StateStore for RedisStore {
         upto: [Option<i64>; 2],
         limit: usize,
     ) -> Result<Due, StoreError> {
-        self.wait_for_commits_of(partition);
+        self.inflight.wait_for(partition);
         let score = |b: &[u8]| -> Option<i64> {
             std::str::from_utf8(b)
                 .ok()?

@@ -2,36 +2,37 @@
 //! one worker thread per assigned partition, the producer and the Redis store; stops
 //! cleanly on a signal or when a worker fails.
 
+pub mod settings;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use std::io::IsTerminal;
-
 use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::{Message, Offset};
 
-use crate::cli::RunArgs;
 use crate::kafka::consumer::{
     self as source, Assignments, ResetPolicy, SourceConfig, SourceContext,
 };
 use crate::kafka::mirror::{Mirror, MirrorHandle};
 use crate::kafka::producer::Sink;
-use crate::pipeline::policy::ErrorPolicy;
+use crate::pipeline::executor::{Aside, Executor, NativeFactory, Processor};
 use crate::pipeline::relay::{self, Delivery, RelaySettings};
 use crate::pipeline::slot::PluginSlot;
-use crate::pipeline::time::{PartitionTime, TimeSettings};
-use crate::pipeline::worker::{BatchLimits, NativeFactory, PartitionWorker, Processor};
+use crate::pipeline::time::PartitionTime;
+use crate::pipeline::worker::PartitionWorker;
+use crate::retry::{Limit, Retry};
 use crate::runtime::{InstanceSettings, Plugin, Runner};
-use crate::store::redis::committer::Committer;
+use crate::store::committer::Committer;
 use crate::store::redis::{Redis, RedisStore};
 use crate::store::{StateStore, StoreError};
 use crate::sync::Locked;
 use crate::telemetry::progress::{Progress, ProgressMode, Reporter};
+use settings::JobSettings;
 
 pub struct JobConfig {
     /// The plugin, swappable while the job runs (`host serve`).
@@ -41,24 +42,18 @@ pub struct JobConfig {
     pub brokers: String,
     pub group: String,
     pub job: String,
+    /// Where Redis is; the settings' `redis_wait_*` apply on top.
     pub redis: crate::store::redis::RedisConfig,
-    pub state_scope: crate::store::StateScope,
-    pub limits: BatchLimits,
-    pub reset: ResetPolicy,
+    pub settings: JobSettings,
     pub output_topic: Option<String>,
     pub kafka: Vec<(String, String)>,
     /// Static assignment: these partitions of every topic, no group membership.
     pub partitions: Option<Vec<i32>>,
-    pub policy: crate::pipeline::policy::ErrorPolicy,
-    /// Cap on fetched, unprocessed bytes per partition.
-    pub max_inflight_mb: u32,
     /// Where to serve /metrics, /healthz and /readyz.
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Logic compiled into the process that replaces the plugin (the benchmarks' native
     /// baseline; `None` everywhere else).
     pub native: Option<NativeFactory>,
-    /// Mirror committed offsets to the Kafka group (best effort; Redis stays the truth).
-    pub kafka_commit: bool,
     /// Metrics to update; `None`: the job makes its own (served at `metrics_addr`).
     pub metrics: Option<Arc<crate::telemetry::metrics::Metrics>>,
     pub progress_mode: ProgressMode,
@@ -66,13 +61,40 @@ pub struct JobConfig {
     pub ready: Arc<AtomicBool>,
     /// Updated after every commit (records, committed offsets, lag).
     pub progress: Arc<Progress>,
-    /// Watermarks, idleness and late records (plugins of contract 0.2).
-    pub time: TimeSettings,
-    /// How emits reach Kafka; with exactly-once, how often each partition's relay
-    /// commits a transaction and how many bytes its outbox may hold.
-    pub delivery: Delivery,
-    pub transaction_interval: Duration,
-    pub outbox_max_bytes: u64,
+}
+
+impl JobConfig {
+    /// A job of `plugin` over `topics` with `settings` (checked here: whoever builds a
+    /// job, `host run` or the API, gets the same refusal); the rest at its defaults.
+    pub fn new(
+        plugin: Plugin,
+        topics: Vec<String>,
+        group: String,
+        job: String,
+        redis: crate::store::redis::RedisConfig,
+        settings: JobSettings,
+    ) -> Result<Self, settings::SettingsError> {
+        settings.validate()?;
+        Ok(Self {
+            plugin: PluginSlot::new(plugin),
+            plugin_config: Vec::new(),
+            topics,
+            brokers: "localhost:9092".into(),
+            group,
+            job,
+            redis,
+            settings,
+            output_topic: None,
+            kafka: Vec::new(),
+            partitions: None,
+            metrics_addr: None,
+            native: None,
+            metrics: None,
+            progress_mode: ProgressMode::Off,
+            ready: Arc::new(AtomicBool::new(false)),
+            progress: Default::default(),
+        })
+    }
 }
 
 /// How often this host announces itself in Redis, and how long an announcement lasts.
@@ -132,7 +154,7 @@ impl Shared {
             );
             return Ok((Offset::Beginning, None));
         }
-        match self.config.reset {
+        match self.config.settings.offset_reset {
             ResetPolicy::Earliest => Ok((Offset::Beginning, None)),
             ResetPolicy::Latest => Ok((Offset::End, None)),
             ResetPolicy::None => Err(format!(
@@ -164,21 +186,20 @@ impl Shared {
                 known
             }
         };
-        let started = Instant::now();
-        let mut attempt = 0;
+        let policy = self.config.settings.error_policy();
+        let stopping = || self.stop.load(Ordering::SeqCst);
+        let mut retry = Retry::new(policy.backoff, Limit::For(policy.redis_give_up), &stopping);
         loop {
-            match self.store.offsets(topic, &partitions) {
+            let e = match self.store.offsets(topic, &partitions) {
                 Ok(stored) => return Ok(stored),
-                Err(e @ StoreError::Unavailable { .. })
-                    if started.elapsed() < self.config.policy.redis_give_up
-                        && !self.stop.load(Ordering::SeqCst) =>
-                {
-                    attempt += 1;
-                    let pause = self.config.policy.backoff(attempt);
-                    tracing::warn!(topic, error = %e, "reading stored offsets; retrying in {pause:?}");
-                    std::thread::sleep(pause);
-                }
+                Err(e @ StoreError::Unavailable { .. }) => e,
                 Err(e) => return Err(format!("reading the stored offsets of {topic}: {e}")),
+            };
+            let announce = |pause| tracing::warn!(topic, error = %e, "reading stored offsets; retrying in {pause:?}");
+            if let Err(halt) = retry.again(announce) {
+                return Err(format!(
+                    "reading the stored offsets of {topic}: {e} ({halt})"
+                ));
             }
         }
     }
@@ -208,7 +229,7 @@ impl Shared {
         };
         let (generation, plugin) = self.config.plugin.current();
         let time = (self.config.native.is_none() && plugin.has_time())
-            .then(|| PartitionTime::new(self.config.time.clone()));
+            .then(|| PartitionTime::new(self.config.settings.time.clone()));
         let processor = if let Some(native) = &self.config.native {
             Processor::Native(native())
         } else {
@@ -232,32 +253,39 @@ impl Shared {
             None => None,
         };
         self.prepared.locked().push(PartitionWorker {
-            topic: topic.to_owned(),
-            partition,
+            exec: Executor {
+                topic: topic.to_owned(),
+                partition,
+                job: self.config.job.clone(),
+                processor,
+                policy: self.config.settings.error_policy(),
+                set_aside: 0,
+                aside: Aside::Kafka(self.sink.clone()),
+                metrics: self.metrics.clone(),
+                progress: self.progress.clone(),
+                stop,
+                job_stop: self.stop.clone(),
+                plugin_slot: self
+                    .config
+                    .native
+                    .is_none()
+                    .then(|| self.config.plugin.clone()),
+                generation,
+                store: self.store.clone() as Arc<dyn StateStore>,
+                time_settings: self.config.settings.time.clone(),
+                time,
+            },
             queue,
             source,
             pending: Default::default(),
             in_flight: None,
             consumer: consumer.clone(),
-            processor,
             committer: self.committer.clone(),
             sink: self.sink.clone(),
-            limits: self.config.limits.clone(),
-            reset: self.config.reset,
-            policy: self.config.policy.clone(),
-            job: self.config.job.clone(),
-            set_aside: 0,
-            metrics: self.metrics.clone(),
+            limits: self.config.settings.batch_limits(),
+            reset: self.config.settings.offset_reset,
             expected,
-            stop,
-            job_stop: self.stop.clone(),
-            plugin_slot: self.config.plugin.clone(),
-            generation,
             mirror: self.mirror.locked().clone(),
-            progress: self.progress.clone(),
-            store: self.store.clone(),
-            time_settings: self.config.time.clone(),
-            time,
             relay,
         });
         Ok(offset)
@@ -307,14 +335,14 @@ impl Assignments for Shared {
         let prepared: Vec<PartitionWorker> = std::mem::take(&mut *self.prepared.locked());
         let mut running = self.running.locked();
         for worker in prepared {
-            let key = (worker.topic.clone(), worker.partition);
-            let stop = worker.stop.clone();
+            let key = (worker.exec.topic.clone(), worker.exec.partition);
+            let stop = worker.exec.stop.clone();
             let job_stop = self.stop.clone();
             let failure = FailureSink {
                 stop: job_stop,
                 failures: self.failures.clone(),
             };
-            let name = format!("{}-{}", worker.topic, worker.partition);
+            let name = format!("{}-{}", worker.exec.topic, worker.exec.partition);
             let thread = std::thread::Builder::new().name(name).spawn(move || {
                 if let Err(e) = worker.run() {
                     failure.report(e.to_string());
@@ -376,76 +404,6 @@ pub fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-/// `host run`: the job its flags describe, with `plugin` already loaded (or `native`
-/// logic in its place, for the benchmarks), until `stop` is raised or a worker fails.
-pub fn run_from_args(
-    args: RunArgs,
-    plugin: Plugin,
-    native: Option<NativeFactory>,
-    stop: Arc<AtomicBool>,
-) -> anyhow::Result<()> {
-    let group = args
-        .group
-        .clone()
-        .unwrap_or_else(|| plugin.name().to_owned());
-    let job = args.job.clone().unwrap_or_else(|| group.clone());
-    tracing::info!(plugin = plugin.name(), digest = plugin.digest(), group, job, topics = ?args.topics, "starting");
-    let progress_mode = if std::io::stderr().is_terminal() {
-        ProgressMode::Terminal
-    } else if args.progress_interval_s == 0 {
-        ProgressMode::Off
-    } else {
-        ProgressMode::Log(Duration::from_secs(args.progress_interval_s))
-    };
-    let config = JobConfig {
-        plugin: PluginSlot::new(plugin),
-        kafka_commit: !args.no_kafka_commit,
-        metrics: None,
-        progress_mode,
-        progress: Default::default(),
-        ready: Arc::new(AtomicBool::new(false)),
-        plugin_config: args.plugin.config,
-        topics: args.topics,
-        brokers: args.kafka.brokers.clone(),
-        group,
-        job,
-        redis: crate::store::redis::RedisConfig {
-            wait_replicas: args.redis_wait_replicas,
-            wait_timeout: Duration::from_millis(args.redis_wait_timeout_ms),
-            ..args.redis.config()
-        },
-        state_scope: args.state_scope,
-        limits: BatchLimits {
-            max_records: args.batch_max_records as usize,
-            max_bytes: args.batch_max_bytes as usize,
-            linger: Duration::from_millis(args.batch_linger_ms),
-        },
-        reset: args.offset_reset,
-        output_topic: args.output_topic,
-        kafka: args.kafka.properties()?,
-        max_inflight_mb: args.max_inflight_mb,
-        metrics_addr: args.metrics_addr,
-        partitions: args.partitions,
-        native,
-        policy: ErrorPolicy {
-            on_error: args.on_error,
-            max_retries: args.max_retries,
-            backoff_initial: Duration::from_millis(args.retry_backoff_ms),
-            backoff_max: Duration::from_millis(
-                args.retry_backoff_max_ms.max(args.retry_backoff_ms),
-            ),
-            dlq_topic: args.dlq_topic,
-            redis_give_up: Duration::from_millis(args.redis_give_up_ms),
-            kafka_give_up: Duration::from_millis(args.kafka_give_up_ms),
-        },
-        time: args.time.settings(),
-        delivery: args.delivery,
-        transaction_interval: Duration::from_millis(args.transaction_interval_ms),
-        outbox_max_bytes: args.outbox_max_mb * 1024 * 1024,
-    };
-    run(config, stop)
-}
-
 /// The topic's partitions as the consumer's metadata has them (empty if unknown).
 fn topic_partitions(consumer: &BaseConsumer<SourceContext>, topic: &str) -> Vec<i32> {
     match consumer.fetch_metadata(Some(topic), Duration::from_secs(10)) {
@@ -467,12 +425,14 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     // Redis may be restarting as the host starts (or go again right after the wait):
     // wait for it as long as a commit would.
     let waiting_since = Instant::now();
-    let redis = Arc::new(Redis::new(&config.redis)?);
+    let redis = Arc::new(Redis::new(&crate::store::redis::RedisConfig {
+        wait_replicas: config.settings.redis_wait_replicas,
+        wait_timeout: config.settings.redis_wait_timeout(),
+        ..config.redis.clone()
+    })?);
+    let policy = config.settings.error_policy();
     let store = loop {
-        let left = config
-            .policy
-            .redis_give_up
-            .saturating_sub(waiting_since.elapsed());
+        let left = policy.redis_give_up.saturating_sub(waiting_since.elapsed());
         crate::store::redis::wait_until_reachable(&redis, left, &stop)?;
         if stop.load(Ordering::SeqCst) {
             return Ok(());
@@ -481,7 +441,7 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
             redis.clone(),
             &config.group,
             &config.job,
-            Some(config.state_scope),
+            Some(config.settings.state_scope),
         )
         .and_then(|store| store.register_topics(&config.topics).map(|()| store));
         match opened {
@@ -502,9 +462,13 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         std::process::id(),
         crate::clock::unix_nanos() % 1_000_000_000
     );
-    let (brokers, group, reset) = (config.brokers.clone(), config.group.clone(), config.reset);
-    let max_inflight_kb = config.max_inflight_mb as u64 * 1024;
-    let prefetch_records = (2 * config.limits.max_records).clamp(10_000, 100_000);
+    let (brokers, group, reset) = (
+        config.brokers.clone(),
+        config.group.clone(),
+        config.settings.offset_reset,
+    );
+    let max_inflight_kb = config.settings.max_inflight_mb as u64 * 1024;
+    let prefetch_records = (2 * config.settings.batch_max_records as usize).clamp(10_000, 100_000);
     let kafka = config.kafka.clone();
     let topics = config.topics.clone();
     let partitions = config.partitions.clone();
@@ -518,19 +482,20 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     if let Some(addr) = config.metrics_addr {
         crate::telemetry::metrics::serve(addr, metrics.clone(), ready.clone())?;
     }
-    let relay_settings = (config.delivery == Delivery::ExactlyOnce).then(|| RelaySettings {
-        brokers: config.brokers.clone(),
-        kafka: config.kafka.clone(),
-        output_topic: config.output_topic.clone(),
-        job: config.job.clone(),
-        group: config.group.clone(),
-        interval: config.transaction_interval,
-        max_pending_bytes: config.outbox_max_bytes,
-    });
+    let relay_settings =
+        (config.settings.delivery == Delivery::ExactlyOnce).then(|| RelaySettings {
+            brokers: config.brokers.clone(),
+            kafka: config.kafka.clone(),
+            output_topic: config.output_topic.clone(),
+            job: config.job.clone(),
+            group: config.group.clone(),
+            interval: config.settings.transaction_interval(),
+            max_pending_bytes: config.settings.outbox_max_bytes(),
+        });
     let shared = Arc::new(Shared {
         metrics,
         config,
-        committer: Arc::new(Committer::start(store.clone())),
+        committer: Arc::new(Committer::start(store.clone() as Arc<dyn StateStore>)),
         store: store.clone(),
         sink: sink.clone(),
         relay: relay_settings,
@@ -556,16 +521,11 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     )
     .context("creating the Kafka consumer")?;
 
-    source::wait_for_brokers(
-        &consumer,
-        &brokers,
-        shared.config.policy.kafka_give_up,
-        &stop,
-    )?;
+    source::wait_for_brokers(&consumer, &brokers, policy.kafka_give_up, &stop)?;
     if stop.load(Ordering::SeqCst) {
         return Ok(());
     }
-    let mirror = if shared.config.kafka_commit {
+    let mirror = if shared.config.settings.kafka_commit {
         let failures = shared
             .metrics
             .kafka_commit_failures
@@ -611,7 +571,7 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let mut topic_check = Some(source::TopicCheck::new(
         &topics,
         &brokers,
-        shared.config.policy.kafka_give_up,
+        policy.kafka_give_up,
     ));
     while !stop.load(Ordering::SeqCst) {
         reporter.tick(&shared.progress);

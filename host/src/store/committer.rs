@@ -1,21 +1,17 @@
-//! Takes commits off the workers' critical path. A worker hands its batch's commit over
-//! and processes its next batch while Redis applies this one; it waits for the answer only
-//! before it commits (or produces) the next. Commits of several partitions that are due at
-//! the same moment share one script run: under the job scope they write one state hash, so
-//! their writes are merged (one `HINCRBY` for a word three partitions counted) and every
-//! batch is still fenced on its own stored offset inside the same atomic script.
-//!
-//! A merged run that finds any batch fenced or any write invalid writes nothing; its
-//! batches then commit one by one, which applies the good ones and names the bad one.
+//! Takes commits off the workers' critical path (step 5 of `pipeline::worker`). A worker
+//! hands its batch's commit over and processes its next batch while the store applies this
+//! one; it waits for the answer only before it commits (or produces) the next. Commits of
+//! several partitions that are due at the same moment go to the store together
+//! (`StateStore::commit_all`): Redis applies them in one script run with their writes
+//! merged, each batch still fenced on its own stored offset (`store::redis::commit`).
 
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use super::{Head, RedisStore, ScriptReply, Write, merge_writes};
-use crate::store::time::TimeWrites;
-use crate::store::{CommitOutcome, StateScope, StateWrites, StoreError};
+use super::time::TimeWrites;
+use super::{Commit, CommitOutcome, Committed, StateScope, StateStore, StateWrites, StoreError};
 use crate::sync::Locked;
 
 /// Most batches one script run commits: bounds the script's size and the time other
@@ -45,12 +41,14 @@ pub struct CommitRequest {
 }
 
 impl CommitRequest {
-    fn head(&self) -> Head<'_> {
-        Head {
+    fn as_commit(&self) -> Commit<'_> {
+        Commit {
             topic: &self.topic,
             partition: self.partition,
             expected: self.expected,
-            until: self.until_offset,
+            from_offset: self.from_offset,
+            until_offset: self.until_offset,
+            writes: &self.writes,
             time: &self.time,
             outbox: self.outbox.as_deref(),
         }
@@ -116,13 +114,13 @@ impl Ticket {
 
 /// The job's commit threads.
 pub struct Committer {
-    store: Arc<RedisStore>,
+    store: Arc<dyn StateStore>,
     lanes: Vec<Sender<Arc<Slot>>>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Committer {
-    pub fn start(store: Arc<RedisStore>) -> Self {
+    pub fn start(store: Arc<dyn StateStore>) -> Self {
         let count = match store.scope() {
             StateScope::Job => 1,
             StateScope::Partition => PARTITION_SCOPE_THREADS,
@@ -134,7 +132,7 @@ impl Committer {
             let store = store.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("commit-{i}"))
-                .spawn(move || run(&store, &rx));
+                .spawn(move || run(&*store, &rx));
             // Without the thread, submit() commits on the worker's thread instead.
             if let Ok(handle) = spawned {
                 lanes.push(tx);
@@ -148,15 +146,12 @@ impl Committer {
         }
     }
 
-    pub fn store(&self) -> &Arc<RedisStore> {
-        &self.store
-    }
-
     /// Commits `requests` now, on this thread, together where the scope allows (what a
     /// commit thread does with the requests it found waiting).
     pub fn commit_now(&self, requests: &[CommitRequest]) -> Vec<Result<CommitOutcome, StoreError>> {
-        let requests: Vec<&CommitRequest> = requests.iter().collect();
-        commit_together(&self.store, &requests)
+        let commits: Vec<Commit<'_>> = requests.iter().map(|r| r.as_commit()).collect();
+        self.store
+            .commit_all(&commits)
             .into_iter()
             .map(|r| r.map(|(outcome, _)| outcome))
             .collect()
@@ -175,15 +170,15 @@ impl Committer {
             slot: slot.clone(),
             submitted: Instant::now(),
         };
-        self.store.commit_started(partition);
+        self.store.barrier().started(partition);
         let lane = partition.unsigned_abs() as usize % self.lanes.len().max(1);
         match self.lanes.get(lane) {
             Some(lane) => {
                 if let Err(mpsc::SendError(slot)) = lane.send(slot) {
-                    commit_round(&self.store, &[slot]);
+                    commit_round(&*self.store, &[slot]);
                 }
             }
-            None => commit_round(&self.store, &[slot]),
+            None => commit_round(&*self.store, &[slot]),
         }
         ticket
     }
@@ -198,7 +193,7 @@ impl Drop for Committer {
     }
 }
 
-fn run(store: &RedisStore, rx: &Receiver<Arc<Slot>>) {
+fn run(store: &dyn StateStore, rx: &Receiver<Arc<Slot>>) {
     while let Ok(first) = rx.recv() {
         let mut round = vec![first];
         while round.len() < MAX_ROUND {
@@ -211,11 +206,14 @@ fn run(store: &RedisStore, rx: &Receiver<Arc<Slot>>) {
     }
 }
 
-fn commit_round(store: &RedisStore, round: &[Arc<Slot>]) {
+fn commit_round(store: &dyn StateStore, round: &[Arc<Slot>]) {
     let mut guards: Vec<_> = round.iter().map(|s| s.request.locked()).collect();
-    let requests: Vec<&CommitRequest> = guards.iter().filter_map(|g| g.as_ref()).collect();
-    let answers = commit_together(store, &requests);
-    drop(requests);
+    let commits: Vec<Commit<'_>> = guards
+        .iter()
+        .filter_map(|g| g.as_ref().map(CommitRequest::as_commit))
+        .collect();
+    let answers: Vec<Result<Committed, StoreError>> = store.commit_all(&commits);
+    drop(commits);
     let mut results = Vec::with_capacity(answers.len());
     let mut answers = answers.into_iter();
     for guard in guards.iter_mut() {
@@ -232,64 +230,11 @@ fn commit_round(store: &RedisStore, round: &[Arc<Slot>]) {
     let answered = Instant::now();
     for slot in round.iter().rev() {
         let result = results.pop().unwrap_or(Err(StoreError::Command {
-            key: store.keys().meta(),
-            detail: "the commit was lost before it ran".to_owned(),
+            key: format!("partition {}", slot.partition),
+            detail: "the store answered no commit for this batch".to_owned(),
         }));
         *slot.answer.locked() = Some((result, answered));
         slot.answered.notify_all();
-        store.commit_settled(slot.partition);
+        store.barrier().settled(slot.partition);
     }
-}
-
-/// Per request its outcome and the sequence number of its outbox entry (0: none).
-type Answer = Result<(CommitOutcome, u64), StoreError>;
-
-fn commit_together(store: &RedisStore, requests: &[&CommitRequest]) -> Vec<Answer> {
-    if requests.len() > 1 && store.scope() == StateScope::Job {
-        merged(store, requests)
-    } else {
-        requests.iter().map(|r| single(store, r)).collect()
-    }
-}
-
-fn single(store: &RedisStore, request: &CommitRequest) -> Answer {
-    let writes: Vec<(&str, Write<'_>)> = request
-        .writes
-        .iter()
-        .map(|(k, w)| (k.as_str(), Write::from(w)))
-        .collect();
-    match store.run_commit(&[request.head()], &writes)? {
-        ScriptReply::Committed { seqs } => {
-            Ok((CommitOutcome::Committed, seqs.first().copied().unwrap_or(0)))
-        }
-        ScriptReply::Fenced { stored, .. } => Ok((CommitOutcome::Fenced { stored }, 0)),
-    }
-}
-
-fn merged(store: &RedisStore, requests: &[&CommitRequest]) -> Vec<Answer> {
-    if let Some(writes) = merge_writes(requests.iter().map(|r| &r.writes)) {
-        let heads: Vec<Head<'_>> = requests.iter().map(|r| r.head()).collect();
-        match store.run_commit(&heads, &writes) {
-            Ok(ScriptReply::Committed { seqs }) => {
-                return (0..requests.len())
-                    .map(|i| Ok((CommitOutcome::Committed, seqs.get(i).copied().unwrap_or(0))))
-                    .collect();
-            }
-            // Redis is away: every batch of the run gets the same answer, and retries.
-            Err(StoreError::Unavailable { url, detail }) => {
-                return requests
-                    .iter()
-                    .map(|_| {
-                        Err(StoreError::Unavailable {
-                            url: url.clone(),
-                            detail: detail.clone(),
-                        })
-                    })
-                    .collect();
-            }
-            // Fenced or invalid: nothing was written; one by one finds which batch.
-            Ok(ScriptReply::Fenced { .. }) | Err(_) => {}
-        }
-    }
-    requests.iter().map(|r| single(store, r)).collect()
 }
