@@ -29,7 +29,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use streamhost::kafka::bulk::BulkQueue;
+use streamhost::kafka::bulk::{BulkQueue, SourceRecord};
 use streamhost::kafka::consumer::SourceContext;
 use streamhost_bench::{Loader, TextGen, histogram_buckets, histogram_quantile, vm_hwm_kib};
 use streamhost_tests::http;

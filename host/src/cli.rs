@@ -5,11 +5,17 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use crate::admin::ServeArgs;
+use crate::args::{parse_key_value, parse_name};
 use crate::job::JobConfig;
 use crate::job::settings::{JobSettings, SandboxSettings};
+pub use crate::kafka::config::KafkaArgs;
 use crate::runtime::{RuntimeOptions, default_cache_dir};
+pub use crate::store::redis::RedisArgs;
 use crate::telemetry::progress::ProgressMode;
+pub use crate::tools::dlq::{DlqCommand, DlqTarget};
 use crate::tools::input::InputFormat;
+pub use crate::tools::state::{JobTarget, StateCommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -71,93 +77,6 @@ pub enum Command {
     /// List a job's dead letters, or replay them through its current plugin.
     #[command(subcommand)]
     Dlq(DlqCommand),
-}
-
-/// Which job: its name in Redis (`host run --job`, or a `host serve` job's id).
-#[derive(Debug, Args)]
-pub struct JobTarget {
-    /// The job: `host run`'s --job (default there: the group), or a `host serve` job id.
-    #[arg(long, env = "STREAMHOST_JOB", value_parser = parse_name)]
-    pub job: String,
-    #[command(flatten)]
-    pub redis: RedisArgs,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum StateCommand {
-    /// Print one key's value (text, or base64:… when it is not UTF-8).
-    Get {
-        #[command(flatten)]
-        target: JobTarget,
-        key: String,
-        /// Only this partition's state (--state-scope partition) [default: every partition's].
-        #[arg(long)]
-        partition: Option<i32>,
-    },
-    /// Print the keys starting with a prefix, a `KEY<TAB>VALUE` line each (or JSON Lines).
-    Scan {
-        #[command(flatten)]
-        target: JobTarget,
-        #[arg(long, default_value = "")]
-        prefix: String,
-        /// Stop after this many keys [default: all].
-        #[arg(long)]
-        limit: Option<u64>,
-        /// JSON Lines: {"key", "value", "encoding", "partition"}.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Debug, Args)]
-pub struct DlqTarget {
-    #[command(flatten)]
-    pub job: JobTarget,
-    #[command(flatten)]
-    pub kafka: KafkaArgs,
-    /// The dead-letter topic [default: the `host serve` job's settings.dlq_topic].
-    #[arg(long, env = "STREAMHOST_DLQ_TOPIC")]
-    pub dlq_topic: Option<String>,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum DlqCommand {
-    /// The job's newest dead letters: where they came from, why they failed, whether replayed.
-    List {
-        #[command(flatten)]
-        target: DlqTarget,
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Send the job's dead letters back through its current plugin, exactly once into its
-    /// state: an interrupted replay run again goes on where it stopped.
-    Replay {
-        #[command(flatten)]
-        target: DlqTarget,
-        /// The plugin to run [default: the `host serve` job's current version].
-        #[arg(long)]
-        plugin: Option<PathBuf>,
-        /// Its `init` config (KEY=VALUE, repeatable) [default: the `host serve` job's].
-        #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
-        config: Vec<(String, String)>,
-        /// Where emits go [default: the `host serve` job's output topic].
-        #[arg(long)]
-        output_topic: Option<String>,
-        /// Only dead letters written at or after this time: unix ms, RFC 3339
-        /// (2026-12-01T10:00:00Z), or an age (90m, 2h) [default: every one not yet replayed].
-        #[arg(long, value_parser = parse_time)]
-        from: Option<i64>,
-        /// Only dead letters written before this time (same forms as --from).
-        #[arg(long, value_parser = parse_time)]
-        until: Option<i64>,
-        /// Dead letters per commit.
-        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=100_000))]
-        batch_max_records: u64,
-        #[arg(long)]
-        json: bool,
-    },
 }
 
 #[derive(Debug, Args)]
@@ -353,140 +272,6 @@ pub struct RegistryArgs {
     pub redis: RedisArgs,
 }
 
-/// How to reach Kafka; every command that makes Kafka clients takes these, and every
-/// client it makes (consumer, producers, the offset mirror, metadata look-ups) gets them.
-#[derive(Debug, Clone, Args)]
-pub struct KafkaArgs {
-    /// Kafka bootstrap servers.
-    #[arg(long, default_value = "localhost:9092", env = "STREAMHOST_BROKERS")]
-    pub brokers: String,
-
-    /// A librdkafka properties file (key=value lines, `#` comments), as kcat -F or a Java
-    /// client.properties take; -X wins over it. Keeps secrets out of argv.
-    #[arg(long, value_name = "FILE", env = "STREAMHOST_KAFKA_CONFIG")]
-    pub kafka_config: Option<PathBuf>,
-
-    /// A librdkafka property, as key=value (repeatable): security.protocol, sasl.*, ssl.*,
-    /// compression.type, ... (the environment variable takes several, separated by `;`).
-    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_key_value, env = "STREAMHOST_KAFKA_PROPERTIES", hide_env_values = true, value_delimiter = ';')]
-    pub kafka: Vec<(String, String)>,
-}
-
-impl KafkaArgs {
-    /// The properties file's, then -X's (later wins).
-    pub fn properties(&self) -> anyhow::Result<Vec<(String, String)>> {
-        let mut all = match &self.kafka_config {
-            Some(path) => crate::kafka::config::read_properties(path)?,
-            None => Vec::new(),
-        };
-        all.extend(self.kafka.iter().cloned());
-        Ok(all)
-    }
-}
-
-/// How to reach Redis; every command that uses Redis takes these.
-#[derive(Debug, Clone, Args)]
-pub struct RedisArgs {
-    /// Redis URL, redis://[USER:PASSWORD@]HOST:PORT[/DB] (rediss:// for TLS); several,
-    /// comma-separated, with --redis-cluster (seed nodes) or --redis-sentinel (Sentinels).
-    #[arg(
-        long = "redis",
-        default_value = "redis://127.0.0.1:6379",
-        env = "STREAMHOST_REDIS",
-        hide_env_values = true
-    )]
-    pub url: String,
-
-    /// --redis names seed nodes of a Redis Cluster.
-    #[arg(
-        long,
-        env = "STREAMHOST_REDIS_CLUSTER",
-        conflicts_with = "redis_sentinel"
-    )]
-    pub redis_cluster: bool,
-
-    /// --redis names Sentinels; use the master they know as MASTER_NAME.
-    #[arg(long, value_name = "MASTER_NAME", env = "STREAMHOST_REDIS_SENTINEL")]
-    pub redis_sentinel: Option<String>,
-
-    /// PEM file of the CA that signed the Redis server's certificate [default: the
-    /// system's roots].
-    #[arg(long, value_name = "FILE", env = "STREAMHOST_REDIS_CA_FILE")]
-    pub redis_ca_file: Option<PathBuf>,
-
-    /// PEM client certificate, for a Redis that asks for one (mutual TLS).
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "STREAMHOST_REDIS_CERT_FILE",
-        requires = "redis_key_file"
-    )]
-    pub redis_cert_file: Option<PathBuf>,
-
-    /// PEM private key of --redis-cert-file.
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "STREAMHOST_REDIS_KEY_FILE",
-        requires = "redis_cert_file"
-    )]
-    pub redis_key_file: Option<PathBuf>,
-
-    /// File whose first line is the Redis password (instead of one in the URL, which
-    /// `ps` would show); the user, if any, stays in the URL.
-    #[arg(long, value_name = "FILE", env = "STREAMHOST_REDIS_PASSWORD_FILE")]
-    pub redis_password_file: Option<PathBuf>,
-}
-
-impl RedisArgs {
-    pub fn config(&self) -> crate::store::redis::RedisConfig {
-        use crate::store::redis::Topology;
-        crate::store::redis::RedisConfig {
-            urls: self.url.clone(),
-            topology: match (&self.redis_sentinel, self.redis_cluster) {
-                (Some(master), _) => Topology::Sentinel {
-                    master: master.clone(),
-                },
-                (None, true) => Topology::Cluster,
-                (None, false) => Topology::Single,
-            },
-            ca_file: self.redis_ca_file.clone(),
-            cert_file: self.redis_cert_file.clone(),
-            key_file: self.redis_key_file.clone(),
-            password_file: self.redis_password_file.clone(),
-            wait_replicas: 0,
-            wait_timeout: Duration::from_secs(1),
-        }
-    }
-}
-
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// Address of the admin API, /metrics, /healthz and /readyz.
-    #[arg(long, default_value = "127.0.0.1:8080", env = "STREAMHOST_ADMIN_ADDR")]
-    pub admin_addr: std::net::SocketAddr,
-    /// Bearer token that mutating calls (PUT, POST, PATCH, DELETE) must present. Without
-    /// one the server only binds to a loopback address.
-    #[arg(long, env = "STREAMHOST_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
-    /// Redis: registry, job definitions, offsets and state.
-    #[command(flatten)]
-    pub redis: RedisArgs,
-    /// Kafka for every job (a job's settings.kafka add to these).
-    #[command(flatten)]
-    pub kafka: KafkaArgs,
-    /// How long to wait for an unreachable Redis at start-up before giving up, in
-    /// milliseconds (each job waits as long for its commits: settings.redis_give_up_ms).
-    #[arg(long, default_value_t = 300_000, env = "STREAMHOST_REDIS_GIVE_UP_MS", value_parser = clap::value_parser!(u64).range(1..))]
-    pub redis_give_up_ms: u64,
-    /// Largest plugin upload accepted, in MiB.
-    #[arg(long, default_value_t = 64, env = "STREAMHOST_MAX_UPLOAD_MB", value_parser = clap::value_parser!(u64).range(1..=1024))]
-    pub max_upload_mb: u64,
-    /// Where compiled plugins are cached [default: ~/.cache/streamhost/compiled].
-    #[arg(long, env = "STREAMHOST_CACHE_DIR")]
-    pub cache_dir: Option<PathBuf>,
-}
-
 #[derive(Debug, Args)]
 pub struct OffsetsTarget {
     /// Consumer group.
@@ -674,47 +459,6 @@ pub fn version_text() -> String {
         all = features.join(","),
         wit = crate::runtime::CONTRACT_VERSION,
     )
-}
-
-/// Group and job names become parts of Redis keys: keep them to a safe set.
-fn parse_name(s: &str) -> Result<String, String> {
-    let ok = !s.is_empty()
-        && s.len() <= 200
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(s.to_owned())
-    } else {
-        Err(format!("{s:?}: use 1-200 characters of A-Z a-z 0-9 - _ ."))
-    }
-}
-
-/// A point in time as unix ms: a number of ms, an RFC 3339 time, or an age before now.
-fn parse_time(s: &str) -> Result<i64, String> {
-    if let Ok(ms) = s.parse::<i64>() {
-        return Ok(ms);
-    }
-    let unix_ms = |t: std::time::SystemTime| {
-        t.duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .map_err(|e| e.to_string())
-    };
-    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
-        return unix_ms(t);
-    }
-    match humantime::parse_duration(s) {
-        Ok(age) => unix_ms(std::time::SystemTime::now() - age),
-        Err(_) => Err(format!(
-            "{s:?} is not a time: use unix milliseconds, RFC 3339 (2026-12-01T10:00:00Z) or an age (90m, 2h)"
-        )),
-    }
-}
-
-fn parse_key_value(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
-    }
 }
 
 #[cfg(test)]

@@ -8,12 +8,15 @@
 //!   effects the batch produced, buffered until it commits;
 //! * [`runtime`]: wasmtime, the sandbox and the host imports a plugin calls;
 //! * [`store`]: where offsets and state become durable (Redis, or memory for `host test`);
-//! * [`pipeline`]: a partition worker cuts batches, runs them through the plugin, applies
-//!   the error policy and commits: the commit protocol, in `pipeline/worker.rs`;
-//! * [`job`]: one job: its consumer, its partition workers, its plugin slot;
+//! * [`pipeline`]: a partition worker cuts batches, runs them through the batch executor
+//!   (the plugin under the error policy, then timers) and commits: the commit protocol,
+//!   in `pipeline/worker.rs`;
+//! * [`job`]: one job: its consumer, its partition workers, its plugin slot, and its
+//!   settings (one type for `host run`'s flags and the API);
 //! * [`admin`]: `host serve`, the HTTP API over jobs and the plugin registry;
 //! * [`tools`]: what a person runs by hand: `host test`, `offsets`, `produce`, `new`;
 //! * [`telemetry`]: metrics and progress, which every stage above reports to;
+//! * [`retry`]: the one backoff rule and stop-aware wait of every retrying loop;
 //! * [`contract`]: the plugin contract's types, generated from `wit/`.
 //!
 //! Errors: library errors are `thiserror` enums whose message names its cause inline
@@ -22,6 +25,7 @@
 //! added there) says each cause once.
 
 pub mod admin;
+pub mod args;
 pub mod batch;
 pub mod cli;
 pub mod clock;

@@ -75,6 +75,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Test(args) => {
+            streamhost::job::settings::validate_time(&args.time)?;
             let runtime = Runtime::new(args.plugin.runtime_options(&args.sandbox)?)
                 .context("starting the WebAssembly runtime")?;
             let plugin = load_plugin(&runtime, &args.plugin.plugin, &args.redis.config())?;

@@ -30,7 +30,6 @@ use axum::http::StatusCode;
 use axum::middleware;
 use axum::routing::{get, post, put};
 
-use crate::cli::ServeArgs;
 use crate::runtime::{Limits, Runtime, RuntimeOptions};
 use crate::sync::Locked;
 use crate::telemetry::metrics::Metrics;
@@ -277,4 +276,31 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!("stopping every job");
     admin.stop_all_jobs();
     Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address of the admin API, /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "STREAMHOST_ADMIN_ADDR")]
+    pub admin_addr: std::net::SocketAddr,
+    /// Bearer token that mutating calls (PUT, POST, PATCH, DELETE) must present. Without
+    /// one the server only binds to a loopback address.
+    #[arg(long, env = "STREAMHOST_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Redis: registry, job definitions, offsets and state.
+    #[command(flatten)]
+    pub redis: crate::store::redis::RedisArgs,
+    /// Kafka for every job (a job's settings.kafka add to these).
+    #[command(flatten)]
+    pub kafka: crate::kafka::config::KafkaArgs,
+    /// How long to wait for an unreachable Redis at start-up before giving up, in
+    /// milliseconds (each job waits as long for its commits: settings.redis_give_up_ms).
+    #[arg(long, default_value_t = 300_000, env = "STREAMHOST_REDIS_GIVE_UP_MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub redis_give_up_ms: u64,
+    /// Largest plugin upload accepted, in MiB.
+    #[arg(long, default_value_t = 64, env = "STREAMHOST_MAX_UPLOAD_MB", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub max_upload_mb: u64,
+    /// Where compiled plugins are cached [default: ~/.cache/streamhost/compiled].
+    #[arg(long, env = "STREAMHOST_CACHE_DIR")]
+    pub cache_dir: Option<std::path::PathBuf>,
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::kafka::consumer::ResetPolicy;
 use crate::pipeline::policy::{ErrorPolicy, OnError};
 use crate::pipeline::relay::Delivery;
-use crate::pipeline::time::TimeSettings;
+use crate::pipeline::time::{MAX_TIME_MS, TimeSettings};
 use crate::pipeline::worker::BatchLimits;
 use crate::runtime::Limits;
 use crate::store::StateScope;
@@ -262,7 +262,7 @@ impl JobSettings {
         check.range("outbox_max_mb", self.outbox_max_mb, 1, 4096);
         check.done()?;
         self.sandbox.validate()?;
-        self.time.validate()?;
+        validate_time(&self.time)?;
         if self.on_error == OnError::Dlq && self.dlq_topic.is_none() {
             return Err(SettingsError(
                 "--on-error dlq (settings.on_error \"dlq\") needs a dead-letter topic: \
@@ -308,12 +308,26 @@ impl JobSettings {
     }
 }
 
+/// The event-time settings' ranges (`host run` and `host test` take them).
+pub fn validate_time(t: &TimeSettings) -> Result<(), SettingsError> {
+    let mut check = Checks::default();
+    check.range(
+        "max_out_of_orderness_ms",
+        t.max_out_of_orderness_ms,
+        0,
+        MAX_TIME_MS,
+    );
+    check.range("idle_timeout_ms", t.idle_timeout_ms, 0, MAX_TIME_MS);
+    check.range("allowed_lateness_ms", t.allowed_lateness_ms, 0, MAX_TIME_MS);
+    check.done()
+}
+
 /// Collects the first range a setting breaks.
 #[derive(Default)]
-pub(crate) struct Checks(Option<SettingsError>);
+struct Checks(Option<SettingsError>);
 
 impl Checks {
-    pub(crate) fn range(&mut self, field: &str, value: u64, min: u64, max: u64) {
+    fn range(&mut self, field: &str, value: u64, min: u64, max: u64) {
         if self.0.is_some() || (min..=max).contains(&value) {
             return;
         }
@@ -328,7 +342,7 @@ impl Checks {
         )));
     }
 
-    pub(crate) fn done(self) -> Result<(), SettingsError> {
+    fn done(self) -> Result<(), SettingsError> {
         self.0.map_or(Ok(()), Err)
     }
 }

@@ -13,11 +13,104 @@ use std::os::raw::c_void;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rdkafka::Offset;
 use rdkafka::bindings as rd;
-use rdkafka::consumer::BaseConsumer;
+use rdkafka::consumer::base_consumer::PartitionQueue;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 
 use super::consumer::SourceContext;
+
+/// One partition's records as a partition worker reads them, and where it moves them: the
+/// worker's boundary with Kafka (a list of records in its unit tests).
+pub trait PartitionSource: Send {
+    type Record: SourceRecord + Send;
+    /// The next record, waiting at most `timeout` for it.
+    fn consume_one(&mut self, timeout: Duration) -> Option<Self::Record>;
+    /// Up to `max` records into `out`, waiting until there are `max` or `timeout` passed.
+    fn consume(&mut self, timeout: Duration, max: usize, out: &mut Vec<Self::Record>);
+    /// The next record read is the one at `to`; records read before are dropped.
+    fn seek(&mut self, to: Offset) -> Result<(), KafkaError>;
+    /// The partition's end offset as last seen, without asking the broker (for lag).
+    fn end_offset(&self) -> Option<i64>;
+}
+
+/// One consumed record (or the error a consumer reports in its place).
+pub trait SourceRecord {
+    fn error(&self) -> Option<KafkaError>;
+    fn offset(&self) -> i64;
+    /// In ms (create or log-append time), if it has one.
+    fn timestamp(&self) -> Option<i64>;
+    fn key(&self) -> Option<&[u8]>;
+    fn payload(&self) -> Option<&[u8]>;
+    /// In order.
+    fn headers(&self) -> Vec<(&[u8], Option<&[u8]>)>;
+}
+
+/// A partition of the job's consumer: its own queue, read in bulk.
+pub struct KafkaPartition {
+    topic: String,
+    partition: i32,
+    /// Detaches the partition's queue from the consumer's main queue while it lives.
+    _queue: PartitionQueue<SourceContext>,
+    bulk: BulkQueue,
+    consumer: Arc<BaseConsumer<SourceContext>>,
+}
+
+impl KafkaPartition {
+    pub fn open(
+        consumer: &Arc<BaseConsumer<SourceContext>>,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Self, String> {
+        let queue = consumer
+            .split_partition_queue(topic, partition)
+            .ok_or_else(|| format!("cannot split off the queue of {topic}/{partition}"))?;
+        let bulk = BulkQueue::new(consumer, topic, partition)
+            .ok_or_else(|| format!("cannot open the queue of {topic}/{partition}"))?;
+        Ok(Self {
+            topic: topic.to_owned(),
+            partition,
+            _queue: queue,
+            bulk,
+            consumer: consumer.clone(),
+        })
+    }
+}
+
+impl PartitionSource for KafkaPartition {
+    type Record = RawMessage;
+
+    fn consume_one(&mut self, timeout: Duration) -> Option<RawMessage> {
+        self.bulk.consume_one(timeout)
+    }
+
+    fn consume(&mut self, timeout: Duration, max: usize, out: &mut Vec<RawMessage>) {
+        self.bulk.consume(timeout, max, out)
+    }
+
+    fn seek(&mut self, to: Offset) -> Result<(), KafkaError> {
+        self.consumer
+            .seek(&self.topic, self.partition, to, Duration::from_secs(10))
+    }
+
+    fn end_offset(&self) -> Option<i64> {
+        let topic = CString::new(self.topic.as_str()).ok()?;
+        let (mut low, mut high) = (0i64, 0i64);
+        // SAFETY: the client pointer is valid while `self.consumer` lives; the call only
+        // copies librdkafka's cached watermarks into the two out-parameters.
+        let err = unsafe {
+            rd::rd_kafka_get_watermark_offsets(
+                self.consumer.client().native_ptr(),
+                topic.as_ptr(),
+                self.partition,
+                &mut low,
+                &mut high,
+            )
+        };
+        (err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
+    }
+}
 
 /// The handle on one partition's fetch queue.
 pub struct BulkQueue {
@@ -35,7 +128,6 @@ impl BulkQueue {
         topic: &str,
         partition: i32,
     ) -> Option<Self> {
-        use rdkafka::consumer::Consumer;
         let topic = CString::new(topic).ok()?;
         // SAFETY: the client pointer is valid while `consumer` lives (held in the struct);
         // the call returns a new reference on the partition's queue, or null.
@@ -105,8 +197,16 @@ impl RawMessage {
         unsafe { &*self.0 }
     }
 
+    fn bytes(ptr: *const c_void, len: usize) -> Option<&'static [u8]> {
+        // SAFETY (for callers): librdkafka's key/payload pointers are valid for `len` bytes
+        // while the message lives; the 'static is narrowed to `&self` by the callers.
+        (!ptr.is_null()).then(|| unsafe { std::slice::from_raw_parts(ptr as *const u8, len) })
+    }
+}
+
+impl SourceRecord for RawMessage {
     /// The error this message carries instead of a record (as rust-rdkafka reports it).
-    pub fn error(&self) -> Option<KafkaError> {
+    fn error(&self) -> Option<KafkaError> {
         let m = self.get();
         match m.err {
             rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => None,
@@ -117,36 +217,30 @@ impl RawMessage {
         }
     }
 
-    pub fn offset(&self) -> i64 {
+    fn offset(&self) -> i64 {
         self.get().offset
     }
 
     /// The record's timestamp in ms (create or log-append time), if it has one.
-    pub fn timestamp(&self) -> Option<i64> {
+    fn timestamp(&self) -> Option<i64> {
         let mut kind = rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
         // SAFETY: a valid message; `kind` is an out-parameter.
         let t = unsafe { rd::rd_kafka_message_timestamp(self.0, &mut kind) };
         (kind != rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE).then_some(t)
     }
 
-    fn bytes(ptr: *const c_void, len: usize) -> Option<&'static [u8]> {
-        // SAFETY (for callers): librdkafka's key/payload pointers are valid for `len` bytes
-        // while the message lives; the 'static is narrowed to `&self` by the callers.
-        (!ptr.is_null()).then(|| unsafe { std::slice::from_raw_parts(ptr as *const u8, len) })
-    }
-
-    pub fn key(&self) -> Option<&[u8]> {
+    fn key(&self) -> Option<&[u8]> {
         let m = self.get();
         Self::bytes(m.key, m.key_len)
     }
 
-    pub fn payload(&self) -> Option<&[u8]> {
+    fn payload(&self) -> Option<&[u8]> {
         let m = self.get();
         Self::bytes(m.payload, m.len)
     }
 
     /// The record's headers, in order.
-    pub fn headers(&self) -> Vec<(&[u8], Option<&[u8]>)> {
+    fn headers(&self) -> Vec<(&[u8], Option<&[u8]>)> {
         let mut headers: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
         // SAFETY: a valid message; librdkafka keeps ownership of the headers it returns.
         let err = unsafe { rd::rd_kafka_message_headers(self.0, &mut headers) };

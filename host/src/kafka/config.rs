@@ -4,7 +4,7 @@
 //! admin look-ups of `host offsets` are all made here, so a property such as
 //! `security.protocol` reaches each of them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rdkafka::ClientConfig;
 
@@ -111,6 +111,37 @@ pub fn client_config(
         config.set(k, v);
     }
     config
+}
+
+/// How to reach Kafka; every command that makes Kafka clients takes these, and every
+/// client it makes (consumer, producers, the offset mirror, metadata look-ups) gets them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, default_value = "localhost:9092", env = "STREAMHOST_BROKERS")]
+    pub brokers: String,
+
+    /// A librdkafka properties file (key=value lines, `#` comments), as kcat -F or a Java
+    /// client.properties take; -X wins over it. Keeps secrets out of argv.
+    #[arg(long, value_name = "FILE", env = "STREAMHOST_KAFKA_CONFIG")]
+    pub kafka_config: Option<PathBuf>,
+
+    /// A librdkafka property, as key=value (repeatable): security.protocol, sasl.*, ssl.*,
+    /// compression.type, ... (the environment variable takes several, separated by `;`).
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = crate::args::parse_key_value, env = "STREAMHOST_KAFKA_PROPERTIES", hide_env_values = true, value_delimiter = ';')]
+    pub kafka: Vec<(String, String)>,
+}
+
+impl KafkaArgs {
+    /// The properties file's, then -X's (later wins).
+    pub fn properties(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let mut all = match &self.kafka_config {
+            Some(path) => read_properties(path)?,
+            None => Vec::new(),
+        };
+        all.extend(self.kafka.iter().cloned());
+        Ok(all)
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@
 //! never seen while it has offsets for other partitions of the topic (the topic grew)
 //! starts at the earliest offset.
 
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
@@ -19,6 +20,7 @@ use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::types::RDKafkaRespErr;
 
 use super::errors::Diagnostics;
+use crate::sync::Locked;
 
 /// Where a partition without a stored offset starts.
 #[derive(
@@ -44,11 +46,11 @@ impl ResetPolicy {
     }
 }
 
-/// What the job does when partitions come and go. Called from inside the consumer's
-/// poll, on the thread that polls.
+/// What the job does when partitions come and go, on the thread that polls.
 pub trait Assignments: Send + Sync {
     /// Sets each partition's start offset in `tpl` (and prepares its worker) before the
-    /// assignment takes effect.
+    /// assignment takes effect. Called outside librdkafka's rebalance callback (see
+    /// [`assign_offered`]): it reads Redis, and may wait for it.
     fn assigning(&self, consumer: &Arc<BaseConsumer<SourceContext>>, tpl: &mut TopicPartitionList);
     /// Starts the workers of the partitions just assigned.
     fn assigned(&self, tpl: &TopicPartitionList);
@@ -59,9 +61,22 @@ pub trait Assignments: Send + Sync {
 
 #[derive(Default)]
 pub struct SourceContext {
-    consumer: OnceLock<Weak<BaseConsumer<SourceContext>>>,
     assignments: OnceLock<Weak<dyn Assignments>>,
+    /// Partitions the group gave this member and the rebalance callback handed on: the
+    /// polling thread reads their offsets and assigns them right after the poll returns
+    /// ([`assign_offered`]).
+    offered: Mutex<Option<TopicPartitionList>>,
+    /// Set when the job stops: an assignment that arrives while the consumer closes is
+    /// taken at once, with no workers (librdkafka waits for it before it leaves).
+    closing: AtomicBool,
     pub diagnostics: Diagnostics,
+}
+
+impl SourceContext {
+    /// The job is stopping: see `closing`.
+    pub fn closing(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+    }
 }
 
 impl ClientContext for SourceContext {
@@ -85,25 +100,29 @@ impl ConsumerContext for SourceContext {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
-        let consumer = self.consumer.get().and_then(Weak::upgrade);
         let assignments = self.assignments.get().and_then(Weak::upgrade);
         let cooperative = matches!(base.rebalance_protocol(), RebalanceProtocol::Cooperative);
         match err {
+            // The assignment is taken after the callback returns: preparing a partition
+            // reads its offset in Redis (and may wait out a Redis restart), which must not
+            // happen inside librdkafka's callback. librdkafka waits for the assign call.
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS
+                if !self.closing.load(Ordering::SeqCst) =>
+            {
+                let mut offered = self.offered.locked();
+                match offered.as_mut() {
+                    Some(list) => {
+                        for e in tpl.elements() {
+                            list.add_partition(e.topic(), e.partition());
+                        }
+                    }
+                    None => *offered = Some(tpl.clone()),
+                }
+                tracing::debug!(partitions = %describe(tpl), "partitions offered");
+            }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                if let (Some(consumer), Some(a)) = (&consumer, &assignments) {
-                    a.assigning(consumer, tpl);
-                }
-                let assigned = if cooperative {
-                    base.incremental_assign(tpl)
-                } else {
-                    base.assign(tpl)
-                };
-                if let Err(e) = assigned {
-                    tracing::error!(error = %e, "assigning partitions failed");
-                }
-                tracing::info!(partitions = %describe(tpl), owned = %owned(base), "partitions assigned");
-                if let Some(a) = &assignments {
-                    a.assigned(tpl);
+                if let Err(e) = take(base, tpl, cooperative) {
+                    tracing::warn!(error = %e, "taking partitions while closing");
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -115,6 +134,42 @@ impl ConsumerContext for SourceContext {
                 release(base, &assignments, tpl, cooperative);
             }
         }
+    }
+}
+
+/// Takes the partitions the group offered in the last poll (if any): prepares their
+/// workers (reading their offsets in Redis), assigns them at those offsets, and starts
+/// the workers. Called by the polling thread after each poll.
+pub fn assign_offered(consumer: &Arc<BaseConsumer<SourceContext>>) {
+    let Some(mut tpl) = consumer.context().offered.locked().take() else {
+        return;
+    };
+    let assignments = consumer.context().assignments.get().and_then(Weak::upgrade);
+    if let Some(a) = &assignments {
+        a.assigning(consumer, &mut tpl);
+    }
+    let cooperative = matches!(
+        consumer.rebalance_protocol(),
+        RebalanceProtocol::Cooperative
+    );
+    if let Err(e) = take(consumer, &tpl, cooperative) {
+        tracing::error!(error = %e, "assigning partitions failed");
+    }
+    tracing::info!(partitions = %describe(&tpl), owned = %owned(consumer), "partitions assigned");
+    if let Some(a) = &assignments {
+        a.assigned(&tpl);
+    }
+}
+
+fn take(
+    base: &BaseConsumer<SourceContext>,
+    tpl: &TopicPartitionList,
+    cooperative: bool,
+) -> Result<(), KafkaError> {
+    if cooperative {
+        base.incremental_assign(tpl)
+    } else {
+        base.assign(tpl)
     }
 }
 
@@ -385,7 +440,6 @@ pub fn consumer(
     }
     let consumer: Arc<BaseConsumer<SourceContext>> =
         Arc::new(c.create_with_context(SourceContext::default())?);
-    let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
     let _ = consumer.context().assignments.set(assignments);
     Ok(consumer)
 }

@@ -13,7 +13,7 @@ use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use super::errors::QuietContext;
-use crate::runtime::OutputRecord;
+use crate::contract::streamhost::plugin::types::OutputRecord;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -171,6 +171,52 @@ impl Sink {
     pub fn flush(&self, timeout: Duration) {
         if let Err(e) = self.producer.flush(timeout) {
             tracing::warn!(error = %e, "producer flush at shutdown");
+        }
+    }
+}
+
+/// Where a batch's records go (emits, dead letters, late records): Kafka, or, where there
+/// is no Kafka (`host test`, unit tests), kept in memory in the order sent.
+pub enum Outlet {
+    Kafka(Sink),
+    Kept(std::sync::Mutex<Vec<OutputRecord>>),
+}
+
+impl Outlet {
+    pub fn kept() -> Self {
+        Outlet::Kept(Default::default())
+    }
+
+    /// Sends `records` and waits for the broker's acknowledgements (Kafka).
+    pub fn send(&self, records: &[OutputRecord]) -> Result<(), SinkError> {
+        match self {
+            Outlet::Kafka(sink) => sink.send(records),
+            Outlet::Kept(kept) => {
+                crate::sync::Locked::locked(kept).extend(records.iter().cloned());
+                Ok(())
+            }
+        }
+    }
+
+    /// Refuses records that would have no topic (see [`Sink::check_topics`]).
+    pub fn check_topics(&self, records: &[OutputRecord]) -> Result<(), SinkError> {
+        match self {
+            Outlet::Kafka(sink) => sink.check_topics(records),
+            Outlet::Kept(_) => Ok(()),
+        }
+    }
+
+    /// What was kept so far (nothing for Kafka), taken out.
+    pub fn take_kept(&self) -> Vec<OutputRecord> {
+        match self {
+            Outlet::Kafka(_) => Vec::new(),
+            Outlet::Kept(kept) => std::mem::take(&mut *crate::sync::Locked::locked(kept)),
+        }
+    }
+
+    pub fn flush(&self, timeout: std::time::Duration) {
+        if let Outlet::Kafka(sink) = self {
+            sink.flush(timeout);
         }
     }
 }

@@ -5,43 +5,22 @@
 //! aside), and fires the timers and expiries the batch made due. The effects it returns
 //! are buffered; nothing is visible until the caller hands them to the store.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::batch::Batch;
 use crate::batch::effects::{EffectError, Effects};
 use crate::kafka::dead_letters::header as dlq;
-use crate::kafka::producer::Sink;
+use crate::kafka::producer::Outlet;
 use crate::pipeline::policy::{ErrorPolicy, OnError};
 use crate::pipeline::slot::PluginSlot;
 use crate::pipeline::time::{self, Fired, LatePolicy, PartitionTime, TimeSettings};
 use crate::retry::{Halt, Limit, Retry};
 use crate::runtime::{Header, OutputRecord, ProcessError, Runner};
 use crate::store::{StateStore, StoreError};
-use crate::sync::Locked;
 use crate::telemetry::metrics::{Metrics, OutcomeLabels, PartitionLabels, PluginLabels};
 use crate::telemetry::progress::{ErrorNote, Progress};
-
-/// Where records set aside go: dead letters and late records sent to a side topic.
-pub enum Aside {
-    /// Produced to Kafka, acknowledged before the batch commits.
-    Kafka(Arc<Sink>),
-    /// Kept for the caller (`host test`, which has no Kafka, reports them).
-    Kept(Mutex<Vec<OutputRecord>>),
-}
-
-impl Aside {
-    fn send(&self, records: Vec<OutputRecord>) -> anyhow::Result<()> {
-        match self {
-            Aside::Kafka(sink) => Ok(sink.send(&records)?),
-            Aside::Kept(kept) => {
-                kept.locked().extend(records);
-                Ok(())
-            }
-        }
-    }
-}
 
 /// One partition's executor (its plugin instance, its clock, its policy).
 pub struct Executor {
@@ -53,7 +32,8 @@ pub struct Executor {
     pub policy: ErrorPolicy,
     /// Batches and poison records this executor skipped or dead-lettered so far.
     pub set_aside: u64,
-    pub aside: Aside,
+    /// Where records set aside go: dead letters, late records for a side topic.
+    pub outlet: Arc<Outlet>,
     pub metrics: Arc<Metrics>,
     pub progress: Arc<Progress>,
     /// Set when this partition is revoked: finish the batch in hand, then return.
@@ -98,6 +78,46 @@ pub(crate) struct Processed {
 }
 
 impl Executor {
+    /// An executor of `processor` over one partition, on its own: no event time, no plugin
+    /// swaps, fresh metrics and stop flags; the caller replaces what it shares.
+    pub fn new(
+        topic: &str,
+        partition: i32,
+        job: &str,
+        processor: Processor,
+        policy: ErrorPolicy,
+        store: Arc<dyn StateStore>,
+        outlet: Arc<Outlet>,
+    ) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            partition,
+            job: job.to_owned(),
+            processor,
+            policy,
+            set_aside: 0,
+            outlet,
+            metrics: Metrics::new(),
+            progress: Default::default(),
+            stop: Arc::new(AtomicBool::new(false)),
+            job_stop: Arc::new(AtomicBool::new(false)),
+            plugin_slot: None,
+            generation: 0,
+            store,
+            time_settings: Default::default(),
+            time: None,
+        }
+    }
+
+    /// With event time, when the plugin has it (contract 0.2): the partition's clock is
+    /// read from the store before the first batch.
+    pub fn with_time(mut self, settings: TimeSettings) -> Self {
+        let has_time = matches!(&self.processor, Processor::Plugin(r) if r.plugin().has_time());
+        self.time = has_time.then(|| PartitionTime::new(settings.clone()));
+        self.time_settings = settings;
+        self
+    }
+
     pub(crate) fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed) || self.job_stop.load(Ordering::Relaxed)
     }
@@ -272,7 +292,7 @@ impl Executor {
                 }
             })
             .collect();
-        self.aside.send(records)?;
+        self.outlet.send(&records)?;
         Ok(())
     }
 
@@ -427,7 +447,10 @@ impl Executor {
 
     /// One attempt at a batch: `process` (none for a batch without records), then firing
     /// what the batch's time made due.
-    fn attempt(&mut self, batch: &mut Batch) -> Result<(Effects, Option<Fired>), ProcessError> {
+    pub(crate) fn attempt(
+        &mut self,
+        batch: &mut Batch,
+    ) -> Result<(Effects, Option<Fired>), ProcessError> {
         let runner = match &mut self.processor {
             Processor::Native(native) => return Ok((native.process(batch)?, None)),
             Processor::Plugin(runner) => runner,
@@ -564,211 +587,5 @@ impl Executor {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::batch::BatchBuilder;
-    use crate::store::memory::MemoryStore;
-    use std::collections::VecDeque;
-
-    /// Answers each call with the next scripted outcome (then succeeds), counting the
-    /// records it saw.
-    struct Scripted {
-        outcomes: VecDeque<Option<ProcessError>>,
-        seen: Arc<Mutex<Vec<usize>>>,
-    }
-
-    impl NativeLogic for Scripted {
-        fn name(&self) -> &str {
-            "scripted"
-        }
-        fn process(&mut self, batch: &Batch) -> Result<Effects, ProcessError> {
-            self.seen.locked().push(batch.records.len());
-            match self.outcomes.pop_front().flatten() {
-                Some(e) => Err(e),
-                None => {
-                    let mut effects = Effects::new(1 << 20);
-                    effects
-                        .add("records".into(), batch.records.len() as i64)
-                        .map_err(|cause| ProcessError::Effects {
-                            plugin: "scripted".into(),
-                            cause,
-                        })?;
-                    Ok(effects)
-                }
-            }
-        }
-    }
-
-    fn retryable() -> Option<ProcessError> {
-        Some(ProcessError::Retryable {
-            plugin: "scripted".into(),
-            message: "try again".into(),
-        })
-    }
-
-    fn poison(index: u32) -> Option<ProcessError> {
-        Some(ProcessError::Poison {
-            plugin: "scripted".into(),
-            index,
-            message: "bad record".into(),
-        })
-    }
-
-    fn executor(
-        on_error: OnError,
-        outcomes: Vec<Option<ProcessError>>,
-    ) -> (Executor, Arc<Mutex<Vec<usize>>>) {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let settings = crate::job::settings::JobSettings {
-            on_error,
-            max_retries: 2,
-            retry_backoff_ms: 1,
-            retry_backoff_max_ms: 1,
-            dlq_topic: Some("dead".into()),
-            ..Default::default()
-        };
-        let never = Arc::new(AtomicBool::new(false));
-        let exec = Executor {
-            topic: "t".into(),
-            partition: 0,
-            job: "j".into(),
-            processor: Processor::Native(Box::new(Scripted {
-                outcomes: outcomes.into(),
-                seen: seen.clone(),
-            })),
-            policy: settings.error_policy(),
-            set_aside: 0,
-            aside: Aside::Kept(Default::default()),
-            metrics: Metrics::new(),
-            progress: Default::default(),
-            stop: never.clone(),
-            job_stop: never,
-            plugin_slot: None,
-            generation: 0,
-            store: Arc::new(MemoryStore::new()),
-            time_settings: Default::default(),
-            time: None,
-        };
-        (exec, seen)
-    }
-
-    fn batch(records: usize) -> Batch {
-        let mut b = BatchBuilder::new("t", 0);
-        for i in 0..records {
-            let value = format!("r{i}");
-            b.push(
-                i as i64,
-                None,
-                None,
-                Some(value.as_bytes()),
-                std::iter::empty(),
-            )
-            .expect("record fits");
-        }
-        b.finish(None)
-    }
-
-    fn kept(exec: &Executor) -> Vec<OutputRecord> {
-        match &exec.aside {
-            Aside::Kept(k) => k.locked().clone(),
-            Aside::Kafka(_) => Vec::new(),
-        }
-    }
-
-    fn header<'a>(r: &'a OutputRecord, name: &str) -> Option<&'a [u8]> {
-        r.headers
-            .iter()
-            .find(|h| h.name == name)
-            .and_then(|h| h.value.as_deref())
-    }
-
-    #[test]
-    fn a_retryable_failure_is_retried_and_the_success_kept() {
-        let (mut exec, seen) = executor(OnError::Retry, vec![retryable(), retryable()]);
-        let mut b = batch(3);
-        let done = exec
-            .process_with_policy(&mut b)
-            .expect("ok")
-            .expect("not stopped");
-        assert!(!done.set_aside);
-        assert_eq!(*seen.locked(), vec![3, 3, 3]);
-        assert_eq!(done.effects.state.len(), 1);
-    }
-
-    #[test]
-    fn retry_gives_up_after_max_retries_with_the_error() {
-        let (mut exec, seen) = executor(OnError::Retry, (0..5).map(|_| retryable()).collect());
-        let err = exec
-            .process_with_policy(&mut batch(2))
-            .err()
-            .expect("gave up");
-        assert!(
-            err.to_string().contains("gave up after 3 attempts"),
-            "{err}"
-        );
-        assert_eq!(seen.locked().len(), 3);
-    }
-
-    #[test]
-    fn skip_commits_the_range_without_its_effects() {
-        let (mut exec, _) = executor(OnError::Skip, (0..5).map(|_| retryable()).collect());
-        let done = exec
-            .process_with_policy(&mut batch(2))
-            .expect("ok")
-            .expect("not stopped");
-        assert!(done.set_aside);
-        assert!(done.effects.state.is_empty() && done.effects.emits.is_empty());
-        assert_eq!(exec.set_aside, 1);
-    }
-
-    #[test]
-    fn a_poison_record_is_dead_lettered_and_the_batch_runs_again_without_it() {
-        let (mut exec, seen) = executor(OnError::Dlq, vec![poison(1)]);
-        let mut b = batch(3);
-        let done = exec
-            .process_with_policy(&mut b)
-            .expect("ok")
-            .expect("not stopped");
-        assert!(!done.set_aside);
-        assert_eq!(*seen.locked(), vec![3, 2]);
-        assert_eq!(
-            (b.from_offset, b.until_offset),
-            (0, 3),
-            "the range is unchanged"
-        );
-        let dead = kept(&exec);
-        assert_eq!(dead.len(), 1);
-        assert_eq!(dead[0].topic.as_deref(), Some("dead"));
-        assert_eq!(dead[0].value.as_deref(), Some(&b"r1"[..]));
-        assert_eq!(header(&dead[0], dlq::SOURCE_OFFSET), Some(&b"1"[..]));
-    }
-
-    #[test]
-    fn stop_fails_at_the_first_error_and_a_poison_record_under_retry_stops_too() {
-        let (mut exec, seen) = executor(OnError::Stop, vec![retryable()]);
-        assert!(exec.process_with_policy(&mut batch(1)).is_err());
-        assert_eq!(seen.locked().len(), 1);
-        let (mut exec, _) = executor(OnError::Retry, vec![poison(0)]);
-        let err = exec
-            .process_with_policy(&mut batch(1))
-            .err()
-            .expect("stops");
-        assert!(
-            err.to_string().contains("use --on-error dlq or skip"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn a_stop_during_the_backoff_abandons_the_batch() {
-        let (mut exec, _) = executor(OnError::Retry, (0..5).map(|_| retryable()).collect());
-        exec.policy.backoff =
-            crate::retry::Backoff::new(Duration::from_secs(3600), Duration::from_secs(3600));
-        exec.job_stop.store(true, Ordering::SeqCst);
-        assert!(
-            exec.process_with_policy(&mut batch(1))
-                .expect("no error")
-                .is_none()
-        );
-    }
-}
+#[path = "executor_tests.rs"]
+mod tests;

@@ -34,9 +34,3 @@ pub struct ErrorPolicy {
     /// How long the job waits for a topic that does not exist before it gives up.
     pub kafka_give_up: Duration,
 }
-
-impl Default for ErrorPolicy {
-    fn default() -> Self {
-        crate::job::settings::JobSettings::default().error_policy()
-    }
-}

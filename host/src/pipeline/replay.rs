@@ -1,7 +1,8 @@
 //! Replaying dead letters: the records a job set aside go back through its current
 //! plugin, into its state exactly once, even when a replay is interrupted and run again.
 //!
-//! The replay is a consumer of the dead-letter topic that commits like a partition
+//! The replay is a consumer of the dead-letter topic that runs batches through the
+//! partition worker's executor (`executor.rs`, one attempt) and commits like a partition
 //! worker (`worker.rs`): each batch's state writes and the replay's position commit in
 //! one fenced script call (`store::redis`). The position is a **replay cursor** per
 //! dead-letter partition D and source partition P, kept in the job's offsets layout under
@@ -21,11 +22,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use crate::batch::BatchBuilder;
 use crate::batch::effects::stamped_emits;
 use crate::kafka::dead_letters::{DeadLetter, DeadLetterError, DeadLetterReader};
-use crate::kafka::producer::{Sink, SinkError};
+use crate::kafka::producer::{Outlet, Sink, SinkError};
+use crate::pipeline::executor::{Executor, Processor};
+use crate::pipeline::policy::{ErrorPolicy, OnError};
+use crate::retry::Backoff;
 use crate::runtime::{InstanceSettings, Plugin, ProcessError, Runner};
 use crate::store::redis::RedisStore;
 use crate::store::time::TimeWrites;
@@ -145,8 +150,9 @@ struct Pending {
 struct Replay<'a> {
     config: &'a ReplayConfig,
     store: Arc<RedisStore>,
-    sink: Sink,
-    runners: HashMap<i32, Runner>,
+    sink: Arc<Outlet>,
+    /// One executor per source partition (its plugin instance sees that partition's state).
+    executors: HashMap<i32, Executor>,
     /// Cursors read so far, per (dead-letter partition, source partition).
     cursors: HashMap<(i32, i32), Option<i64>>,
     report: ReplayReport,
@@ -165,8 +171,8 @@ pub fn replay(
     let mut replay = Replay {
         config,
         store,
-        sink,
-        runners: HashMap::new(),
+        sink: Arc::new(Outlet::Kafka(sink)),
+        executors: HashMap::new(),
         cursors: HashMap::new(),
         report: ReplayReport {
             plugin_version: config.plugin.origin().to_owned(),
@@ -309,9 +315,9 @@ impl Replay<'_> {
                 .map_err(|e| self.plugin_error(d, first, e.to_string()))?;
         }
         let mut kafka_batch = builder.finish(None);
-        let runner = self.runner(p)?;
-        let effects = match runner.process(&mut kafka_batch) {
-            Ok(effects) => effects,
+        // One attempt, no policy: the first failure stops the replay, naming the letter.
+        let effects = match self.executor(p)?.attempt(&mut kafka_batch) {
+            Ok((effects, _)) => effects,
             Err(e) => {
                 // A poison record names itself; any other failure is the batch's.
                 let culprit = match &e {
@@ -380,12 +386,13 @@ impl Replay<'_> {
         Ok(())
     }
 
-    fn runner(&mut self, p: i32) -> Result<&mut Runner, ReplayError> {
-        if !self.runners.contains_key(&p) {
+    fn executor(&mut self, p: i32) -> Result<&mut Executor, ReplayError> {
+        if !self.executors.contains_key(&p) {
+            let store = self.store.clone() as Arc<dyn StateStore>;
             let mut runner = Runner::new(
                 self.config.plugin.clone(),
                 InstanceSettings {
-                    store: self.store.clone() as Arc<dyn StateStore>,
+                    store: store.clone(),
                     partition: Some(p),
                     config: self.config.plugin_config.clone(),
                 },
@@ -394,9 +401,28 @@ impl Replay<'_> {
                 plugin: self.config.plugin.origin().to_owned(),
                 cause: e.to_string(),
             })?;
-            self.runners.insert(p, runner);
+            // One attempt, no policy; a replayed record has no place in the partition's
+            // clock: no time.
+            let policy = ErrorPolicy {
+                on_error: OnError::Stop,
+                max_retries: 0,
+                backoff: Backoff::new(Duration::ZERO, Duration::ZERO),
+                dlq_topic: None,
+                redis_give_up: Duration::ZERO,
+                kafka_give_up: Duration::ZERO,
+            };
+            let executor = Executor::new(
+                &self.config.dlq_topic,
+                p,
+                &self.config.job,
+                Processor::Plugin(runner),
+                policy,
+                store,
+                self.sink.clone(),
+            );
+            self.executors.insert(p, executor);
         }
-        self.runners
+        self.executors
             .get_mut(&p)
             .ok_or_else(|| ReplayError::Instantiate {
                 plugin: self.config.plugin.origin().to_owned(),

@@ -77,7 +77,7 @@ impl std::fmt::Display for LatePolicy {
 }
 
 /// A job's event-time settings (plugins of contract 0.2): watermarks, idleness, late
-/// records. Part of [`crate::job::settings::JobSettings`]; `host test` takes them too.
+/// records. Part of a job's settings (`JobSettings`); `host test` takes them too.
 #[derive(
     Debug, Clone, PartialEq, Eq, Default, clap::Args, serde::Serialize, serde::Deserialize,
 )]
@@ -108,28 +108,11 @@ pub struct TimeSettings {
 }
 
 /// Longest time setting accepted (2^40 ms, about 35 years): far beyond any window, and
-/// small enough that sums of event times cannot overflow.
-const MAX_TIME_MS: u64 = 1 << 40;
+/// small enough that sums of event times cannot overflow. (`JobSettings::validate`
+/// refuses longer ones.)
+pub const MAX_TIME_MS: u64 = 1 << 40;
 
 impl TimeSettings {
-    pub fn validate(&self) -> Result<(), crate::job::settings::SettingsError> {
-        let mut check = crate::job::settings::Checks::default();
-        check.range(
-            "max_out_of_orderness_ms",
-            self.max_out_of_orderness_ms,
-            0,
-            MAX_TIME_MS,
-        );
-        check.range("idle_timeout_ms", self.idle_timeout_ms, 0, MAX_TIME_MS);
-        check.range(
-            "allowed_lateness_ms",
-            self.allowed_lateness_ms,
-            0,
-            MAX_TIME_MS,
-        );
-        check.done()
-    }
-
     fn out_of_orderness(&self) -> i64 {
         self.max_out_of_orderness_ms.min(MAX_TIME_MS) as i64
     }
@@ -361,4 +344,91 @@ pub fn fire(
     }
     fired.next = stored_next;
     Ok((effects, fired))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::BatchBuilder;
+
+    /// A batch whose records carry these event times (as their timestamps).
+    fn batch(times: &[i64]) -> Batch {
+        let mut b = BatchBuilder::new("t", 0);
+        for (i, t) in times.iter().enumerate() {
+            b.push(i as i64, Some(*t), None, Some(b"v"), std::iter::empty())
+                .expect("fits");
+        }
+        b.finish(None)
+    }
+
+    fn time(ooo: u64, lateness: u64, idle_ms: u64) -> PartitionTime {
+        let mut t = PartitionTime::new(TimeSettings {
+            max_out_of_orderness_ms: ooo,
+            idle_timeout_ms: idle_ms,
+            allowed_lateness_ms: lateness,
+            late_records: LatePolicy::Drop,
+        });
+        t.stale = false;
+        t
+    }
+
+    #[test]
+    fn the_watermark_trails_the_highest_event_time_and_never_goes_back() {
+        let mut t = time(100, 0, 0);
+        let c = t.advance(&batch(&[1000, 1500, 1200]), 0, false);
+        assert_eq!(c.max_event_time, Some(1500));
+        assert_eq!(c.watermark, Some(1400));
+        t.clock = c;
+        // Older records move nothing back.
+        let c = t.advance(&batch(&[300]), 0, false);
+        assert_eq!((c.max_event_time, c.watermark), (Some(1500), Some(1400)));
+        // A batch without records keeps the clock.
+        assert_eq!(t.advance(&batch(&[]), 0, false), t.clock);
+    }
+
+    #[test]
+    fn an_idle_partition_moves_its_watermark_with_the_wall_clock() {
+        let mut t = time(100, 0, 1);
+        t.clock = t.advance(&batch(&[1000]), 0, false);
+        let c = t.advance(&batch(&[]), 50_000, true);
+        assert_eq!(c.watermark, Some(49_900));
+        assert_eq!(c.max_event_time, Some(1000), "idleness moves no event time");
+        // ...but not backwards when the wall clock is behind the events.
+        assert_eq!(t.advance(&batch(&[]), 10, true).watermark, Some(900));
+    }
+
+    #[test]
+    fn late_means_older_than_the_watermark_minus_the_lateness() {
+        let mut t = time(0, 100, 0);
+        assert!(
+            t.late(&batch(&[1, 2])).is_empty(),
+            "no watermark yet: nothing late"
+        );
+        t.clock.watermark = Some(1000);
+        assert_eq!(t.late(&batch(&[899, 900, 1000, 50, 2000])), vec![0, 3]);
+    }
+
+    #[test]
+    fn a_tick_is_due_only_when_something_pending_may_be_due() {
+        let mut t = time(0, 0, 0);
+        // Nothing known: the store must be asked.
+        assert!(t.tick_due(0));
+        t.next = [Next::Known(None), Next::Known(None)];
+        assert!(!t.tick_due(i64::MAX));
+        t.clock.watermark = Some(1000);
+        t.next = [Next::Known(Some(1001)), Next::Known(Some(5000))];
+        assert!(
+            !t.tick_due(4999),
+            "event timer after the watermark, processing later"
+        );
+        assert!(
+            t.tick_due(5000),
+            "the processing-time timer is due by the wall clock"
+        );
+        t.clock.watermark = Some(1001);
+        assert!(
+            t.tick_due(0),
+            "the event-time timer is due by the watermark"
+        );
+    }
 }

@@ -35,20 +35,19 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rdkafka::Offset;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use crate::batch::effects::stamped_emits;
 use crate::batch::{Batch, BatchBuilder};
-use crate::kafka::bulk::{BulkQueue, RawMessage};
-use crate::kafka::consumer::{ResetPolicy, SourceContext};
+use crate::contract::streamhost::plugin::types::OutputRecord;
+use crate::kafka::bulk::{KafkaPartition, PartitionSource, SourceRecord};
+use crate::kafka::consumer::ResetPolicy;
 use crate::kafka::mirror::MirrorHandle;
-use crate::kafka::producer::Sink;
+use crate::kafka::producer::Outlet;
 use crate::pipeline::executor::{Executor, Processed};
 use crate::pipeline::relay::{Blocked, RelayHandle};
 use crate::pipeline::time::Fired;
 use crate::retry::{Halt, Limit, Retry};
-use crate::runtime::OutputRecord;
 use crate::store::committer::{CommitRequest, Committer, Ticket};
 use crate::store::redis::outbox;
 use crate::store::{CommitOutcome, StoreError};
@@ -148,21 +147,19 @@ enum Settled {
     Abandoned,
 }
 
-pub struct PartitionWorker {
+pub struct PartitionWorker<S: PartitionSource = KafkaPartition> {
     /// Runs each batch through the plugin under the error policy (steps 2 and its timers).
     pub exec: Executor,
-    /// Detaches the partition's queue from the consumer's main queue while it lives.
-    pub queue: rdkafka::consumer::base_consumer::PartitionQueue<SourceContext>,
-    /// The same queue, read in bulk.
-    pub source: BulkQueue,
-    /// Records taken from the queue that did not fit the batch being cut: the next
+    /// The partition's records (its own queue of the job's consumer).
+    pub source: S,
+    /// Records taken from the source that did not fit the batch being cut: the next
     /// batch starts with them. Dropped on a re-seek.
-    pub pending: VecDeque<RawMessage>,
+    pub pending: VecDeque<S::Record>,
     /// The previous batch, while its commit is on its way to the store.
     pub in_flight: Option<InFlight>,
-    pub consumer: Arc<BaseConsumer<SourceContext>>,
     pub committer: Arc<Committer>,
-    pub sink: Arc<Sink>,
+    /// Where emits go (at-least-once; exactly-once hands them to the relay).
+    pub outlet: Arc<Outlet>,
     pub limits: BatchLimits,
     pub reset: ResetPolicy,
     /// The stored offset the next commit is fenced on (`None`: nothing stored yet).
@@ -173,7 +170,7 @@ pub struct PartitionWorker {
     pub relay: Option<RelayHandle>,
 }
 
-impl PartitionWorker {
+impl<S: PartitionSource> PartitionWorker<S> {
     pub fn run(mut self) -> Result<(), WorkerError> {
         tracing::info!(topic = %self.exec.topic, partition = self.exec.partition, expected = ?self.expected, "partition worker started");
         self.exec.metrics.partition_started(&self.exec.labels());
@@ -343,27 +340,6 @@ impl PartitionWorker {
         }
     }
 
-    /// librdkafka's cached end offset of the partition (no request to the broker).
-    fn cached_end_offset(&self) -> Option<i64> {
-        use rdkafka::client::Client;
-        let topic = std::ffi::CString::new(self.exec.topic.as_str()).ok()?;
-        let (mut low, mut high) = (0i64, 0i64);
-        let client: &Client<SourceContext> = self.consumer.client();
-        // SAFETY: the client pointer is valid while `self.consumer` lives; the call only
-        // copies librdkafka's cached watermarks into the two out-parameters.
-        let err = unsafe {
-            rdkafka::bindings::rd_kafka_get_watermark_offsets(
-                client.native_ptr(),
-                topic.as_ptr(),
-                self.exec.partition,
-                &mut low,
-                &mut high,
-            )
-        };
-        (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
-            .then_some(high)
-    }
-
     fn batch_error(&self, from: i64, until: i64, cause: anyhow::Error) -> WorkerError {
         WorkerError::Batch {
             job: self.exec.job.clone(),
@@ -414,7 +390,7 @@ impl PartitionWorker {
         let outbox = match &self.relay {
             Some(relay) => {
                 let emits = &effects.emits;
-                self.sink
+                self.outlet
                     .check_topics(emits)
                     .map_err(|e| self.batch_error(from, until, e.into()))?;
                 // Without the source headers: the relay adds them from the batch's range.
@@ -497,7 +473,7 @@ impl PartitionWorker {
             Limit::Retries(self.exec.policy.max_retries),
             &stopping,
         );
-        while let Err(e) = self.sink.send(emits) {
+        while let Err(e) = self.outlet.send(emits) {
             if e.is_permanent() {
                 return Err(self.batch_error(from, until, anyhow::Error::from(e)));
             }
@@ -533,7 +509,7 @@ impl PartitionWorker {
             .get_or_create(&labels)
             .inc_by(stats.records_out);
         m.committed_offset.get_or_create(&labels).set(until);
-        let lag = self.cached_end_offset().map(|end| (end - until).max(0));
+        let lag = self.source.end_offset().map(|end| (end - until).max(0));
         if let Some(lag) = lag {
             m.lag.get_or_create(&labels).set(lag);
         }
@@ -671,22 +647,19 @@ impl PartitionWorker {
                     time.stale = true;
                 }
                 let to = stored.map_or(Offset::Beginning, Offset::Offset);
-                self.consumer
-                    .seek(
-                        &self.exec.topic,
-                        self.exec.partition,
-                        to,
-                        Duration::from_secs(10),
+                self.source.seek(to).map_err(|e| {
+                    self.batch_error(
+                        from,
+                        until,
+                        anyhow::anyhow!("re-seeking after a fenced commit: {e}"),
                     )
-                    .map_err(|e| {
-                        self.batch_error(
-                            from,
-                            until,
-                            anyhow::anyhow!("re-seeking after a fenced commit: {e}"),
-                        )
-                    })?;
+                })?;
                 Ok(Settled::Fenced)
             }
         }
     }
 }
+
+#[cfg(test)]
+#[path = "worker_tests.rs"]
+mod tests;

@@ -1,13 +1,13 @@
 //! `host dlq list|replay`: a job's dead letters read back from its dead-letter topic, and
 //! their replay through its current plugin (`pipeline::replay`, exactly once into state).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 
 use crate::admin::JobSpec;
 use crate::admin::registry::{Reference, Registry};
-use crate::cli::{DlqCommand, DlqTarget};
 use crate::kafka::dead_letters::DeadLetterReader;
 use crate::pipeline::replay::{ReplayConfig, ReplayedCheck, replay};
 use crate::runtime::{Runtime, RuntimeOptions};
@@ -168,4 +168,55 @@ fn list(target: &DlqTarget, limit: usize, json: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DlqTarget {
+    #[command(flatten)]
+    pub job: crate::tools::state::JobTarget,
+    #[command(flatten)]
+    pub kafka: crate::kafka::config::KafkaArgs,
+    /// The dead-letter topic [default: the `host serve` job's settings.dlq_topic].
+    #[arg(long, env = "STREAMHOST_DLQ_TOPIC")]
+    pub dlq_topic: Option<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DlqCommand {
+    /// The job's newest dead letters: where they came from, why they failed, whether replayed.
+    List {
+        #[command(flatten)]
+        target: DlqTarget,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send the job's dead letters back through its current plugin, exactly once into its
+    /// state: an interrupted replay run again goes on where it stopped.
+    Replay {
+        #[command(flatten)]
+        target: DlqTarget,
+        /// The plugin to run [default: the `host serve` job's current version].
+        #[arg(long)]
+        plugin: Option<PathBuf>,
+        /// Its `init` config (KEY=VALUE, repeatable) [default: the `host serve` job's].
+        #[arg(long = "config", value_name = "KEY=VALUE", value_parser = crate::args::parse_key_value)]
+        config: Vec<(String, String)>,
+        /// Where emits go [default: the `host serve` job's output topic].
+        #[arg(long)]
+        output_topic: Option<String>,
+        /// Only dead letters written at or after this time: unix ms, RFC 3339
+        /// (2026-12-01T10:00:00Z), or an age (90m, 2h) [default: every one not yet replayed].
+        #[arg(long, value_parser = crate::args::parse_time)]
+        from: Option<i64>,
+        /// Only dead letters written before this time (same forms as --from).
+        #[arg(long, value_parser = crate::args::parse_time)]
+        until: Option<i64>,
+        /// Dead letters per commit.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        batch_max_records: u64,
+        #[arg(long)]
+        json: bool,
+    },
 }

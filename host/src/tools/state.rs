@@ -7,7 +7,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use base64::Engine;
 
-use crate::cli::{JobTarget, StateCommand};
 use crate::store::redis::query::{MAX_LIMIT, StateEntry};
 use crate::store::redis::{Redis, RedisStore};
 
@@ -98,4 +97,40 @@ pub fn run(cmd: StateCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Which job: its name in Redis (`host run --job`, or a `host serve` job's id).
+#[derive(Debug, clap::Args)]
+pub struct JobTarget {
+    /// The job: `host run`'s --job (default there: the group), or a `host serve` job id.
+    #[arg(long, env = "STREAMHOST_JOB", value_parser = crate::args::parse_name)]
+    pub job: String,
+    #[command(flatten)]
+    pub redis: crate::store::redis::RedisArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum StateCommand {
+    /// Print one key's value (text, or base64:… when it is not UTF-8).
+    Get {
+        #[command(flatten)]
+        target: JobTarget,
+        key: String,
+        /// Only this partition's state (--state-scope partition) [default: every partition's].
+        #[arg(long)]
+        partition: Option<i32>,
+    },
+    /// Print the keys starting with a prefix, a `KEY<TAB>VALUE` line each (or JSON Lines).
+    Scan {
+        #[command(flatten)]
+        target: JobTarget,
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Stop after this many keys [default: all].
+        #[arg(long)]
+        limit: Option<u64>,
+        /// JSON Lines: {"key", "value", "encoding", "partition"}.
+        #[arg(long)]
+        json: bool,
+    },
 }

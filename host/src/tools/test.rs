@@ -7,7 +7,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use serde_json::{Map, Value, json};
@@ -15,14 +14,14 @@ use serde_json::{Map, Value, json};
 use crate::batch::effects::{Effects, stamped_emits};
 use crate::batch::{Batch, BatchBuilder};
 use crate::job::settings::JobSettings;
-use crate::pipeline::executor::{Aside, Executor, Processed, Processor};
+use crate::kafka::producer::Outlet;
+use crate::pipeline::executor::{Executor, Processed, Processor};
 use crate::pipeline::policy::OnError;
-use crate::pipeline::time::{PartitionTime, TimeSettings};
+use crate::pipeline::time::TimeSettings;
 use crate::runtime::{InstanceSettings, OutputRecord, Plugin, Runner};
 use crate::store::memory::MemoryStore;
 use crate::store::time::TimeKind;
 use crate::store::{Commit, CommitOutcome, StateStore};
-use crate::telemetry::metrics::Metrics;
 use crate::tools::input::{InputFormat, bytes_to_json, read_records};
 
 pub struct TestRun {
@@ -143,7 +142,6 @@ pub fn run(plugin: Plugin, spec: &TestRun) -> anyhow::Result<Value> {
     };
     let mut runner = Runner::new(plugin.clone(), settings);
     runner.warm_up()?;
-    let never = Arc::new(AtomicBool::new(false));
     let settings = JobSettings {
         // The first failure ends the test, with its error.
         on_error: OnError::Stop,
@@ -152,26 +150,16 @@ pub fn run(plugin: Plugin, spec: &TestRun) -> anyhow::Result<Value> {
     };
     let mut run = Run {
         spec,
-        exec: Executor {
-            topic: spec.topic.clone(),
-            partition: spec.partition,
-            job: "test".into(),
-            processor: Processor::Plugin(runner),
-            policy: settings.error_policy(),
-            set_aside: 0,
-            aside: Aside::Kept(Default::default()),
-            metrics: Metrics::new(),
-            progress: Default::default(),
-            stop: never.clone(),
-            job_stop: never,
-            plugin_slot: None,
-            generation: 0,
-            store: store.clone() as Arc<dyn StateStore>,
-            time_settings: spec.time.clone(),
-            time: plugin
-                .has_time()
-                .then(|| PartitionTime::new(spec.time.clone())),
-        },
+        exec: Executor::new(
+            &spec.topic,
+            spec.partition,
+            "test",
+            Processor::Plugin(runner),
+            settings.error_policy(),
+            store.clone() as Arc<dyn StateStore>,
+            Arc::new(Outlet::kept()),
+        )
+        .with_time(spec.time.clone()),
         store: store.clone(),
         emits: Vec::new(),
         offset: 0,
@@ -224,10 +212,7 @@ pub fn run(plugin: Plugin, spec: &TestRun) -> anyhow::Result<Value> {
         exec,
         ..
     } = run;
-    let aside = match exec.aside {
-        Aside::Kept(kept) => kept.into_inner().unwrap_or_else(|p| p.into_inner()),
-        Aside::Kafka(_) => Vec::new(),
-    };
+    let aside = exec.outlet.take_kept();
     let pending: Vec<Value> = store
         .pending(&spec.topic, spec.partition)
         .into_iter()

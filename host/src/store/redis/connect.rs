@@ -469,6 +469,81 @@ fn read_certs(config: &RedisConfig) -> Result<Option<TlsCertificates>, StoreErro
     }))
 }
 
+/// How to reach Redis; every command that uses Redis takes these.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RedisArgs {
+    /// Redis URL, redis://[USER:PASSWORD@]HOST:PORT[/DB] (rediss:// for TLS); several,
+    /// comma-separated, with --redis-cluster (seed nodes) or --redis-sentinel (Sentinels).
+    #[arg(
+        long = "redis",
+        default_value = "redis://127.0.0.1:6379",
+        env = "STREAMHOST_REDIS",
+        hide_env_values = true
+    )]
+    pub url: String,
+
+    /// --redis names seed nodes of a Redis Cluster.
+    #[arg(
+        long,
+        env = "STREAMHOST_REDIS_CLUSTER",
+        conflicts_with = "redis_sentinel"
+    )]
+    pub redis_cluster: bool,
+
+    /// --redis names Sentinels; use the master they know as MASTER_NAME.
+    #[arg(long, value_name = "MASTER_NAME", env = "STREAMHOST_REDIS_SENTINEL")]
+    pub redis_sentinel: Option<String>,
+
+    /// PEM file of the CA that signed the Redis server's certificate [default: the
+    /// system's roots].
+    #[arg(long, value_name = "FILE", env = "STREAMHOST_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+
+    /// PEM client certificate, for a Redis that asks for one (mutual TLS).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "STREAMHOST_REDIS_CERT_FILE",
+        requires = "redis_key_file"
+    )]
+    pub redis_cert_file: Option<PathBuf>,
+
+    /// PEM private key of --redis-cert-file.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "STREAMHOST_REDIS_KEY_FILE",
+        requires = "redis_cert_file"
+    )]
+    pub redis_key_file: Option<PathBuf>,
+
+    /// File whose first line is the Redis password (instead of one in the URL, which
+    /// `ps` would show); the user, if any, stays in the URL.
+    #[arg(long, value_name = "FILE", env = "STREAMHOST_REDIS_PASSWORD_FILE")]
+    pub redis_password_file: Option<PathBuf>,
+}
+
+impl RedisArgs {
+    pub fn config(&self) -> RedisConfig {
+        RedisConfig {
+            urls: self.url.clone(),
+            topology: match (&self.redis_sentinel, self.redis_cluster) {
+                (Some(master), _) => Topology::Sentinel {
+                    master: master.clone(),
+                },
+                (None, true) => Topology::Cluster,
+                (None, false) => Topology::Single,
+            },
+            ca_file: self.redis_ca_file.clone(),
+            cert_file: self.redis_cert_file.clone(),
+            key_file: self.redis_key_file.clone(),
+            password_file: self.redis_password_file.clone(),
+            wait_replicas: 0,
+            wait_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{RedisConfig, Topology, shown_url};

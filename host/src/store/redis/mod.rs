@@ -19,11 +19,12 @@ use std::time::{Duration, Instant};
 
 use redis::Script;
 
-pub use connect::{Conn, Redis, RedisConfig, Topology, shown_url};
+pub use connect::{Conn, Redis, RedisArgs, RedisConfig, Topology, shown_url};
 pub use keys::Keys;
 
 use super::time::{Clock, Due, TimeDomain, TimeKey};
 use super::{Commit, Committed, StateScope, StateStore, StoreError};
+use crate::retry::{Backoff, Halt, Limit, Retry};
 use crate::sync::Locked;
 
 /// What of a partition's timers and expiries is due, and the earliest entry after them.
@@ -42,17 +43,18 @@ pub fn wait_until_reachable(
     give_up: Duration,
     stop: &AtomicBool,
 ) -> Result<(), StoreError> {
+    let stopping = || stop.load(Ordering::Relaxed);
+    let mut retry = Retry::new(START_BACKOFF, Limit::For(give_up), &stopping);
     let started = Instant::now();
     let mut last_warning: Option<Instant> = None;
-    let mut attempts: u32 = 0;
     loop {
         let attempt = redis
             .connect()
             .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
         let error = match attempt {
             Ok(_) => {
-                if attempts > 0 {
-                    tracing::info!(redis = %redis.shown(), attempts, "Redis is reachable");
+                if retry.failures() > 0 {
+                    tracing::info!(redis = %redis.shown(), attempts = retry.failures() + 1, "Redis is reachable");
                 }
                 return Ok(());
             }
@@ -61,30 +63,31 @@ pub fn wait_until_reachable(
                 other => return Err(other),
             },
         };
-        attempts += 1;
-        if started.elapsed() >= give_up {
-            return Err(StoreError::GaveUp {
-                url: redis.shown().to_owned(),
-                waited_s: started.elapsed().as_secs(),
-                attempts,
-                last: error,
-            });
-        }
-        if last_warning.is_none_or(|t| t.elapsed() >= WAIT_WARN_EVERY) {
-            let left = give_up.saturating_sub(started.elapsed()).as_secs();
-            tracing::warn!(redis = %redis.shown(), attempts, error = %error, "waiting for Redis; giving up in {left} s");
-            last_warning = Some(Instant::now());
-        }
-        let pause = Duration::from_millis(200 * u64::from(attempts.min(10)));
-        let until = Instant::now() + pause;
-        while Instant::now() < until {
-            if stop.load(Ordering::Relaxed) {
-                return Ok(());
+        let attempts = retry.failures() + 1;
+        let announce = |_| {
+            if last_warning.is_none_or(|t| t.elapsed() >= WAIT_WARN_EVERY) {
+                let left = give_up.saturating_sub(started.elapsed()).as_secs();
+                tracing::warn!(redis = %redis.shown(), attempts, error = %error, "waiting for Redis; giving up in {left} s");
+                last_warning = Some(Instant::now());
             }
-            std::thread::sleep(Duration::from_millis(50));
+        };
+        match retry.again(announce) {
+            Ok(()) => {}
+            Err(Halt::Stopped) => return Ok(()),
+            Err(Halt::GaveUp { failures, waited }) => {
+                return Err(StoreError::GaveUp {
+                    url: redis.shown().to_owned(),
+                    waited_s: waited.as_secs(),
+                    attempts: failures,
+                    last: error,
+                });
+            }
         }
     }
 }
+
+/// Pauses between start-up attempts to reach Redis.
+const START_BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
 
 fn now_ms() -> u64 {
     crate::clock::unix_ms() as u64

@@ -11,7 +11,7 @@
 use redis::Value;
 
 use super::{RedisStore, StoreError};
-use crate::runtime::{Header, OutputRecord};
+use crate::contract::streamhost::plugin::types::{Header, OutputRecord};
 
 /// The entry format's version, its first byte: a host that finds another refuses it
 /// instead of publishing garbage.

@@ -28,15 +28,13 @@
 //! tansu does; on Kafka it cost a quarter of the exactly-once throughput, bench/run
 //! delivery.)
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, config::RDKafkaLogLevel};
 use rdkafka::{Offset, TopicPartitionList};
@@ -46,8 +44,16 @@ use crate::kafka::errors::QuietContext;
 use crate::store::redis::RedisStore;
 use crate::store::redis::outbox::Entry;
 use crate::store::{StateStore, StoreError};
+mod outbox;
+mod transaction;
+
+use transaction::{TxnError, classify};
+
+use crate::retry::{Backoff, Limit, Retry};
 use crate::sync::Locked;
 use crate::telemetry::metrics::{Metrics, PartitionLabels};
+use outbox::OutboxState;
+pub use outbox::{Blocked, Outbox};
 
 /// How a job delivers what its plugin emits.
 #[derive(
@@ -165,148 +171,12 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 
 const WARN_EVERY: Duration = Duration::from_secs(5);
 
-/// The state a partition's worker and its relay share: which entries are committed and
-/// not yet published, and how the relay is doing.
-pub struct Outbox {
-    state: Mutex<OutboxState>,
-    changed: Condvar,
-    max_bytes: u64,
-    gauge: prometheus_client::metrics::gauge::Gauge,
-    /// The highest offset this partition's worker handed to a commit (or the stored one
-    /// it started from; `i64::MIN`: none). A stored offset beyond it was committed by
-    /// another worker: this host lost the partition (see [`Relay::still_owner`]).
-    submitted: AtomicI64,
-}
-
-#[derive(Default)]
-struct OutboxState {
-    /// The relay fenced the previous owner and knows its position.
-    ready: bool,
-    /// Entries at or above `next`: sequence number -> bytes.
-    pending: BTreeMap<u64, u64>,
-    pending_bytes: u64,
-    /// The relay's position: every entry below it is published.
-    next: u64,
-    /// Why the relay gave up (the job stops with it).
-    failure: Option<String>,
-    /// The relay gave up for good (not because the partition moved on): the worker stops
-    /// and fails the job even when no commit is waiting.
-    fatal: bool,
-    /// The job is stopping: publish what is committed now, then stop (`drained`).
-    draining: bool,
-    drained: bool,
-}
-
-impl OutboxState {
-    fn add(&mut self, seq: u64, bytes: u64) {
-        if seq >= self.next && self.pending.insert(seq, bytes).is_none() {
-            self.pending_bytes += bytes;
-        }
-    }
-
-    /// Everything below `next` is published.
-    fn published_below(&mut self, next: u64) {
-        self.next = next;
-        let kept = self.pending.split_off(&next);
-        let done = std::mem::replace(&mut self.pending, kept);
-        self.pending_bytes -= done.values().sum::<u64>();
-    }
-}
-
-/// Why a commit may not go ahead.
-#[derive(Debug)]
-pub enum Blocked {
-    /// The worker is stopping.
-    Stopping,
-    /// The relay gave up; the message says why and what to do.
-    Failed(String),
-}
-
-impl Outbox {
-    fn lock(&self) -> MutexGuard<'_, OutboxState> {
-        self.state.locked()
-    }
-
-    /// Waits for a change, or at most `tick`: stop flags and clocks change unannounced.
-    fn wait<'a>(
-        &self,
-        state: MutexGuard<'a, OutboxState>,
-        tick: Duration,
-    ) -> MutexGuard<'a, OutboxState> {
-        self.changed
-            .wait_timeout(state, tick)
-            .unwrap_or_else(|p| p.into_inner())
-            .0
-    }
-
-    /// Waits until a batch whose entry has `bytes` may commit: the relay is ready and the
-    /// outbox has room (an entry alone larger than the bound still goes, when the outbox
-    /// is empty). Warns while Kafka keeps the relay from making room.
-    pub fn wait_for_room(
-        &self,
-        bytes: u64,
-        stopping: &dyn Fn() -> bool,
-        what: &str,
-    ) -> Result<(), Blocked> {
-        let started = Instant::now();
-        let mut warned: Option<Instant> = None;
-        let mut state = self.lock();
-        loop {
-            // A fenced relay stops its worker first: that is a stop, not a failure.
-            if stopping() {
-                return Err(Blocked::Stopping);
-            }
-            if let Some(f) = &state.failure {
-                return Err(Blocked::Failed(f.clone()));
-            }
-            let room = state.pending_bytes == 0 || state.pending_bytes + bytes <= self.max_bytes;
-            if state.ready && room {
-                return Ok(());
-            }
-            if started.elapsed() >= WARN_EVERY && warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
-                if state.ready {
-                    tracing::warn!(
-                        partition = what,
-                        pending_bytes = state.pending_bytes,
-                        bound = self.max_bytes,
-                        waited_s = started.elapsed().as_secs(),
-                        "the outbox is full: the relay cannot publish to Kafka (see its warnings); commits wait until it can, nothing is lost"
-                    );
-                } else {
-                    tracing::warn!(
-                        partition = what,
-                        waited_s = started.elapsed().as_secs(),
-                        "waiting for the exactly-once relay to take over the partition's transactional id (is Kafka reachable?)"
-                    );
-                }
-                warned = Some(Instant::now());
-            }
-            state = self.wait(state, Duration::from_millis(100));
-        }
-    }
-
-    /// Why the relay gave up for good, if it did.
-    pub fn fatal(&self) -> Option<String> {
-        let state = self.lock();
-        state
-            .fatal
-            .then(|| state.failure.clone().unwrap_or_default())
-    }
-
-    /// A batch's entry committed.
-    pub fn committed(&self, seq: u64, bytes: u64) {
-        let mut state = self.lock();
-        state.add(seq, bytes);
-        self.gauge.set(state.pending_bytes as i64);
-        drop(state);
-        self.changed.notify_all();
-    }
-
-    /// The worker is about to commit up to `until`.
-    pub fn submitting(&self, until: i64) {
-        self.submitted.fetch_max(until, Ordering::SeqCst);
-    }
-}
+/// Pauses before a new transactional producer, before publishing an aborted transaction
+/// again, and between reads of an unreachable Redis: the relay waits for as long as it
+/// takes (the worker's commits wait at the outbox bound meanwhile).
+const RESTART_BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+const ABORT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+const REDIS_BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
 
 /// A running relay; dropping it stops the relay and waits for it.
 pub struct RelayHandle {
@@ -420,50 +290,6 @@ pub fn start(
     })
 }
 
-/// A librdkafka error as the relay acts on it.
-/// What librdkafka says a failed transactional call leaves behind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TxnError {
-    /// The producer can do nothing more (fenced, or a configuration error).
-    Fatal,
-    /// The transaction cannot commit: abort it, then publish again.
-    Abortable,
-    /// The same call may be made again.
-    Retriable,
-    /// None of these: whether the call took effect is not known.
-    Unknown,
-}
-
-fn classify(e: &KafkaError) -> TxnError {
-    match e {
-        KafkaError::Transaction(t) if t.is_fatal() => TxnError::Fatal,
-        KafkaError::Transaction(t) if t.txn_requires_abort() => TxnError::Abortable,
-        KafkaError::Transaction(t) if t.is_retriable() => TxnError::Retriable,
-        KafkaError::Transaction(_) => TxnError::Unknown,
-        // Errors from outside the transaction API (a timed-out wait) say nothing about
-        // the transaction: the call may be repeated.
-        _ => TxnError::Retriable,
-    }
-}
-
-/// The broker lacks a transaction API (a Kafka before 0.11, a broker that never
-/// implemented EndTxn): retrying cannot help.
-fn unsupported(e: &KafkaError) -> bool {
-    e.rdkafka_error_code() == Some(RDKafkaErrorCode::UnsupportedFeature)
-}
-
-fn is_fence(e: &KafkaError) -> bool {
-    matches!(
-        e.rdkafka_error_code(),
-        Some(
-            RDKafkaErrorCode::Fenced
-                | RDKafkaErrorCode::ProducerFenced
-                | RDKafkaErrorCode::InvalidProducerEpoch
-                | RDKafkaErrorCode::TransactionCoordinatorFenced
-        )
-    )
-}
-
 impl Relay {
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
@@ -519,7 +345,8 @@ impl Relay {
     }
 
     fn run(self) {
-        let mut attempt: u32 = 0;
+        let stopping = || self.stopping();
+        let mut retry = Retry::new(RESTART_BACKOFF, Limit::Never, &stopping);
         loop {
             match self.session() {
                 Ended::Stopped => return,
@@ -549,10 +376,8 @@ impl Relay {
                     return;
                 }
                 Ended::Restart(why) => {
-                    attempt = attempt.saturating_add(1);
-                    let pause = Duration::from_millis(200 * u64::from(attempt.min(25)));
-                    tracing::warn!(partition = %self.where_(), "exactly-once relay: {why}; starting a new transactional producer in {pause:?}");
-                    if !self.pause(pause) {
+                    let announce = |pause| tracing::warn!(partition = %self.where_(), "exactly-once relay: {why}; starting a new transactional producer in {pause:?}");
+                    if retry.again(announce).is_err() {
                         return;
                     }
                 }
@@ -564,19 +389,22 @@ impl Relay {
     /// meanwhile); other Redis errors stop the job.
     fn redis<T>(&self, what: &str, f: impl Fn() -> Result<T, StoreError>) -> Result<T, Ended> {
         let mut warned: Option<Instant> = None;
+        let stopping = || self.stopping();
+        let mut retry = Retry::new(REDIS_BACKOFF, Limit::Never, &stopping);
         loop {
-            match f() {
+            let e = match f() {
                 Ok(v) => return Ok(v),
-                Err(e @ StoreError::Unavailable { .. }) => {
-                    if warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
-                        tracing::warn!(partition = %self.where_(), error = %e, "exactly-once relay: {what}; retrying");
-                        warned = Some(Instant::now());
-                    }
-                    if !self.pause(Duration::from_millis(200)) {
-                        return Err(Ended::Stopped);
-                    }
-                }
+                Err(e @ StoreError::Unavailable { .. }) => e,
                 Err(e) => return Err(Ended::Fatal(format!("{what}: {e}"))),
+            };
+            let announce = |pause| {
+                if warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                    tracing::warn!(partition = %self.where_(), error = %e, "exactly-once relay: {what}; retrying in {pause:?}");
+                    warned = Some(Instant::now());
+                }
+            };
+            if retry.again(announce).is_err() {
+                return Err(Ended::Stopped);
             }
         }
     }
@@ -813,244 +641,4 @@ impl Relay {
                 _ => None,
             }))
     }
-
-    /// Publishes `entries` and the position `until` in one transaction, repeating it
-    /// after an abortable failure. Returns the records published.
-    fn transaction(
-        &self,
-        producer: &RelayProducer,
-        cgm: &rdkafka::consumer::ConsumerGroupMetadata,
-        entries: &[Entry],
-        until: u64,
-    ) -> Result<u64, Ended> {
-        let mut attempt: u32 = 0;
-        loop {
-            let started = Instant::now();
-            let outcome = self
-                .records(entries)
-                .map_err(TxnFailure::Ended)
-                .and_then(|r| self.try_transaction(producer, cgm, r, until));
-            tracing::debug!(partition = %self.where_(), took_ms = started.elapsed().as_millis() as u64, "exactly-once relay: transaction time");
-            match outcome {
-                Ok(n) => return Ok(n),
-                Err(TxnFailure::Ended(e)) => return Err(e),
-                Err(TxnFailure::Abortable(why)) => {
-                    attempt = attempt.saturating_add(1);
-                    self.abort(producer)?;
-                    let pause = Duration::from_millis(100 * u64::from(attempt.min(50)));
-                    tracing::warn!(partition = %self.where_(), entries = entries.len(), error = %why, "exactly-once relay: transaction aborted; publishing the entries again in {pause:?}");
-                    if !self.pause(pause) {
-                        return Err(Ended::Stopped);
-                    }
-                }
-            }
-        }
-    }
-
-    fn ended(&self, what: &str, e: &KafkaError) -> Ended {
-        if is_fence(e) {
-            Ended::Fenced(format!("{what}: {e}"))
-        } else if self.stopping() {
-            Ended::Stopped
-        } else {
-            Ended::Restart(format!("{what}: {e}"))
-        }
-    }
-
-    /// The Kafka records of `entries`, in order.
-    fn records<'a>(&'a self, entries: &'a [Entry]) -> Result<Records<'a>, Ended> {
-        let mut out = Vec::with_capacity(entries.iter().map(|e| e.records.len()).sum());
-        for entry in entries {
-            for record in &entry.records {
-                let topic = match (&record.topic, &self.settings.output_topic) {
-                    (Some(t), _) => t.as_str(),
-                    (None, Some(t)) => t.as_str(),
-                    // The worker refuses such a batch before its commit.
-                    (None, None) => {
-                        return Err(Ended::Fatal(format!(
-                            "outbox entry {} of {} holds a record without a topic and the \
-                             job has no --output-topic; start the job with the output topic \
-                             it had",
-                            entry.seq,
-                            self.where_()
-                        )));
-                    }
-                };
-                let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-                for h in &record.headers {
-                    headers = headers.insert(KafkaHeader {
-                        key: &h.name,
-                        value: h.value.as_deref(),
-                    });
-                }
-                let mut kafka = BaseRecord::<[u8], [u8]>::to(topic).headers(headers);
-                if let Some(k) = &record.key {
-                    kafka = kafka.key(k.as_slice());
-                }
-                if let Some(v) = &record.value {
-                    kafka = kafka.payload(v.as_slice());
-                }
-                out.push(kafka);
-            }
-        }
-        Ok(out)
-    }
-
-    fn try_transaction(
-        &self,
-        producer: &RelayProducer,
-        cgm: &rdkafka::consumer::ConsumerGroupMetadata,
-        records: Records<'_>,
-        until: u64,
-    ) -> Result<u64, TxnFailure> {
-        producer
-            .begin_transaction()
-            .map_err(|e| TxnFailure::Ended(self.ended("beginning a transaction", &e)))?;
-        let failed_before = producer.context().failed.load(Ordering::SeqCst);
-        let count = records.len() as u64;
-        // Handing records to librdkafka is the costly part of the lane: two threads share
-        // it. A key's records all go to one thread, in order, so each key keeps its order
-        // (records without a key, too, among themselves).
-        let mut lanes: [Records<'_>; ENQUEUE_THREADS] = Default::default();
-        for record in records {
-            let lane = record.key.map_or(0, |k| {
-                use std::hash::{Hash, Hasher};
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                k.hash(&mut h);
-                h.finish() as usize % ENQUEUE_THREADS
-            });
-            lanes[lane].push(record);
-        }
-        let enqueue = |records: Records<'_>| -> Result<(), KafkaError> {
-            for mut record in records {
-                loop {
-                    match producer.send(record) {
-                        Ok(()) => break,
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                            // The producer's own thread drains the queue.
-                            std::thread::sleep(Duration::from_millis(1));
-                            record = back;
-                        }
-                        Err((e, _)) => return Err(e),
-                    }
-                }
-            }
-            Ok(())
-        };
-        let [first, second] = lanes;
-        let (a, b) = std::thread::scope(|scope| {
-            let other = scope.spawn(|| enqueue(second));
-            let mine = enqueue(first);
-            (mine, other.join().unwrap_or(Err(KafkaError::Canceled)))
-        });
-        if let Err(e) = a.and(b) {
-            return Err(self.failed("producing", e));
-        }
-        let sent = Instant::now();
-        loop {
-            match producer.flush(CALL_SLICE) {
-                Ok(()) => break,
-                Err(e) if self.stopping() => return Err(self.failed("producing", e)),
-                // The slice passed with records still in flight: wait on.
-                Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)) => continue,
-                Err(e) => return Err(self.failed("producing", e)),
-            }
-        }
-        if producer.context().failed.load(Ordering::SeqCst) != failed_before {
-            let why = producer
-                .context()
-                .last_failure
-                .locked()
-                .clone()
-                .unwrap_or_default();
-            return Err(TxnFailure::Abortable(format!("producing: {why}")));
-        }
-        let records = count;
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(until as i64))
-            .map_err(|e| TxnFailure::Ended(Ended::Fatal(format!("position {until}: {e}"))))?;
-        loop {
-            match producer.send_offsets_to_transaction(&tpl, cgm, CALL_SLICE) {
-                Ok(()) => break,
-                Err(e) if unsupported(&e) => return Err(self.no_transactions(&e)),
-                Err(e) => match classify(&e) {
-                    TxnError::Retriable if !self.stopping() => continue,
-                    _ => return Err(self.failed("adding the position to the transaction", e)),
-                },
-            }
-        }
-        let acked = Instant::now();
-        loop {
-            match producer.commit_transaction(CALL_SLICE) {
-                Ok(()) => {
-                    tracing::debug!(partition = %self.where_(), acks_ms = (acked - sent).as_millis() as u64, commit_ms = acked.elapsed().as_millis() as u64, "exactly-once relay: transaction steps");
-                    return Ok(records);
-                }
-                Err(e) if unsupported(&e) => return Err(self.no_transactions(&e)),
-                // In doubt: the same call again finds out (librdkafka keeps its state).
-                Err(e) => match classify(&e) {
-                    TxnError::Retriable if !self.stopping() => {
-                        tracing::debug!(partition = %self.where_(), error = %e, "commit_transaction: retrying");
-                        // Some answers come back at once: without a pause this would spin.
-                        if !self.pause(Duration::from_millis(50)) {
-                            return Err(TxnFailure::Ended(Ended::Stopped));
-                        }
-                    }
-                    // librdkafka says the transaction did not commit: abort, publish again.
-                    TxnError::Abortable => {
-                        return Err(TxnFailure::Abortable(format!("committing: {e}")));
-                    }
-                    // Anything else may have committed: only the position the broker
-                    // holds says, so a new producer reads it before publishing more.
-                    _ => {
-                        return Err(TxnFailure::Ended(
-                            self.ended("committing the transaction", &e),
-                        ));
-                    }
-                },
-            }
-        }
-    }
-
-    fn no_transactions(&self, e: &KafkaError) -> TxnFailure {
-        TxnFailure::Ended(Ended::Fatal(format!(
-            "the Kafka at {} does not support transactions ({e}); --delivery exactly-once \
-             needs a broker that does (Kafka 0.11 or later). What {} committed is kept in \
-             its outbox: run the job with a broker that has transactions to publish it",
-            self.settings.brokers,
-            self.where_()
-        )))
-    }
-
-    fn failed(&self, what: &str, e: KafkaError) -> TxnFailure {
-        match classify(&e) {
-            TxnError::Fatal => TxnFailure::Ended(self.ended(what, &e)),
-            _ if is_fence(&e) => TxnFailure::Ended(Ended::Fenced(format!("{what}: {e}"))),
-            _ if self.stopping() => TxnFailure::Ended(Ended::Stopped),
-            _ => TxnFailure::Abortable(format!("{what}: {e}")),
-        }
-    }
-
-    fn abort(&self, producer: &RelayProducer) -> Result<(), Ended> {
-        loop {
-            match producer.abort_transaction(CALL_SLICE) {
-                Ok(()) => return Ok(()),
-                Err(e) => match classify(&e) {
-                    TxnError::Retriable if !self.stopping() => {
-                        // Some answers come back at once: without a pause this would spin.
-                        if !self.pause(Duration::from_millis(50)) {
-                            return Err(Ended::Stopped);
-                        }
-                    }
-                    _ => return Err(self.ended("aborting the transaction", &e)),
-                },
-            }
-        }
-    }
-}
-
-enum TxnFailure {
-    /// Abort, then publish the same entries again.
-    Abortable(String),
-    Ended(Ended),
 }
