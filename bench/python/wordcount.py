@@ -63,8 +63,11 @@ def main() -> int:
         exp = expected[p]
         if exp is not None and first > exp:
             first = exp
-        # One batch per script run (the host merges the batches of several partitions).
-        argv = [1, p, "" if exp is None else exp, until, 0, 0, len(counts)]
+        # One batch per script run (the host merges the batches of several partitions),
+        # in the format host/src/store/redis/commit.rs describes: the batch's head
+        # (partition, expected, until, no clock, no timer changes, no outbox entry), then
+        # no sets, no deletes, the increments.
+        argv = [1, p, "" if exp is None else exp, until, "", 0, 0, 0, 0, "", 0, 0, len(counts)]
         for word, n in counts.items():
             argv += [word, n]
         reply = commit(keys=[state_key, offsets_key], args=argv)
