@@ -130,7 +130,9 @@ pub fn with_default_command(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsSt
     }
     let first = args.get(i).and_then(|a| a.to_str()).unwrap_or("");
     let is_top_level = matches!(first, "-h" | "--help" | "-V" | "--version");
-    if args.len() > 1 && !is_top_level && !SUBCOMMANDS.contains(&first) {
+    // Only flags start `run`: a bare word that is no subcommand (`host tset`) goes to
+    // clap as it is, which names it and suggests the one meant.
+    if args.len() > 1 && !is_top_level && first.starts_with('-') && !SUBCOMMANDS.contains(&first) {
         let mut out = args;
         out.insert(1, "run".into());
         out
@@ -501,5 +503,17 @@ mod tests {
             );
         }
         assert_eq!(with_default_command(args(&["--help"])), args(&["--help"]));
+    }
+
+    #[test]
+    fn a_mistyped_command_is_named_with_the_one_meant() {
+        use clap::CommandFactory;
+        let given = with_default_command(args(&["tset", "--plugin", "p"]));
+        assert_eq!(given, args(&["tset", "--plugin", "p"]));
+        let err = super::Cli::command()
+            .try_get_matches_from(given)
+            .expect_err("refused");
+        let text = err.to_string();
+        assert!(text.contains("'tset'") && text.contains("'test'"), "{text}");
     }
 }

@@ -232,7 +232,7 @@ fn offsets(cmd: OffsetsCommand) -> anyhow::Result<()> {
             json,
         } => {
             let (store, kafka) = connect(&target)?;
-            offsets::show(&store, &kafka, &topics, json)
+            offsets::show(&store, &kafka, &target.group, &topics, json)
         }
         OffsetsCommand::Set { args, to } => move_offsets(args, to),
         OffsetsCommand::Reset { args } => move_offsets(args, Target::Earliest),

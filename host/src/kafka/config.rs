@@ -96,8 +96,91 @@ pub fn builtin_features() -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// A client configuration: `bootstrap.servers`, `defaults`, then `overrides` (later wins).
+/// Which kind of client a configuration is for. `-X` goes to every client a command makes;
+/// the properties librdkafka knows only for the other kind are left out, so a consumer
+/// setting (`session.timeout.ms`) does not make every producer warn `CONFWARN`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    /// Consumers, and the clients that only look up metadata or offsets.
+    Consumer,
+    Producer,
+}
+
+/// librdkafka's properties of consumers only (scope `C` in its CONFIGURATION.md).
+const CONSUMER_ONLY: &[&str] = &[
+    "group.id",
+    "group.instance.id",
+    "partition.assignment.strategy",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "group.protocol.type",
+    "group.protocol",
+    "group.remote.assignor",
+    "coordinator.query.interval.ms",
+    "max.poll.interval.ms",
+    "enable.auto.commit",
+    "auto.commit.interval.ms",
+    "enable.auto.offset.store",
+    "queued.min.messages",
+    "queued.max.messages.kbytes",
+    "fetch.wait.max.ms",
+    "fetch.queue.backoff.ms",
+    "fetch.message.max.bytes",
+    "max.partition.fetch.bytes",
+    "fetch.max.bytes",
+    "fetch.min.bytes",
+    "fetch.error.backoff.ms",
+    "isolation.level",
+    "enable.partition.eof",
+    "check.crcs",
+    "allow.auto.create.topics",
+    "auto.offset.reset",
+    "consume.callback.max.messages",
+];
+
+/// ...and of producers only (scope `P`).
+const PRODUCER_ONLY: &[&str] = &[
+    "transactional.id",
+    "transaction.timeout.ms",
+    "enable.idempotence",
+    "enable.gapless.guarantee",
+    "queue.buffering.max.messages",
+    "queue.buffering.max.kbytes",
+    "queue.buffering.max.ms",
+    "linger.ms",
+    "message.send.max.retries",
+    "retries",
+    "queue.buffering.backpressure.threshold",
+    "compression.codec",
+    "compression.type",
+    "compression.level",
+    "batch.num.messages",
+    "batch.size",
+    "delivery.report.only.error",
+    "sticky.partitioning.linger.ms",
+    "request.required.acks",
+    "acks",
+    "request.timeout.ms",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "partitioner",
+];
+
+impl Client {
+    /// Whether `key` is a property of this kind of client.
+    pub fn takes(self, key: &str) -> bool {
+        let other = match self {
+            Client::Consumer => PRODUCER_ONLY,
+            Client::Producer => CONSUMER_ONLY,
+        };
+        !other.contains(&key)
+    }
+}
+
+/// A client configuration: `bootstrap.servers`, `defaults`, then the `overrides` of this
+/// kind of client (later wins).
 pub fn client_config(
+    kind: Client,
     brokers: &str,
     defaults: &[(&str, &str)],
     overrides: &[(String, String)],
@@ -107,7 +190,7 @@ pub fn client_config(
     for (k, v) in defaults {
         config.set(*k, *v);
     }
-    for (k, v) in overrides {
+    for (k, v) in overrides.iter().filter(|(k, _)| kind.takes(k)) {
         config.set(k, v);
     }
     config
@@ -146,6 +229,7 @@ impl KafkaArgs {
 
 #[cfg(test)]
 mod tests {
+    use super::Client;
     use super::{builtin_features, client_config, is_secret, read_properties};
 
     #[test]
@@ -216,9 +300,37 @@ mod tests {
     #[test]
     fn user_properties_win_over_the_hosts_defaults() {
         let overrides = [("linger.ms".to_owned(), "50".to_owned())];
-        let c = client_config("b:9092", &[("linger.ms", "5"), ("acks", "all")], &overrides);
+        let c = client_config(
+            Client::Producer,
+            "b:9092",
+            &[("linger.ms", "5"), ("acks", "all")],
+            &overrides,
+        );
         assert_eq!(c.get("bootstrap.servers"), Some("b:9092"));
         assert_eq!(c.get("linger.ms"), Some("50"));
         assert_eq!(c.get("acks"), Some("all"));
+    }
+
+    #[test]
+    fn properties_reach_only_the_clients_they_belong_to() {
+        let x = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let overrides = x(&[
+            ("session.timeout.ms", "6000"),
+            ("compression.type", "zstd"),
+            ("security.protocol", "sasl_ssl"),
+        ]);
+        let producer = client_config(Client::Producer, "b:9092", &[], &overrides);
+        assert_eq!(producer.get("session.timeout.ms"), None);
+        assert_eq!(producer.get("compression.type"), Some("zstd"));
+        assert_eq!(producer.get("security.protocol"), Some("sasl_ssl"));
+        let consumer = client_config(Client::Consumer, "b:9092", &[], &overrides);
+        assert_eq!(consumer.get("session.timeout.ms"), Some("6000"));
+        assert_eq!(consumer.get("compression.type"), None);
+        assert_eq!(consumer.get("security.protocol"), Some("sasl_ssl"));
     }
 }

@@ -19,6 +19,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::types::RDKafkaRespErr;
 
+use super::config::Client;
 use super::errors::Diagnostics;
 use crate::sync::Locked;
 
@@ -390,7 +391,7 @@ pub fn consumer(
     config: &SourceConfig<'_>,
     assignments: Weak<dyn Assignments>,
 ) -> Result<Arc<BaseConsumer<SourceContext>>, KafkaError> {
-    let mut c = super::config::client_config(config.brokers, &[], &[]);
+    let mut c = super::config::client_config(Client::Consumer, config.brokers, &[], &[]);
     c.set("group.id", config.group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -434,8 +435,12 @@ pub fn consumer(
         c.set("session.timeout.ms", "10000")
             .set("partition.assignment.strategy", "cooperative-sticky");
     }
-    // The user's properties win over the host's defaults above.
-    for (k, v) in config.overrides {
+    // The user's properties win over the host's defaults above (those of consumers).
+    for (k, v) in config
+        .overrides
+        .iter()
+        .filter(|(k, _)| Client::Consumer.takes(k))
+    {
         c.set(k, v);
     }
     let consumer: Arc<BaseConsumer<SourceContext>> =

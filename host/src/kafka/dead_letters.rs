@@ -154,7 +154,7 @@ pub struct Extent {
 
 /// Reads a dead-letter topic, partition by partition.
 pub struct DeadLetterReader {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<super::errors::QuietContext>,
     topic: String,
 }
 
@@ -165,6 +165,7 @@ impl DeadLetterReader {
         topic: &str,
     ) -> Result<Self, DeadLetterError> {
         let mut config = super::config::client_config(
+            super::config::Client::Consumer,
             brokers,
             &[
                 // librdkafka wants a group id for assign(); nothing is committed to it.
@@ -179,10 +180,12 @@ impl DeadLetterReader {
         );
         // A job's own group id in the properties must not be used: this is not the job.
         config.set("group.id", "streamhost-dead-letter-reader");
-        let consumer = config.create().map_err(|cause| DeadLetterError::Client {
-            topic: topic.to_owned(),
-            cause,
-        })?;
+        let consumer = config
+            .create_with_context(super::errors::QuietContext::default())
+            .map_err(|cause| DeadLetterError::Client {
+                topic: topic.to_owned(),
+                cause,
+            })?;
         Ok(Self {
             consumer,
             topic: topic.to_owned(),

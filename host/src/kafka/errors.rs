@@ -108,6 +108,13 @@ impl Diagnostics {
     }
 
     pub fn error(&self, error: &KafkaError, reason: &str) {
+        // The end of a partition is a signal a reader asked for (`enable.partition.eof`),
+        // not a failure.
+        if matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
+        {
+            return;
+        }
         let code = error.rdkafka_error_code();
         // "1/1 brokers are down" says less than the error before it (refused, TLS, ...).
         if code != Some(RDKafkaErrorCode::AllBrokersDown) {
@@ -142,7 +149,7 @@ impl Diagnostics {
 /// The context of the host's producers and look-up clients: librdkafka's errors and logs
 /// through [`Diagnostics`], so an unreachable broker is a few lines, not dozens a second.
 #[derive(Default)]
-pub struct QuietContext(pub Diagnostics);
+pub struct QuietContext(pub std::sync::Arc<Diagnostics>);
 
 /// Also for the exactly-once relay's position reader, which never joins its group.
 impl rdkafka::consumer::ConsumerContext for QuietContext {}

@@ -105,6 +105,7 @@ impl Sink {
         output_topic: Option<String>,
     ) -> Result<Self, SinkError> {
         let config = super::config::client_config(
+            super::config::Client::Producer,
             brokers,
             &[
                 ("enable.idempotence", "true"),

@@ -43,7 +43,12 @@ pub struct Kafka {
 
 impl Kafka {
     pub fn connect(brokers: &str, overrides: &[(String, String)]) -> anyhow::Result<Self> {
-        let c = client_config(brokers, &[("enable.auto.commit", "false")], overrides);
+        let c = client_config(
+            crate::kafka::config::Client::Consumer,
+            brokers,
+            &[("enable.auto.commit", "false")],
+            overrides,
+        );
         Ok(Self {
             consumer: c.create().context("creating a Kafka client")?,
             brokers: brokers.to_owned(),
@@ -51,15 +56,23 @@ impl Kafka {
     }
 
     pub fn partitions(&self, topic: &str) -> anyhow::Result<Vec<i32>> {
+        match self.existing_partitions(topic)? {
+            Some(p) => Ok(p),
+            None => bail!("topic {topic} does not exist on {}", self.brokers),
+        }
+    }
+
+    /// The topic's partitions; `None` when the broker says it does not exist.
+    pub fn existing_partitions(&self, topic: &str) -> anyhow::Result<Option<Vec<i32>>> {
         let md = self
             .consumer
             .fetch_metadata(Some(topic), KAFKA_TIMEOUT)
             .with_context(|| format!("reading metadata of topic {topic} from {}", self.brokers))?;
         let t = md.topics().iter().find(|t| t.name() == topic);
-        match t {
-            Some(t) if t.error().is_none() => Ok(t.partitions().iter().map(|p| p.id()).collect()),
-            _ => bail!("topic {topic} does not exist on {}", self.brokers),
-        }
+        Ok(match t {
+            Some(t) if t.error().is_none() => Some(t.partitions().iter().map(|p| p.id()).collect()),
+            _ => None,
+        })
     }
 
     /// (earliest, end) offsets of a partition.
@@ -86,17 +99,32 @@ pub struct Row {
 pub fn show(
     store: &RedisStore,
     kafka: &Kafka,
+    group: &str,
     topics: &[String],
     as_json: bool,
 ) -> anyhow::Result<()> {
     let topics = if topics.is_empty() {
-        store.topics()?
+        let known = store.topics()?;
+        if known.is_empty() {
+            bail!(
+                "group {group} has no offsets in Redis (its topic set {} is empty): no job \
+                 with --group {group} has run against this Redis; check the group name, and \
+                 --redis",
+                store.keys().topics()
+            );
+        }
+        known
     } else {
         topics.to_vec()
     };
     let mut rows = Vec::new();
+    let mut missing = Vec::new();
     for topic in &topics {
-        let mut partitions = kafka.partitions(topic)?;
+        // A topic deleted (or mistyped by a job that then stopped) must not hide the rest.
+        let Some(mut partitions) = kafka.existing_partitions(topic)? else {
+            missing.push(topic.clone());
+            continue;
+        };
         let committed = store.offsets(topic, &partitions)?;
         for p in committed.keys() {
             if !partitions.contains(p) {
@@ -130,6 +158,12 @@ pub fn show(
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&out)?);
+        for topic in &missing {
+            eprintln!(
+                "skipped topic {topic}: it does not exist on {}",
+                kafka.brokers
+            );
+        }
         return Ok(());
     }
     println!(
@@ -146,6 +180,14 @@ pub fn show(
         println!(
             "{:<24} {:>9} {:>12} {:>12} {:>10}",
             r.topic, r.partition, committed, r.end, shown_lag
+        );
+    }
+    for topic in &missing {
+        eprintln!(
+            "skipped topic {topic}: it does not exist on {} (its offsets stay in Redis, \
+             under {}; `host offsets set` moves them should it come back)",
+            kafka.brokers,
+            store.keys().offsets(topic, 0)
         );
     }
     if rows.iter().any(behind) {

@@ -16,6 +16,8 @@ use futures::future::join_all;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
+use crate::kafka::errors::QuietContext;
+
 use crate::kafka::config::client_config;
 use crate::tools::input::{InputFormat, InputRecord, read_records};
 
@@ -48,7 +50,10 @@ pub fn produce(req: &ProduceRequest<'_>) -> anyhow::Result<Vec<(i32, usize)>> {
             })?);
         }
     }
-    let producer: FutureProducer = client_config(
+    // Kept beside the producer: its errors say why Kafka did not answer.
+    let diagnostics = std::sync::Arc::new(crate::kafka::errors::Diagnostics::default());
+    let producer: FutureProducer<QuietContext> = client_config(
+        crate::kafka::config::Client::Producer,
         req.brokers,
         &[
             ("enable.idempotence", "true"),
@@ -58,9 +63,9 @@ pub fn produce(req: &ProduceRequest<'_>) -> anyhow::Result<Vec<(i32, usize)>> {
         ],
         req.overrides,
     )
-    .create()
+    .create_with_context(QuietContext(diagnostics.clone()))
     .context("creating the Kafka producer")?;
-    let partitions = partition_count(&producer, req.brokers, req.topic)?;
+    let partitions = partition_count(&producer, &diagnostics, req.brokers, req.topic)?;
     if let Some(p) = req.partition
         && p >= partitions
     {
@@ -139,11 +144,29 @@ pub fn produce(req: &ProduceRequest<'_>) -> anyhow::Result<Vec<(i32, usize)>> {
     Ok((0..partitions).zip(counts).collect())
 }
 
-fn partition_count(producer: &FutureProducer, brokers: &str, topic: &str) -> anyhow::Result<i32> {
-    let md = producer
+fn partition_count(
+    producer: &FutureProducer<QuietContext>,
+    diagnostics: &crate::kafka::errors::Diagnostics,
+    brokers: &str,
+    topic: &str,
+) -> anyhow::Result<i32> {
+    let md = match producer
         .client()
         .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-        .with_context(|| format!("reading the metadata of topic {topic} from {brokers}"))?;
+    {
+        Ok(md) => md,
+        Err(e) => {
+            if let Some(cause) = diagnostics.configuration_error() {
+                bail!("Kafka at {brokers}: {cause}");
+            }
+            let last = diagnostics.last_error().unwrap_or_else(|| e.to_string());
+            bail!(
+                "Kafka at {brokers} did not answer within {} s ({last}); check that it is \
+                 running and reachable from here, and --brokers (STREAMHOST_BROKERS)",
+                METADATA_TIMEOUT.as_secs()
+            );
+        }
+    };
     match md.topics().iter().find(|t| t.name() == topic) {
         Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
             Ok(t.partitions().len() as i32)

@@ -18,6 +18,17 @@ pub fn open(target: &JobTarget) -> anyhow::Result<(Arc<Redis>, RedisStore)> {
         .map_or_else(|| target.job.clone(), |spec| spec.namespace().to_owned());
     let store = RedisStore::open(redis.clone(), &namespace, &namespace, None)
         .with_context(|| format!("opening the state of job {namespace}"))?;
+    // A job leaves its topics in Redis when it first runs: none means a wrong name (or
+    // Redis), not a job without state.
+    if store.topics()?.is_empty() {
+        anyhow::bail!(
+            "job {} has never run against this Redis (its topic set {} is empty); check \
+             --job (`host run`'s --job, default its group, or a `host serve` job id) and \
+             --redis",
+            target.job,
+            store.keys().topics()
+        );
+    }
     Ok((redis, store))
 }
 

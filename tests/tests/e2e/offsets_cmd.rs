@@ -200,3 +200,52 @@ fn latest_below_the_committed_offset_is_refused_and_shown_as_unknown_lag() {
     assert!(String::from_utf8_lossy(&forced.stderr).contains("warning: moving offsets backwards"));
     assert!(env.redis.offsets(g, &words)[&0] < 1000);
 }
+
+/// A group no job ran is an error that names it; a topic the group once read that no
+/// longer exists (here: mistyped by a job that then stopped) is skipped by name, and the
+/// other topics are still shown.
+#[test]
+fn an_unknown_group_is_named_and_a_missing_topic_is_skipped() {
+    let (words, wrods) = (unique("words"), unique("wrods"));
+    let env = Env {
+        redis: Redis::start(),
+        brokers: Kafka::shared().brokers(),
+        group: unique("g"),
+        cache: tempfile::tempdir().unwrap(),
+    };
+    let none = env.offsets(&["show"]);
+    assert_eq!(none.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&none.stderr);
+    assert!(
+        err.contains(&format!("group {} has no offsets in Redis", env.group)),
+        "{err}"
+    );
+
+    create_topic(&env.brokers, &words, 1);
+    produce(&producer(&env.brokers), &words, 0, &text_values(3, 20));
+    let topics = format!("{words},{wrods}");
+    let args = run_args(
+        &env.brokers,
+        &env.redis.url(),
+        &topics,
+        &env.group,
+        &["--partitions", "0", "--kafka-give-up-ms", "2000"],
+    );
+    let mut job = Host::spawn(&args, env.cache.path());
+    assert!(
+        !job.wait(MINUTE).success(),
+        "the mistyped topic stops the job"
+    );
+
+    let out = env.offsets(&["show"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains(&words), "{stdout}");
+    assert!(
+        stderr.contains(&format!("skipped topic {wrods}: it does not exist")),
+        "{stderr}"
+    );
+}

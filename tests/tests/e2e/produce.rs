@@ -283,3 +283,33 @@ fn a_missing_key_field_names_the_record() {
         "{err}"
     );
 }
+
+/// No broker at the address: one error that says what to check, not librdkafka's
+/// transport failures repeated.
+#[test]
+fn an_unreachable_broker_is_named_with_what_to_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("in.txt");
+    std::fs::write(&file, "a\nb\n").unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let out = host(
+        &[
+            "produce",
+            "--brokers",
+            "127.0.0.1:1",
+            "--topic",
+            "t",
+            "--input",
+            file.to_str().unwrap_or_default(),
+        ],
+        cache.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Kafka at 127.0.0.1:1 did not answer") && err.contains("--brokers"),
+        "{err}"
+    );
+    let transport_lines = err.lines().filter(|l| l.contains("Transport")).count();
+    assert!(transport_lines <= 1, "{err}");
+}

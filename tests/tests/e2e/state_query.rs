@@ -238,3 +238,21 @@ fn state_kept_per_partition_is_found_in_its_partition() {
         "partition 0 does not hold partition 1's key"
     );
 }
+
+/// A job name no job ever ran under is an error, not an empty answer.
+#[test]
+fn an_unknown_job_is_named() {
+    let redis = Redis::start_in_memory();
+    let cache = tempfile::tempdir().unwrap();
+    let url = redis.url();
+    let out = host(
+        &["state", "scan", "--job", "nosuch", "--redis", &url],
+        cache.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("job nosuch has never run against this Redis") && err.contains("--job"),
+        "{err}"
+    );
+}

@@ -419,6 +419,7 @@ impl Relay {
     fn session_inner(&self) -> Result<(), Ended> {
         let tid = self.settings.transactional_id(&self.topic, self.partition);
         let producer: RelayProducer = crate::kafka::config::client_config(
+            crate::kafka::config::Client::Producer,
             &self.settings.brokers,
             &[
                 ("transactional.id", tid.as_str()),
@@ -437,6 +438,7 @@ impl Relay {
         .map_err(|e| Ended::Fatal(format!("cannot create the transactional producer: {e}")))?;
         let group = self.settings.relay_group();
         let positions: BaseConsumer<QuietContext> = crate::kafka::config::client_config(
+            crate::kafka::config::Client::Consumer,
             &self.settings.brokers,
             &[
                 ("group.id", group.as_str()),
