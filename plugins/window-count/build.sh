@@ -4,6 +4,8 @@
 set -euo pipefail
 # OUT is taken relative to where the script was called from.
 OUT="$(realpath -m -- "${1:-$(dirname "$0")/window_count.wasm}")"
+# The output's folder may not exist yet (build/plugins/ on a fresh clone).
+mkdir -p "$(dirname "$OUT")"
 cd "$(dirname "$0")"
 cargo build --quiet --release --target wasm32-wasip2
 cp "${CARGO_TARGET_DIR:-target}/wasm32-wasip2/release/window_count.wasm" "$OUT"

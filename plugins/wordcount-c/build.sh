@@ -5,6 +5,8 @@
 set -euo pipefail
 # OUT is taken relative to where the script was called from.
 OUT="$(realpath -m -- "${1:-$(dirname "$0")/wordcount-c.wasm}")"
+# The output's folder may not exist yet (build/plugins/ on a fresh clone).
+mkdir -p "$(dirname "$OUT")"
 cd "$(dirname "$0")"
 TOOLS="$HOME/.cache/streamhost/toolchains"
 export PATH="$TOOLS/cargo/bin:$TOOLS/pyvenv/bin:$PATH"

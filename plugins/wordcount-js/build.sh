@@ -4,6 +4,8 @@
 set -euo pipefail
 # OUT is taken relative to where the script was called from.
 OUT="$(realpath -m -- "${1:-$(dirname "$0")/wordcount-js.wasm}")"
+# The output's folder may not exist yet (build/plugins/ on a fresh clone).
+mkdir -p "$(dirname "$OUT")"
 cd "$(dirname "$0")"
 export PATH="$HOME/.cache/streamhost/toolchains/npm/node_modules/.bin:$PATH"
 if ! command -v componentize-js >/dev/null; then

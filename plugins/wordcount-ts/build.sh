@@ -9,6 +9,8 @@
 set -euo pipefail
 # OUT is taken relative to where the script was called from.
 OUT="$(realpath -m -- "${1:-$(dirname "$0")/wordcount-ts.wasm}")"
+# The output's folder may not exist yet (build/plugins/ on a fresh clone).
+mkdir -p "$(dirname "$OUT")"
 cd "$(dirname "$0")"
 NPM="$HOME/.cache/streamhost/toolchains/npm"
 export PATH="$NPM/node_modules/.bin:$PATH"

@@ -77,7 +77,7 @@ impl Shared {
             tracing::info!(
                 topic,
                 partition,
-                "new partition of a topic this group already reads: starting at the earliest offset"
+                "no offset stored for this partition yet, though the group has offsets of other partitions of the topic (a partition added to the topic, or one that never had a record committed): starting at the earliest offset"
             );
             return Ok((Offset::Beginning, None));
         }

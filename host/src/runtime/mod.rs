@@ -224,15 +224,25 @@ impl Runtime {
         {
             return Ok(component);
         }
+        // A large plugin (a Python or JavaScript interpreter) takes a minute or more on a
+        // small machine: say so, rather than sit silent.
+        let cached_in = self.cache.as_ref().map_or_else(
+            || "not cached: --no-compile-cache".to_owned(),
+            |c| format!("the result is cached in {}", c.dir().display()),
+        );
+        tracing::info!(
+            plugin = %path.display(),
+            "compiling the plugin ({:.1} MiB) to native code, once; {cached_in}",
+            bytes.len() as f64 / (1 << 20) as f64
+        );
         let started = std::time::Instant::now();
         let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Invalid {
             path: path.to_owned(),
             detail: format!("{e:#}"),
         })?;
-        tracing::debug!(plugin = %path.display(), elapsed = ?started.elapsed(), "compiled plugin");
+        tracing::info!(plugin = %path.display(), "compiled in {:.1} s", started.elapsed().as_secs_f64());
         if let Some(cache) = &self.cache {
             cache.store(digest, &component);
-            tracing::debug!(dir = %cache.dir().display(), "cached compiled plugin");
         }
         Ok(component)
     }

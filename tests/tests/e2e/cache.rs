@@ -61,3 +61,32 @@ fn compiles_once_and_survives_a_damaged_entry() {
         "the entry was rewritten"
     );
 }
+
+/// The first `host test` of a plugin says it compiles it, and where the result is kept;
+/// the second, from the cache, says nothing of the kind.
+#[test]
+fn a_first_compile_says_so_and_the_cached_one_does_not() {
+    let cache = tempfile::tempdir().unwrap();
+    let input = streamhost_tests::repo_root().join("examples/words.txt");
+    let run = || {
+        std::process::Command::new(streamhost_tests::host_bin())
+            .args(["test", "--plugin"])
+            .arg(plugin("wordcount"))
+            .arg("--input")
+            .arg(&input)
+            .env("STREAMHOST_CACHE_DIR", cache.path())
+            .env("STREAMHOST_LOG", "info")
+            .output()
+            .expect("run host")
+    };
+    let first = run();
+    assert!(first.status.success());
+    let said = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        said.contains("compiling the plugin") && said.contains(&cache.path().display().to_string()),
+        "{said}"
+    );
+    let second = run();
+    assert!(second.status.success());
+    assert!(!String::from_utf8_lossy(&second.stderr).contains("compiling the plugin"));
+}

@@ -215,3 +215,77 @@ fn every_documented_redis_key_and_metric_exists() {
         );
     }
 }
+
+/// Every input file a README or doc passes to `--input` is in the repository, where the
+/// command runs from (the repository root for README.md and docs/, the plugin's folder for
+/// its README), so the examples run as written. `host new`'s `sample.txt` and the `FILE`
+/// placeholder are the two names that are not files here.
+#[test]
+fn every_input_file_the_docs_name_exists() {
+    let root = repo_root();
+    let mut docs: Vec<(std::path::PathBuf, std::path::PathBuf)> =
+        vec![(root.join("README.md"), root.clone())];
+    for dir in ["docs", "plugins"] {
+        for entry in std::fs::read_dir(root.join(dir)).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "md") {
+                docs.push((path, root.clone()));
+            } else if path.join("README.md").exists() {
+                docs.push((path.join("README.md"), path.clone()));
+            }
+        }
+    }
+    let mut checked = 0;
+    for (doc, from) in docs {
+        let text = std::fs::read_to_string(&doc).expect("read doc");
+        let words: Vec<&str> = text.split_whitespace().collect();
+        for pair in words.windows(2) {
+            if pair[0] != "--input" {
+                continue;
+            }
+            let name = pair[1].trim_end_matches(['`', ')', ',', '.']);
+            if matches!(name, "FILE" | "sample.txt") {
+                continue;
+            }
+            assert!(
+                from.join(name).is_file(),
+                "{} names --input {name}, which is not in the repository",
+                doc.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 10,
+        "only {checked} --input files found: is the scan broken?"
+    );
+}
+
+/// The README's event-time example runs as written from the repository root, and closes
+/// every window of the sample clicks.
+#[test]
+fn the_readme_window_example_runs_as_written() {
+    let cache = tempfile::tempdir().unwrap();
+    let root = repo_root();
+    let out = std::process::Command::new(streamhost_tests::host_bin())
+        .current_dir(&root)
+        .args([
+            "test",
+            "--plugin",
+            "build/plugins/window-count.wasm",
+            "--input",
+            "examples/clicks.jsonl",
+        ])
+        .env("STREAMHOST_CACHE_DIR", cache.path())
+        .env("STREAMHOST_LOG", "warn")
+        .output()
+        .expect("run host");
+    let report = streamhost_tests::stdout_json(&out);
+    let emits = report["emits"].as_array().expect("emits");
+    assert!(!emits.is_empty(), "{report}");
+    assert_eq!(
+        report["pending"],
+        json!([]),
+        "every window closed: {report}"
+    );
+}
