@@ -187,7 +187,11 @@ fn plugin_command(cmd: cli::PluginCommand) -> anyhow::Result<()> {
             registry,
         } => match Reference::parse(&reference)? {
             Reference::Version(name, version) => {
-                let e = Registry::connect(&registry.redis.config())?.remove(&name, &version)?;
+                let redis = streamhost::store::redis::Redis::new(&registry.redis.config())?;
+                let reg = Registry::new(std::sync::Arc::new(redis));
+                let e = reg.remove(&name, &version, |e| {
+                    streamhost::admin::stored_jobs_using(reg.redis(), &reg, e)
+                })?;
                 eprintln!("removed {}@{} ({})", e.name, e.version, e.digest);
             }
             _ => anyhow::bail!("name the version to remove: host plugin rm NAME@VERSION"),

@@ -43,7 +43,9 @@ impl From<RegistryError> for ApiError {
             | RegistryError::BadReference(_) => StatusCode::BAD_REQUEST,
             RegistryError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             RegistryError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            RegistryError::Conflict { .. } => StatusCode::CONFLICT,
+            RegistryError::Conflict { .. }
+            | RegistryError::Retired { .. }
+            | RegistryError::InUse { .. } => StatusCode::CONFLICT,
             RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
             RegistryError::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             RegistryError::Redis(_) | RegistryError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -149,10 +149,8 @@ impl Admin {
             let id = spec.id.clone();
             let handle = if spec.stopped {
                 // A stopped job is not loaded: only its registry entry is shown.
-                Reference::parse(&spec.plugin)
-                    .and_then(|r| self.registry.resolve(&r))
+                self.entry_of(&spec)
                     .map(|entry| JobHandle::stopped(spec.clone(), entry))
-                    .map_err(ApiError::from)
             } else {
                 self.prepare(&spec)
                     .and_then(|(entry, plugin)| self.start(spec.clone(), entry, plugin))
@@ -166,14 +164,32 @@ impl Admin {
         Ok(())
     }
 
-    /// The ids of the jobs that run `entry`'s plugin version.
-    pub(super) fn jobs_using(&self, entry: &Entry) -> Vec<String> {
-        self.jobs
-            .locked()
-            .values()
-            .filter(|j| j.entry.name == entry.name && j.entry.version == entry.version)
-            .map(|j| j.spec.id.clone())
-            .collect()
+    /// The registry entry a job runs: the bytes of its pinned digest when it has one (a
+    /// NAME alone stays on the version it was created or swapped to).
+    fn entry_of(&self, spec: &JobSpec) -> Result<Entry, ApiError> {
+        let reference = Reference::parse(&spec.plugin)?;
+        let Some(pinned) = &spec.plugin_digest else {
+            return Ok(self.registry.resolve(&reference)?);
+        };
+        if let Reference::Latest(name) = &reference {
+            let pinned = Reference::Digest(name.clone(), pinned.clone());
+            return Ok(self.registry.resolve(&pinned)?);
+        }
+        let entry = self.registry.resolve(&reference)?;
+        if entry.digest != *pinned {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "digest_changed",
+                format!(
+                    "job {} runs {} with digest {pinned}, but the registry now has digest {} \
+                     under that name (a version's bytes never change, so the registry was \
+                     edited outside the host); push the job's bytes under a new version and \
+                     PATCH the job to it",
+                    spec.id, spec.plugin, entry.digest
+                ),
+            ));
+        }
+        Ok(entry)
     }
 
     pub(super) fn stop_all_jobs(&self) {
@@ -238,9 +254,9 @@ impl Admin {
             ));
         }
         check_settings(&spec.settings)?;
-        let reference = Reference::parse(&spec.plugin)?;
+        let entry = self.entry_of(spec)?;
         let runtime = self.runtime_for(&spec.settings.sandbox.limits())?;
-        let (entry, plugin) = self.registry.load(&runtime, &reference)?;
+        let (entry, plugin) = self.registry.load_entry(&runtime, entry)?;
         self.check_init(&plugin, spec)?;
         Ok((entry, plugin))
     }
@@ -358,6 +374,7 @@ pub async fn create_job(
             spec.id = format!("job-{:x}", crate::clock::unix_nanos() / 1000);
         }
         let (entry, plugin) = admin.prepare(&spec)?;
+        spec.plugin_digest = Some(entry.digest.clone());
         if admin.jobs.locked().contains_key(&spec.id) || !admin.store_spec(&spec, true)? {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -421,7 +438,9 @@ pub async fn patch_job(
         };
         let mut new_spec = spec.clone();
         new_spec.plugin = patch.plugin;
+        new_spec.plugin_digest = None;
         let (entry, plugin) = admin.prepare(&new_spec)?;
+        new_spec.plugin_digest = Some(entry.digest.clone());
         admin.store_spec(&new_spec, false)?;
         let old_thread = {
             let mut jobs = admin.jobs.locked();

@@ -158,6 +158,36 @@ pub fn stored_job(redis: &crate::store::redis::Redis, id: &str) -> anyhow::Resul
     .transpose()
 }
 
+/// The stored jobs (`host serve`'s, running or not) that run `entry`'s bytes: those pinned
+/// to its digest, and those of older releases without a pin whose reference names it.
+pub fn stored_jobs_using(
+    redis: &crate::store::redis::Redis,
+    registry: &registry::Registry,
+    entry: &registry::Entry,
+) -> Result<Vec<String>, registry::RegistryError> {
+    use redis::Commands;
+    let store_error = |e| registry::RegistryError::Store(redis.error(JOBS_KEY, e));
+    let mut conn = redis.connect().map_err(store_error)?;
+    let all: Vec<(String, String)> = conn.hgetall(JOBS_KEY).map_err(store_error)?;
+    let mut users = Vec::new();
+    for (id, json) in all {
+        let Ok(spec) = serde_json::from_str::<JobSpec>(&json) else {
+            continue;
+        };
+        let uses = match &spec.plugin_digest {
+            Some(digest) => *digest == entry.digest,
+            None => registry::Reference::parse(&spec.plugin)
+                .and_then(|r| registry.resolve(&r))
+                .is_ok_and(|e| e == *entry),
+        };
+        if uses {
+            users.push(id);
+        }
+    }
+    users.sort();
+    Ok(users)
+}
+
 /// Samples every job's record count for the console's rate charts.
 async fn sample_rates(admin: Shared) {
     let mut every = tokio::time::interval(crate::telemetry::progress::RATE_EVERY);

@@ -99,18 +99,9 @@ pub async fn delete_plugin(
     blocking(move || {
         let reference = Reference::parse(&format!("{name}@{version}"))?;
         let entry = admin.registry.resolve(&reference)?;
-        let users = admin.jobs_using(&entry);
-        if !users.is_empty() {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "in_use",
-                format!(
-                    "{name}@{version} is used by job(s) {}; swap or delete them first",
-                    users.join(", ")
-                ),
-            ));
-        }
-        admin.registry.remove(&entry.name, &entry.version)?;
+        admin.registry.remove(&entry.name, &entry.version, |e| {
+            super::stored_jobs_using(&admin.redis, &admin.registry, e)
+        })?;
         Ok(())
     })
     .await?;

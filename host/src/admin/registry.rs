@@ -25,6 +25,12 @@ fn versions_key(name: &str) -> String {
     format!("streamhost:registry:versions:{name}")
 }
 
+/// The versions of `name` that were removed, each with the digest it had: a removed
+/// version's name stays bound to its bytes, so it can never come back as other bytes.
+fn removed_key(name: &str) -> String {
+    format!("streamhost:registry:removed:{name}")
+}
+
 fn blob_key(digest: &str) -> String {
     format!("streamhost:registry:blob:{digest}")
 }
@@ -77,6 +83,21 @@ pub enum RegistryError {
     #[error("plugin {0} is not in the registry; `host plugin list` shows what is")]
     NotFound(String),
     #[error(
+        "{name}@{version} was removed, and a version's name stays bound to its bytes (digest \
+         {digest}) for good: push these bytes under a new version"
+    )]
+    Retired {
+        name: String,
+        version: String,
+        digest: String,
+    },
+    #[error(
+        "{plugin} is used by job(s) {}; swap them to another version (PATCH /v1/jobs/ID) or \
+         delete them first",
+        jobs.join(", ")
+    )]
+    InUse { plugin: String, jobs: Vec<String> },
+    #[error(
         "registry blob {key} does not match its digest (it has sha256:{actual}); push the \
          plugin again"
     )]
@@ -113,6 +134,8 @@ impl RegistryError {
             },
             RegistryError::Conflict { .. } => "version_exists",
             RegistryError::NotFound(_) => "not_found",
+            RegistryError::Retired { .. } => "version_removed",
+            RegistryError::InUse { .. } => "in_use",
             RegistryError::Corrupt { .. } => "corrupt",
             RegistryError::Redis(_) | RegistryError::Store(_) => "redis_unavailable",
         }
@@ -199,6 +222,11 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// The Redis holding the registry (and `host serve`'s job definitions).
+    pub fn redis(&self) -> &Redis {
+        &self.redis
+    }
+
     pub fn new(redis: std::sync::Arc<Redis>) -> Registry {
         Registry { redis }
     }
@@ -244,6 +272,7 @@ impl Registry {
         let digest = digest_of(bytes);
         let mut conn = self.conn()?;
         let existing = self.versions(&mut conn, name)?;
+        let removed: Vec<(String, String)> = conn.hgetall(removed_key(name))?;
         let version = match version {
             Some(v) => v.to_owned(),
             None => {
@@ -255,13 +284,24 @@ impl Registry {
                 }
                 let next = existing
                     .iter()
-                    .filter_map(|e| e.version.parse::<u64>().ok())
+                    .map(|e| &e.version)
+                    .chain(removed.iter().map(|(v, _)| v))
+                    .filter_map(|v| v.parse::<u64>().ok())
                     .max()
                     .unwrap_or(0)
                     + 1;
                 next.to_string()
             }
         };
+        if let Some((_, was)) = removed.iter().find(|(v, _)| *v == version)
+            && *was != digest
+        {
+            return Err(RegistryError::Retired {
+                name: name.to_owned(),
+                version,
+                digest: was.clone(),
+            });
+        }
         let stored = Stored {
             digest: digest.clone(),
             size: bytes.len() as u64,
@@ -374,16 +414,40 @@ impl Registry {
         reference: &Reference,
     ) -> Result<(Entry, Plugin), RegistryError> {
         let entry = self.resolve(reference)?;
+        self.load_entry(runtime, entry)
+    }
+
+    /// Loads an entry's plugin, verifying its digest.
+    pub fn load_entry(
+        &self,
+        runtime: &Runtime,
+        entry: Entry,
+    ) -> Result<(Entry, Plugin), RegistryError> {
         let bytes = self.fetch(&entry)?;
         let origin = format!("{}@{}", entry.name, entry.version);
         let plugin = runtime.load_bytes(&entry.name, Path::new(&origin), &bytes)?;
         Ok((entry, plugin))
     }
 
-    /// Removes `name@version`; the blob goes too when no other version points at it.
-    pub fn remove(&self, name: &str, version: &str) -> Result<Entry, RegistryError> {
+    /// Removes `name@version` (its name stays bound to its digest); the blob goes too when
+    /// no other version points at it. `users` names the jobs that still use the entry:
+    /// any refuses the removal.
+    pub fn remove(
+        &self,
+        name: &str,
+        version: &str,
+        users: impl FnOnce(&Entry) -> Result<Vec<String>, RegistryError>,
+    ) -> Result<Entry, RegistryError> {
         let mut conn = self.conn()?;
         let entry = self.entry(&mut conn, name, version)?;
+        let jobs = users(&entry)?;
+        if !jobs.is_empty() {
+            return Err(RegistryError::InUse {
+                plugin: format!("{name}@{version}"),
+                jobs,
+            });
+        }
+        let _: () = conn.hset(removed_key(name), version, &entry.digest)?;
         let _: () = conn.hdel(versions_key(name), version)?;
         let left: usize = conn.hlen(versions_key(name))?;
         if left == 0 {

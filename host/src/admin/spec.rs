@@ -18,6 +18,11 @@ pub struct JobSpec {
     pub id: String,
     /// A registry reference: NAME, NAME@VERSION or NAME@sha256:<hex>.
     pub plugin: String,
+    /// The digest of the bytes the job runs, recorded when it is created or swapped: the
+    /// job always runs exactly these bytes (`plugin` NAME alone does not follow newer
+    /// versions), and refuses to start should `plugin` name other bytes now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_digest: Option<String>,
     pub topics: Vec<String>,
     /// Consumer group and Redis offsets namespace [default: the job id].
     #[serde(default)]

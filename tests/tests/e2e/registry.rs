@@ -276,3 +276,77 @@ fn pushed_plugins_run_by_name_version_or_digest_and_a_corrupt_blob_is_refused() 
         String::from_utf8_lossy(&plugin_cmd(&redis, &["list"], cache.path()).stdout).into_owned();
     assert!(!list.contains("wc@1") && list.contains("wc@2"), "{list}");
 }
+
+/// A job runs exactly the bytes it was created with; a version a stored job uses cannot
+/// be removed (by the API or the command line, with the same words); a removed version
+/// can never come back as other bytes; and a job whose version's bytes changed behind the
+/// host's back refuses to start, naming both digests.
+#[test]
+fn plugin_versions_are_immutable_and_jobs_pinned_to_their_bytes() {
+    use serde_json::json;
+    use streamhost_tests::serve::serve;
+    let redis = Redis::start_in_memory();
+    let cache = tempfile::tempdir().unwrap();
+    let s = serve(&redis, "127.0.0.1:1", None, &[], cache.path());
+    let wc = sha256_of(&plugin("wordcount"));
+    let echo = sha256_of(&plugin("echo"));
+    assert_eq!(s.upload("counter", "1", "wordcount").status, 201);
+    let job = |id: &str, reference: &str| {
+        json!({"id": id, "plugin": reference, "topics": ["t"], "partitions": [0], "stopped": true})
+            .to_string()
+    };
+    let created = s.call("POST", "/v1/jobs", None, job("pz", "counter").as_bytes());
+    assert_eq!(created.status, 201, "{}", created.text());
+    assert_eq!(created.json()["spec"]["plugin_digest"], wc.as_str());
+
+    // A newer version does not move a job made on NAME alone.
+    assert_eq!(s.upload("counter", "2", "echo").status, 201);
+    assert_eq!(s.job("pz")["plugin_digest"], wc.as_str());
+
+    // In use: refused by the API and by the command line, naming the job.
+    let api = s.call("DELETE", "/v1/plugins/counter/1", None, b"");
+    assert_eq!(api.status, 409, "{}", api.text());
+    assert_eq!(api.json()["reason"], "in_use");
+    let said = api.json()["error"].as_str().expect("error").to_owned();
+    assert!(said.contains("counter@1 is used by job(s) pz"), "{said}");
+    let cli = plugin_cmd(&redis, &["rm", "counter@1"], cache.path());
+    assert_eq!(cli.status.code(), Some(1));
+    assert!(stderr(&cli).contains(&said), "{}", stderr(&cli));
+
+    // Once unused it goes, and its name stays bound to its bytes.
+    assert_eq!(s.call("DELETE", "/v1/jobs/pz", None, b"").status, 204);
+    assert_eq!(
+        s.call("DELETE", "/v1/plugins/counter/1", None, b"").status,
+        204
+    );
+    let other = s.upload("counter", "1", "echo");
+    assert_eq!(other.status, 409, "{}", other.text());
+    assert_eq!(other.json()["reason"], "version_removed");
+    assert!(other.text().contains(&wc), "{}", other.text());
+    assert_eq!(
+        s.upload("counter", "1", "wordcount").status,
+        201,
+        "the same bytes may return"
+    );
+
+    // Bytes changed behind the host's back (no host command can do this): the job
+    // refuses to start, naming both digests.
+    let created = s.call("POST", "/v1/jobs", None, job("pin", "counter@2").as_bytes());
+    assert_eq!(created.status, 201, "{}", created.text());
+    let versions = "streamhost:registry:versions:counter";
+    let one = redis.hgetall(versions)["1"].clone();
+    let _: () = redis::cmd("HSET")
+        .arg(versions)
+        .arg("2")
+        .arg(one)
+        .query(&mut redis.conn())
+        .expect("HSET");
+    let start = s.call("POST", "/v1/jobs/pin/start", None, b"");
+    assert_eq!(start.status, 409, "{}", start.text());
+    assert_eq!(start.json()["reason"], "digest_changed");
+    assert!(
+        start.text().contains(&echo) && start.text().contains(&wc),
+        "{}",
+        start.text()
+    );
+}
