@@ -93,6 +93,9 @@ impl JobHandle {
     pub(super) fn status(&self) -> (&'static str, Option<String>) {
         let state = self.state.locked().clone();
         match state {
+            JobState::Running if let Some(why) = self.progress.waiting_for() => {
+                ("waiting", Some(why))
+            }
             JobState::Running if self.ready.load(Ordering::Relaxed) => ("running", None),
             JobState::Running => ("starting", None),
             JobState::Failed(e) => ("failed", Some(e)),
@@ -532,7 +535,7 @@ pub async fn start_job(
             let job = jobs.get(&id).ok_or_else(|| job_not_found(&id))?;
             (job.spec.clone(), job.status().0)
         };
-        if matches!(status, "running" | "starting") {
+        if matches!(status, "running" | "starting" | "waiting") {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "job_running",

@@ -118,10 +118,11 @@ fn router(admin: Shared, ready: Arc<AtomicBool>) -> Router {
 /// `streamhost_jobs` and `streamhost_plugins`, as of this scrape. Every state is exported,
 /// at zero too, so a `max_over_time` or an alert on `failed` sees the first one.
 fn count_jobs_and_plugins(admin: &Admin) {
-    let mut counts: HashMap<&'static str, i64> = ["starting", "running", "failed", "stopped"]
-        .into_iter()
-        .map(|s| (s, 0))
-        .collect();
+    let mut counts: HashMap<&'static str, i64> =
+        ["starting", "running", "waiting", "failed", "stopped"]
+            .into_iter()
+            .map(|s| (s, 0))
+            .collect();
     for job in admin.jobs.locked().values() {
         *counts.entry(job.status().0).or_insert(0) += 1;
     }
@@ -246,7 +247,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let redis_give_up = Duration::from_millis(args.redis_give_up_ms);
     let redis_config = args.redis.config();
     let redis = Arc::new(crate::store::redis::Redis::new(&redis_config)?);
-    crate::store::redis::wait_until_reachable(&redis, redis_give_up, &stop)?;
+    crate::store::redis::wait_until_reachable(&redis, redis_give_up, &stop, &|_| {})?;
     if stop.load(Ordering::SeqCst) {
         return Ok(());
     }

@@ -28,7 +28,7 @@ use crate::store::committer::Committer;
 use crate::store::redis::{Redis, RedisStore};
 use crate::store::{StateStore, StoreError};
 use crate::sync::Locked;
-use crate::telemetry::progress::{Progress, ProgressMode, Reporter};
+use crate::telemetry::progress::{Progress, ProgressMode, Reporter, Wait};
 use settings::JobSettings;
 
 pub struct JobConfig {
@@ -127,7 +127,10 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let policy = config.settings.error_policy();
     let store = loop {
         let left = policy.redis_give_up.saturating_sub(waiting_since.elapsed());
-        crate::store::redis::wait_until_reachable(&redis, left, &stop)?;
+        crate::store::redis::wait_until_reachable(&redis, left, &stop, &|why| match why {
+            Some(why) => config.progress.waiting(Wait::Redis, why),
+            None => config.progress.done_waiting(Wait::Redis),
+        })?;
         if stop.load(Ordering::SeqCst) {
             return Ok(());
         }
@@ -215,7 +218,16 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     )
     .context("creating the Kafka consumer")?;
 
-    source::wait_for_brokers(&consumer, &brokers, policy.kafka_give_up, &stop)?;
+    source::wait_for_brokers(
+        &consumer,
+        &brokers,
+        policy.kafka_give_up,
+        &stop,
+        &|why| match why {
+            Some(why) => shared.progress.waiting(Wait::Kafka, why),
+            None => shared.progress.done_waiting(Wait::Kafka),
+        },
+    )?;
     if stop.load(Ordering::SeqCst) {
         return Ok(());
     }
@@ -274,7 +286,19 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
             break;
         }
         if let Some(check) = &mut topic_check {
-            match check.poll(&consumer) {
+            let polled = check.poll(&consumer);
+            match &polled {
+                Ok(false) if !check.missing().is_empty() => shared.progress.waiting(
+                    Wait::Topic,
+                    format!(
+                        "topic {} does not exist on {brokers}; create it (the job gives up in {} s)",
+                        check.missing().join(", "),
+                        check.left().as_secs()
+                    ),
+                ),
+                _ => shared.progress.done_waiting(Wait::Topic),
+            }
+            match polled {
                 Ok(true) => topic_check = None,
                 Ok(false) => {}
                 Err(message) => shared.fail(message),

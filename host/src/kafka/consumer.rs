@@ -237,6 +237,16 @@ impl TopicCheck {
         }
     }
 
+    /// The topics not found yet.
+    pub fn missing(&self) -> &[String] {
+        &self.missing
+    }
+
+    /// How long the wait goes on before it gives up.
+    pub fn left(&self) -> Duration {
+        self.give_up.saturating_sub(self.started.elapsed())
+    }
+
     /// Looks the missing topics up (at most once a second). `Ok(true)` once every topic
     /// exists; `Err` with the message for the user once the wait is over.
     pub fn poll<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<bool, String> {
@@ -283,10 +293,7 @@ impl TopicCheck {
             .last_warning
             .is_none_or(|t| t.elapsed() >= TOPIC_WARN_EVERY)
         {
-            let left = self
-                .give_up
-                .saturating_sub(self.started.elapsed())
-                .as_secs();
+            let left = self.left().as_secs();
             tracing::warn!(
                 brokers = %self.brokers,
                 "topic {list} does not exist (yet); create it, or check --topic and --brokers; \
@@ -340,6 +347,7 @@ pub fn wait_for_brokers(
     brokers: &str,
     give_up: Duration,
     stop: &std::sync::atomic::AtomicBool,
+    waiting: &dyn Fn(Option<String>),
 ) -> Result<(), ConnectError> {
     let started = Instant::now();
     let mut attempts: u32 = 0;
@@ -352,6 +360,7 @@ pub fn wait_for_brokers(
             Ok(_) => {
                 if attempts > 0 {
                     tracing::info!(brokers, attempts, "Kafka is reachable");
+                    waiting(None);
                 }
                 return Ok(());
             }
@@ -375,8 +384,11 @@ pub fn wait_for_brokers(
                 last,
             });
         }
+        let left = give_up.saturating_sub(started.elapsed()).as_secs();
+        waiting(Some(format!(
+            "Kafka at {brokers} does not answer ({last}); the job gives up in {left} s"
+        )));
         if last_warning.is_none_or(|t| t.elapsed() >= BROKER_WARN_EVERY) {
-            let left = give_up.saturating_sub(started.elapsed()).as_secs();
             tracing::warn!(brokers, attempts, error = %last, "waiting for Kafka; giving up in {left} s");
             last_warning = Some(Instant::now());
         }

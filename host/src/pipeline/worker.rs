@@ -52,6 +52,7 @@ use crate::store::committer::{CommitRequest, Committer, Ticket};
 use crate::store::redis::outbox;
 use crate::store::{CommitOutcome, StoreError};
 use crate::telemetry::metrics::LateLabels;
+use crate::telemetry::progress::Wait;
 
 /// When to cut a batch.
 #[derive(Debug, Clone)]
@@ -574,6 +575,13 @@ impl<S: PartitionSource> PartitionWorker<S> {
                 }
             };
             let (from, until) = (request.from_offset, request.until_offset);
+            self.exec.progress.waiting(
+                Wait::Redis,
+                format!(
+                    "committing {}/{}: {e}",
+                    self.exec.topic, self.exec.partition
+                ),
+            );
             let announce = |pause| tracing::warn!(topic = %self.exec.topic, partition = self.exec.partition, from, until, error = %e, "commit failed; retrying in {pause:?}");
             match retry.again(announce) {
                 Ok(()) => ticket = self.committer.submit(request),
@@ -588,6 +596,9 @@ impl<S: PartitionSource> PartitionWorker<S> {
             }
         };
         let attempt = retry.failures();
+        if attempt > 0 {
+            self.exec.progress.done_waiting(Wait::Redis);
+        }
         let (from, until) = (request.from_offset, request.until_offset);
         let labels = self.exec.labels();
         self.exec

@@ -57,9 +57,39 @@ pub struct Progress {
     recent_errors: Mutex<VecDeque<ErrorNote>>,
     /// (unix ms, records so far) every RATE_EVERY, oldest first.
     samples: Mutex<VecDeque<(i64, u64)>>,
+    /// What the job waits for now, by what it waits on: a job waiting is not healthy,
+    /// though it has not failed (yet).
+    waiting: Mutex<BTreeMap<Wait, String>>,
+}
+
+/// What a job can be waiting on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Wait {
+    /// A topic that does not exist.
+    Topic,
+    /// Brokers that do not answer.
+    Kafka,
+    /// A Redis that does not answer.
+    Redis,
 }
 
 impl Progress {
+    /// The job waits on `what`, for the reason given (replacing an earlier one).
+    pub fn waiting(&self, what: Wait, why: String) {
+        self.waiting.locked().insert(what, why);
+    }
+
+    /// ...and no longer.
+    pub fn done_waiting(&self, what: Wait) {
+        self.waiting.locked().remove(&what);
+    }
+
+    /// Why the job waits now, if it does (the reasons joined).
+    pub fn waiting_for(&self) -> Option<String> {
+        let w = self.waiting.locked();
+        (!w.is_empty()).then(|| w.values().cloned().collect::<Vec<_>>().join("; "))
+    }
+
     pub fn committed(
         &self,
         topic: &str,

@@ -1032,3 +1032,38 @@ fn a_page_of_another_site_cannot_change_anything() {
     let info = s.call("GET", "/v1/info", None, b"").json();
     assert_eq!(info["token_required"], false);
 }
+
+/// A job waiting for a topic that does not exist is shown as waiting, with the reason,
+/// at once: in its view, the job list and `/metrics`; once the topic exists it runs.
+#[test]
+fn a_job_waiting_for_a_missing_topic_says_so_until_it_exists() {
+    let redis = Redis::start_in_memory();
+    let brokers = Kafka::shared().brokers();
+    let cache = tempfile::tempdir().expect("cache");
+    let s = serve(&redis, &brokers, None, &[], cache.path());
+    assert_eq!(s.upload("wc", "1", "wordcount").status, 201);
+    let (id, topic) = (unique("w"), unique("later"));
+    let spec = json!({"id": id, "plugin": "wc@1", "topics": [topic]});
+    let created = s.call("POST", "/v1/jobs", None, spec.to_string().as_bytes());
+    assert_eq!(created.status, 201, "{}", created.text());
+    wait_until(MINUTE, "the job to show it waits", || {
+        s.job(&id)["status"] == "waiting"
+    });
+    let view = s.job(&id);
+    let why = view["error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains(&format!("topic {topic} does not exist")),
+        "{view}"
+    );
+    let metrics = s.call("GET", "/metrics", None, b"").text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.contains("state=\"waiting\"") && l.trim_end().ends_with(" 1")),
+        "{metrics}"
+    );
+    create_topic(&brokers, &topic, 1);
+    wait_until(MINUTE, "the job to run once the topic exists", || {
+        s.job(&id)["status"] == "running"
+    });
+}

@@ -281,7 +281,7 @@ function renderJobs() {
 
   const filter = $('#jobs-filter').value.trim().toLowerCase();
   const versions = versionsByName();
-  const counts = { running: 0, failed: 0, stopped: 0 };
+  const counts = { running: 0, waiting: 0, failed: 0, stopped: 0 };
   const frag = document.createDocumentFragment();
   if (sparkCache.size > S.jobs.length) sparkCache.clear(); // jobs were deleted
   for (const j of S.jobs) {
@@ -292,7 +292,7 @@ function renderJobs() {
   $('#jobs-empty').hidden = tbody.rows.length > 0;
   $('#jobs-empty').textContent = S.jobs.length ? 'no job matches the filter' : 'no jobs';
   $('#jobs-summary').textContent =
-    `${S.jobs.length} jobs: ${counts.running} running, ${counts.failed} failed, ${counts.stopped} stopped`;
+    `${S.jobs.length} jobs: ${counts.running} running, ${counts.waiting} waiting, ${counts.failed} failed, ${counts.stopped} stopped`;
   if (focus?.job && focus.cls) {
     tbody.querySelector(`tr[data-job="${CSS.escape(focus.job)}"] .${CSS.escape(focus.cls)}`)?.focus({ preventScroll: true });
   }

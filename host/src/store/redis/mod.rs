@@ -42,6 +42,7 @@ pub fn wait_until_reachable(
     redis: &Redis,
     give_up: Duration,
     stop: &AtomicBool,
+    waiting: &dyn Fn(Option<String>),
 ) -> Result<(), StoreError> {
     let stopping = || stop.load(Ordering::Relaxed);
     let mut retry = Retry::new(START_BACKOFF, Limit::For(give_up), &stopping);
@@ -55,6 +56,7 @@ pub fn wait_until_reachable(
             Ok(_) => {
                 if retry.failures() > 0 {
                     tracing::info!(redis = %redis.shown(), attempts = retry.failures() + 1, "Redis is reachable");
+                    waiting(None);
                 }
                 return Ok(());
             }
@@ -64,6 +66,11 @@ pub fn wait_until_reachable(
             },
         };
         let attempts = retry.failures() + 1;
+        waiting(Some(format!(
+            "Redis at {} does not answer ({error}); the job gives up in {} s",
+            redis.shown(),
+            give_up.saturating_sub(started.elapsed()).as_secs()
+        )));
         let announce = |_| {
             if last_warning.is_none_or(|t| t.elapsed() >= WAIT_WARN_EVERY) {
                 let left = give_up.saturating_sub(started.elapsed()).as_secs();
