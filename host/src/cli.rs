@@ -30,7 +30,8 @@ pub use crate::tools::state::{JobTarget, StateCommand};
                   `host new --lang LANG NAME` starts a plugin project.\n\
                   `host plugin push|list|show|rm` manages the plugin registry in Redis.\n\
                   `host serve` runs the admin HTTP API, the console and the jobs defined through it.\n\
-                  `host state get|scan` reads a job's state; `host dlq list|replay` its dead letters."
+                  `host state get|scan` reads a job's state; `host dlq list|replay` its dead letters.\n\
+                  `host topic list|describe|create|consume` shows topics and their records."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -77,6 +78,9 @@ pub enum Command {
     /// List a job's dead letters, or replay them through its current plugin.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// List, describe and create topics, and print their records (kcat -L / -C).
+    #[command(subcommand)]
+    Topic(crate::tools::topic::TopicCommand),
 }
 
 #[derive(Debug, Args)]
@@ -114,7 +118,7 @@ pub struct ProduceArgs {
 
 /// The subcommands; anything else as the first argument means `run`.
 pub const SUBCOMMANDS: &[&str] = &[
-    "run", "test", "offsets", "produce", "new", "plugin", "serve", "state", "dlq", "help",
+    "run", "test", "offsets", "produce", "new", "plugin", "serve", "state", "dlq", "topic", "help",
 ];
 
 /// Inserts the default subcommand: `host --plugin P --topic T` is `host run --plugin ...`.

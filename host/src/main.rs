@@ -65,6 +65,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => streamhost::admin::serve(args),
         Command::State(cmd) => streamhost::tools::state::run(cmd),
         Command::Dlq(cmd) => streamhost::tools::dlq::run(cmd),
+        Command::Topic(cmd) => streamhost::tools::topic::run(cmd),
         Command::New(a) => {
             let root = streamhost::tools::new::create(a.lang, &a.name, &a.dir)?;
             eprintln!(

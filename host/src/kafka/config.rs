@@ -201,7 +201,12 @@ pub fn client_config(
 #[derive(Debug, Clone, clap::Args)]
 pub struct KafkaArgs {
     /// Kafka bootstrap servers.
-    #[arg(long, default_value = "localhost:9092", env = "STREAMHOST_BROKERS")]
+    #[arg(
+        short = 'b',
+        long,
+        default_value = "localhost:9092",
+        env = "STREAMHOST_BROKERS"
+    )]
     pub brokers: String,
 
     /// A librdkafka properties file (key=value lines, `#` comments), as kcat -F or a Java

@@ -6,7 +6,8 @@
 //! * `produce`: `host produce`, a file's records to a topic;
 //! * `new`: `host new`, a plugin project from a template;
 //! * `state`: `host state get|scan`, a job's state read by key or prefix;
-//! * `dlq`: `host dlq list|replay`, a job's dead letters and their replay.
+//! * `dlq`: `host dlq list|replay`, a job's dead letters and their replay;
+//! * `topic`: `host topic list|describe|create|consume`, topics and their raw records.
 
 pub mod dlq;
 pub mod input;
@@ -15,3 +16,4 @@ pub mod offsets;
 pub mod produce;
 pub mod state;
 pub mod test;
+pub mod topic;

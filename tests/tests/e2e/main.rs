@@ -35,5 +35,6 @@ mod robustness;
 mod sandbox;
 mod startup;
 mod state_query;
+mod topic;
 mod two_hosts;
 mod wordcount;
