@@ -215,7 +215,7 @@ pub fn run(cmd: TopicCommand) -> anyhow::Result<()> {
                 }
             }
             println!(
-                "created {topic} ({partitions} partitions, replication factor {replication_factor})"
+                "created {topic}: partitions {partitions}, replication factor {replication_factor}"
             );
         }
         TopicCommand::Consume(args) => consume(&args)?,
