@@ -189,6 +189,11 @@ pub struct RunArgs {
     #[arg(long, env = "STREAMHOST_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
 
+    /// Join the group even when a `host serve` job of another plugin owns it (by default
+    /// refused: two plugins in one group split its partitions between them).
+    #[arg(long, env = "STREAMHOST_FORCE_GROUP")]
+    pub force_group: bool,
+
     /// Off a terminal, log a progress line (records/s, lag, committed offsets) this often,
     /// in seconds; 0 turns it off. On a terminal the line is live instead.
     #[arg(long, default_value_t = 30, env = "STREAMHOST_PROGRESS_INTERVAL_S")]

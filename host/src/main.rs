@@ -106,7 +106,43 @@ fn run_job(args: cli::RunArgs) -> anyhow::Result<()> {
     let runtime = Runtime::new(args.plugin.runtime_options(&args.settings.sandbox)?)
         .context("starting the WebAssembly runtime")?;
     let plugin = load_plugin(&runtime, &args.plugin.plugin, &args.redis.config())?;
-    streamhost::job::run(args.into_job(plugin, None)?, stop)
+    let force_group = args.force_group;
+    let config = args.into_job(plugin, None)?;
+    if !force_group {
+        refuse_a_serve_jobs_group(&config)?;
+    }
+    streamhost::job::run(config, stop)
+}
+
+/// A `host run` that would join the group of a `host serve` job running other bytes would
+/// take half its partitions and run them through another plugin: refused, unless forced.
+fn refuse_a_serve_jobs_group(config: &streamhost::job::JobConfig) -> anyhow::Result<()> {
+    let redis = streamhost::store::redis::Redis::new(&config.redis)?;
+    let owner = match streamhost::admin::stored_job_in_group(&redis, &config.group) {
+        Ok(owner) => owner,
+        // Redis may be restarting as the host starts; the job waits for it. Only the check
+        // is skipped, and said.
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "could not check whether a `host serve` job owns the group; going on");
+            return Ok(());
+        }
+    };
+    let (_, plugin) = config.plugin.current();
+    let digest = format!("sha256:{}", plugin.digest().trim_start_matches("sha256:"));
+    if let Some(owner) = owner
+        && owner.plugin_digest.as_deref().is_some_and(|d| d != digest)
+    {
+        anyhow::bail!(
+            "group {} belongs to `host serve` job {} (plugin {}, {}), and this host runs \
+             other bytes ({digest}): two plugins in one group split its partitions between \
+             them. Use another --group (and --job), or pass --force-group to join anyway",
+            config.group,
+            owner.id,
+            owner.plugin,
+            owner.plugin_digest.unwrap_or_default()
+        );
+    }
+    Ok(())
 }
 
 /// `--plugin`: a file, or else a registry reference (NAME, NAME@VERSION, NAME@sha256:…)

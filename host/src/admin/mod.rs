@@ -159,6 +159,25 @@ pub fn stored_job(redis: &crate::store::redis::Redis, id: &str) -> anyhow::Resul
     .transpose()
 }
 
+/// The `host serve` job whose namespace (group) is `group`, if one is defined.
+pub fn stored_job_in_group(
+    redis: &crate::store::redis::Redis,
+    group: &str,
+) -> anyhow::Result<Option<JobSpec>> {
+    use redis::Commands;
+    let mut conn = redis
+        .connect()
+        .map_err(|e| redis.error(JOBS_KEY, e))
+        .with_context(|| format!("reading job definitions in {JOBS_KEY}"))?;
+    let all: Vec<(String, String)> = conn
+        .hgetall(JOBS_KEY)
+        .map_err(|e| redis.error(JOBS_KEY, e))?;
+    Ok(all
+        .into_iter()
+        .filter_map(|(_, json)| serde_json::from_str::<JobSpec>(&json).ok())
+        .find(|spec| spec.namespace() == group))
+}
+
 /// The stored jobs (`host serve`'s, running or not) that run `entry`'s bytes: those pinned
 /// to its digest, and those of older releases without a pin whose reference names it.
 pub fn stored_jobs_using(

@@ -19,7 +19,7 @@ use crate::kafka::mirror::MirrorHandle;
 use crate::kafka::producer::Outlet;
 use crate::pipeline::executor::{Executor, Processor};
 use crate::pipeline::relay::{self, RelaySettings};
-use crate::pipeline::worker::PartitionWorker;
+use crate::pipeline::worker::{Ownership, PartitionWorker};
 use crate::retry::{Limit, Retry};
 use crate::runtime::{InstanceSettings, Runner};
 use crate::store::committer::Committer;
@@ -205,6 +205,11 @@ impl Shared {
             expected,
             mirror: self.mirror.locked().clone(),
             relay,
+            ownership: match self.config.partitions {
+                Some(_) => Ownership::Static,
+                None => Ownership::Group,
+            },
+            group: self.config.group.clone(),
         });
         Ok(offset)
     }

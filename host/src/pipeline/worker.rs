@@ -71,9 +71,32 @@ const IN_FLIGHT_POLL: Duration = Duration::from_millis(2);
 /// How long a stopping job's relay may take to publish what its worker committed.
 const RELAY_DRAIN: Duration = Duration::from_secs(10);
 
+/// How the worker came to own its partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    /// The consumer group assigned it: another member may take it over (a rebalance).
+    Group,
+    /// `--partitions`: this host alone should write it; no group hands it over.
+    Static,
+}
+
 /// Why a worker stopped the job.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
+    #[error(
+        "{topic}/{partition}: another host commits this partition too (its stored offset \
+         moved to {stored} past this host's {expected:?}); with --partitions no consumer \
+         group shares partitions out, so two hosts given the same partitions of group \
+         {group} fence each other. Give each host its own --partitions, or let the group \
+         assign them (no --partitions)"
+    )]
+    Contended {
+        topic: String,
+        partition: i32,
+        group: String,
+        stored: i64,
+        expected: Option<i64>,
+    },
     #[error("job {job}: batch {topic}/{partition} offsets [{from}, {until}) failed: {cause:#}")]
     Batch {
         job: String,
@@ -169,6 +192,9 @@ pub struct PartitionWorker<S: PartitionSource = KafkaPartition> {
     pub mirror: MirrorHandle,
     /// `--delivery exactly-once`: the relay that publishes this partition's outbox.
     pub relay: Option<RelayHandle>,
+    pub ownership: Ownership,
+    /// The consumer group (for messages).
+    pub group: String,
 }
 
 impl<S: PartitionSource> PartitionWorker<S> {
@@ -642,6 +668,18 @@ impl<S: PartitionSource> PartitionWorker<S> {
                         topic = %topic, partition, from, until, expected = ?expected, stored = ?stored,
                         "commit fenced: another worker moved this partition; nothing applied, re-seeking to the stored offset"
                     ),
+                }
+                if self.ownership == Ownership::Static
+                    && let Some(s) = stored
+                    && expected.is_none_or(|e| s > e)
+                {
+                    return Err(WorkerError::Contended {
+                        topic: topic.clone(),
+                        partition,
+                        group: self.group.clone(),
+                        stored: s,
+                        expected,
+                    });
                 }
                 // Exactly-once: another worker committed past this one, so it owns the
                 // partition and its relay publishes the outbox; this one stops here (its

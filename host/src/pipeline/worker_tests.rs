@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rdkafka::Offset;
 use rdkafka::error::KafkaError;
 
-use super::{BatchLimits, PartitionWorker};
+use super::{BatchLimits, Ownership, PartitionWorker};
 use crate::batch::Batch;
 use crate::batch::effects::Effects;
 use crate::kafka::bulk::{PartitionSource, SourceRecord};
@@ -248,6 +248,7 @@ fn run(
     on_error: OnError,
     plan: Vec<(i64, Meddle)>,
     until: i64,
+    ownership: Ownership,
 ) -> Run {
     let memory = Arc::new(MemoryStore::new());
     let store: Arc<dyn StateStore> = Arc::new(Meddling {
@@ -305,6 +306,8 @@ fn run(
         expected: None,
         mirror: MirrorHandle::disabled(),
         relay: None,
+        ownership,
+        group: "g".into(),
     };
     let thread = std::thread::spawn(move || worker.run().map_err(|e| e.to_string()));
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -339,7 +342,14 @@ fn counter(store: &MemoryStore, key: &str) -> Option<i64> {
 
 #[test]
 fn every_batch_commits_in_order_and_each_record_counts_once() {
-    let r = run(&["a", "b", "c", "d", "e"], 2, OnError::Retry, vec![], 5);
+    let r = run(
+        &["a", "b", "c", "d", "e"],
+        2,
+        OnError::Retry,
+        vec![],
+        5,
+        Ownership::Group,
+    );
     assert_eq!(r.outcome, Ok(()));
     assert_eq!(offset(&r.memory), Some(5));
     assert_eq!(counter(&r.memory, "n"), Some(5));
@@ -357,6 +367,7 @@ fn a_batch_reads_the_state_its_predecessor_wrote_while_that_commits() {
         OnError::Retry,
         vec![(0, slow), (2, slow)],
         6,
+        Ownership::Group,
     );
     assert_eq!(r.outcome, Ok(()));
     assert_eq!(*r.batches.locked(), vec![(0, 0), (2, 2), (4, 4)]);
@@ -372,6 +383,7 @@ fn a_fenced_commit_applies_nothing_drops_the_next_batch_and_re_seeks() {
         OnError::Retry,
         vec![(2, Meddle::Overtake { until: 4 })],
         5,
+        Ownership::Group,
     );
     assert_eq!(r.outcome, Ok(()));
     assert_eq!(*r.seeks.locked(), vec![4], "re-seeked to the stored offset");
@@ -389,6 +401,7 @@ fn a_failed_commit_is_retried_and_the_batch_processed_meanwhile_runs_again() {
         OnError::Retry,
         vec![(2, Meddle::Unavailable)],
         5,
+        Ownership::Group,
     );
     assert_eq!(r.outcome, Ok(()));
     assert_eq!(counter(&r.memory, "n"), Some(5), "each record counted once");
@@ -402,7 +415,14 @@ fn a_failed_commit_is_retried_and_the_batch_processed_meanwhile_runs_again() {
 
 #[test]
 fn a_poison_record_is_skipped_and_its_offset_committed() {
-    let r = run(&["a", "poison", "c"], 3, OnError::Skip, vec![], 3);
+    let r = run(
+        &["a", "poison", "c"],
+        3,
+        OnError::Skip,
+        vec![],
+        3,
+        Ownership::Group,
+    );
     assert_eq!(r.outcome, Ok(()));
     assert_eq!(offset(&r.memory), Some(3));
     assert_eq!(counter(&r.memory, "n"), Some(2));
@@ -410,7 +430,14 @@ fn a_poison_record_is_skipped_and_its_offset_committed() {
 
 #[test]
 fn a_poison_record_under_retry_stops_the_worker_with_nothing_committed() {
-    let r = run(&["a", "poison", "c"], 3, OnError::Retry, vec![], 3);
+    let r = run(
+        &["a", "poison", "c"],
+        3,
+        OnError::Retry,
+        vec![],
+        3,
+        Ownership::Group,
+    );
     let err = r.outcome.expect_err("stopped");
     assert!(err.contains("offsets [0, 3)"), "{err}");
     assert_eq!(offset(&r.memory), None);
@@ -425,9 +452,30 @@ fn writes_of_a_fenced_batch_never_reach_the_store() {
         OnError::Retry,
         vec![(0, Meddle::Overtake { until: 2 })],
         4,
+        Ownership::Group,
     );
     assert_eq!(r.outcome, Ok(()));
     assert_eq!(*r.seeks.locked(), vec![2]);
     // Only [2, 4) is this worker's.
     assert_eq!(counter(&r.memory, "n"), Some(2));
+}
+
+#[test]
+fn under_static_assignment_another_writer_stops_the_worker_with_the_reason() {
+    let r = run(
+        &["a", "b", "c", "d"],
+        2,
+        OnError::Retry,
+        vec![(2, Meddle::Overtake { until: 4 })],
+        4,
+        Ownership::Static,
+    );
+    let err = r.outcome.expect_err("stopped");
+    assert!(
+        err.contains("another host commits this partition too") && err.contains("--partitions"),
+        "{err}"
+    );
+    // Its own batch [0, 2) stays; the other writer's [2, 4) is not overwritten.
+    assert_eq!(counter(&r.memory, "n"), Some(2));
+    assert_eq!(counter(&r.memory, "other"), Some(1));
 }

@@ -350,3 +350,56 @@ fn plugin_versions_are_immutable_and_jobs_pinned_to_their_bytes() {
         start.text()
     );
 }
+
+/// `host run` refuses to join the group of a `host serve` job that runs other bytes (it
+/// would take part of that job's partitions), says how to avoid it, and joins with the
+/// same bytes or when forced.
+#[test]
+fn a_host_run_does_not_slip_into_a_serve_jobs_group_with_another_plugin() {
+    use serde_json::json;
+    use streamhost_tests::serve::serve;
+    let redis = Redis::start_in_memory();
+    let cache = tempfile::tempdir().unwrap();
+    let s = serve(&redis, "127.0.0.1:1", None, &[], cache.path());
+    assert_eq!(s.upload("wc", "1", "wordcount").status, 201);
+    let spec = json!({"id": "wc", "plugin": "wc@1", "topics": ["t"], "stopped": true});
+    assert_eq!(
+        s.call("POST", "/v1/jobs", None, spec.to_string().as_bytes())
+            .status,
+        201
+    );
+    let url = redis.url();
+    let run = |plugin_name: &str, extra: &[&str]| {
+        let path = plugin(plugin_name);
+        let mut args = vec![
+            "run",
+            "--plugin",
+            path.to_str().unwrap_or_default(),
+            "--topic",
+            "t",
+            "--group",
+            "wc",
+            "--brokers",
+            "127.0.0.1:1",
+            "--redis",
+            &url,
+            "--kafka-give-up-ms",
+            "1000",
+        ];
+        args.extend_from_slice(extra);
+        host(&args, cache.path())
+    };
+    let other = run("echo", &[]);
+    assert_eq!(other.status.code(), Some(1));
+    let err = stderr(&other);
+    assert!(
+        err.contains("group wc belongs to `host serve` job wc") && err.contains("--force-group"),
+        "{err}"
+    );
+    // The same bytes, or forced: past the check (then stopped by the missing broker).
+    for out in [run("wordcount", &[]), run("echo", &["--force-group"])] {
+        let err = stderr(&out);
+        assert!(!err.contains("belongs to"), "{err}");
+        assert!(err.contains("127.0.0.1:1"), "{err}");
+    }
+}
