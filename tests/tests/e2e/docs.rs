@@ -126,6 +126,10 @@ fn every_documented_redis_key_and_metric_exists() {
         .status
     };
     assert_eq!(s.upload("wordcount", "1", "wordcount").status, 201);
+    // A removed version leaves its name bound to its digest.
+    assert_eq!(s.upload("gone", "1", "echo").status, 201);
+    let removed = s.call("DELETE", "/v1/plugins/gone/1", Some("t0ken"), b"");
+    assert_eq!(removed.status, 204, "{}", removed.text());
     let job = json!({"id": wc, "plugin": "wordcount@1", "topics": [words], "partitions": [0]});
     assert_eq!(create(job), 201);
     // The same under the partition scope, whose keys differ.
