@@ -1067,3 +1067,26 @@ fn a_job_waiting_for_a_missing_topic_says_so_until_it_exists() {
         s.job(&id)["status"] == "running"
     });
 }
+
+/// A job whose brokers do not answer is shown as waiting for them, with the address and
+/// the last error, while the server keeps trying.
+#[test]
+fn a_job_waiting_for_kafka_says_so() {
+    let redis = Redis::start_in_memory();
+    let cache = tempfile::tempdir().expect("cache");
+    let s = serve(&redis, "127.0.0.1:1", None, &[], cache.path());
+    assert_eq!(s.upload("wc", "1", "wordcount").status, 201);
+    let id = unique("nobroker");
+    let spec = json!({"id": id, "plugin": "wc@1", "topics": ["t"]});
+    let created = s.call("POST", "/v1/jobs", None, spec.to_string().as_bytes());
+    assert_eq!(created.status, 201, "{}", created.text());
+    wait_until(MINUTE, "the job to show it waits for Kafka", || {
+        s.job(&id)["status"] == "waiting"
+    });
+    let view = s.job(&id);
+    let why = view["error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("Kafka at 127.0.0.1:1 does not answer"),
+        "{view}"
+    );
+}
