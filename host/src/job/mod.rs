@@ -274,8 +274,15 @@ pub fn run(config: JobConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     ready.store(true, Ordering::SeqCst);
     let mut last_beat = Instant::now();
     let mut reporter = Reporter::new(progress_mode);
+    // The output topic too: a job can emit nothing where it does not exist (librdkafka
+    // would hold each batch for its metadata timeout, then fail it, with no word of why).
+    let watched: Vec<String> = topics
+        .iter()
+        .chain(shared.config.output_topic.iter())
+        .cloned()
+        .collect();
     let mut topic_check = Some(source::TopicCheck::new(
-        &topics,
+        &watched,
         &brokers,
         policy.kafka_give_up,
     ));

@@ -284,7 +284,7 @@ impl TopicCheck {
         if self.started.elapsed() >= self.give_up {
             return Err(format!(
                 "topic {list} does not exist on {}: waited {} s (--kafka-give-up-ms); create it, \
-                 or check --topic and --brokers",
+                 or check --topic, --output-topic and --brokers",
                 self.brokers,
                 self.started.elapsed().as_secs()
             ));
@@ -296,8 +296,8 @@ impl TopicCheck {
             let left = self.left().as_secs();
             tracing::warn!(
                 brokers = %self.brokers,
-                "topic {list} does not exist (yet); create it, or check --topic and --brokers; \
-                 waiting, giving up in {left} s"
+                "topic {list} does not exist (yet); create it, or check --topic, --output-topic \
+                 and --brokers; waiting, giving up in {left} s"
             );
             self.last_warning = Some(Instant::now());
         }

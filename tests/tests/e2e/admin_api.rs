@@ -1090,3 +1090,29 @@ fn a_job_waiting_for_kafka_says_so() {
         "{view}"
     );
 }
+
+/// A job whose output topic does not exist waits for it, naming it, rather than holding
+/// each batch for librdkafka's metadata timeout with no word of why.
+#[test]
+fn a_job_waiting_for_its_output_topic_names_it() {
+    let redis = Redis::start_in_memory();
+    let brokers = Kafka::shared().brokers();
+    let cache = tempfile::tempdir().expect("cache");
+    let s = serve(&redis, &brokers, None, &[], cache.path());
+    assert_eq!(s.upload("wc", "1", "wordcount").status, 201);
+    let (id, input, output) = (unique("out"), unique("in"), unique("counts"));
+    create_topic(&brokers, &input, 1);
+    let spec = json!({"id": id, "plugin": "wc@1", "topics": [input], "output_topic": output,
+                      "config": {"emit": "true"}});
+    let created = s.call("POST", "/v1/jobs", None, spec.to_string().as_bytes());
+    assert_eq!(created.status, 201, "{}", created.text());
+    wait_until(MINUTE, "the job to name its missing output topic", || {
+        s.job(&id)["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&format!("topic {output} does not exist")))
+    });
+    create_topic(&brokers, &output, 1);
+    wait_until(MINUTE, "the job to run once it exists", || {
+        s.job(&id)["status"] == "running"
+    });
+}

@@ -192,7 +192,7 @@ fn a_missing_topic_is_named_waited_for_and_picked_up_once_created() {
     let log = gives_up.log_text();
     assert!(
         log.contains(&format!("topic {nosuch} does not exist on"))
-            && log.contains("create it, or check --topic and --brokers"),
+            && log.contains("create it, or check --topic, --output-topic and --brokers"),
         "{log}"
     );
 
